@@ -1,0 +1,2 @@
+//! Placeholder, replaced by the spawn benchmark.
+fn main() {}

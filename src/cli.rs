@@ -1,0 +1,296 @@
+//! The `daemonic` command line: argument parsing, the `spawn`, `ps`, `is-daemon` and `kill`
+//! subcommands, and the mapping of errors to exit codes.
+//!
+//! Exit codes: a command's own status where it runs a program (`run`: the main member's code,
+//! or 128+N when signal N killed it); 0 success; 1 failure (including a daemon that tries to
+//! spawn, and `is-daemon` for a non-daemon); 2 bad usage or input; 126 a program that cannot be
+//! executed; 127 a program that does not exist.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::Backend;
+use crate::cgroup::{self, Hierarchy};
+use crate::command::Command;
+use crate::error::{Error, ErrorKind, Result};
+use crate::family::{create_member_dir, no_fork_filters};
+use crate::inspect::{self, FamilyInfo};
+use crate::layout::{self, Position};
+use crate::supervise::{RunOptions, run};
+use crate::sys;
+
+/// Python's daemon processes, enforced by the kernel.
+#[derive(Debug, Parser)]
+#[command(name = "daemonic", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run PROGRAM as the main member of a new family; exit when the family has ended.
+    Run(RunArgs),
+    /// From inside a member: become PROGRAM as a new member, child of the caller.
+    Spawn(SpawnArgs),
+    /// List running families and their members.
+    Ps {
+        /// Print JSON: {"families":[{"id","name","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","start_time"}]}]}.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print whether the calling process is daemonic; exit 0 when it is, 1 when not.
+    IsDaemon,
+    /// Kill a whole family (members of both kinds) at once and remove its cgroups.
+    Kill {
+        /// The family's id (as `daemonic ps` shows it) or its name, when unique.
+        family: String,
+    },
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The family's name (default: PROGRAM's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Where the family's cgroups come from.
+    #[arg(long, env = "DAEMONIC_BACKEND", default_value = "auto", value_parser = parse_backend)]
+    backend: Backend,
+    /// The cgroup to create the family under (default: the caller's own cgroup).
+    #[arg(long, env = "DAEMONIC_CGROUP", value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+    /// Send SIGTERM to daemons and wait this long before SIGKILL (default: immediate SIGKILL).
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    stop_timeout: Option<Duration>,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    command: Vec<OsString>,
+}
+
+#[derive(Debug, Args)]
+struct SpawnArgs {
+    /// Make the new member daemonic.
+    #[arg(long, conflicts_with = "no_daemon")]
+    daemon: bool,
+    /// Make the new member non-daemonic.
+    #[arg(long)]
+    no_daemon: bool,
+    /// The member's name (default: PROGRAM's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// Let a daemonic member have children, confined to its cgroup.
+    #[arg(long)]
+    allow_children: bool,
+    /// For a daemon: SIGTERM and this long before SIGKILL when its family ends.
+    #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
+    stop_timeout: Option<Duration>,
+    /// The program and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    command: Vec<OsString>,
+}
+
+fn parse_backend(s: &str) -> std::result::Result<Backend, String> {
+    s.parse().map_err(|e: Error| e.to_string())
+}
+
+/// Seconds as a non-negative decimal number, at most one day.
+fn parse_seconds(s: &str) -> std::result::Result<Duration, String> {
+    let secs: f64 = s.trim().parse().map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("{s:?} must be zero or a positive number of seconds"));
+    }
+    if secs > 86_400.0 {
+        return Err(format!("{s:?} is more than a day (86400 s)"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// The exit code for an error.
+pub fn exit_code(e: &Error) -> u8 {
+    match e.kind() {
+        ErrorKind::InvalidInput => 2,
+        ErrorKind::ProgramNotExecutable => 126,
+        ErrorKind::ProgramNotFound => 127,
+        _ => 1,
+    }
+}
+
+/// Runs the command line and returns the process's exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<u8> {
+    match cli.command {
+        Cmd::Run(a) => {
+            let mut command = a.command.into_iter();
+            let opts = RunOptions {
+                name: a.name,
+                backend: a.backend,
+                cgroup: a.cgroup,
+                stop_timeout: a.stop_timeout,
+                program: command.next().expect("clap requires PROGRAM"),
+                args: command.collect(),
+            };
+            run(&opts).map(|status| status.clamp(0, 255) as u8)
+        }
+        Cmd::Spawn(a) => spawn(a).map(|never| match never {}),
+        Cmd::Ps { json } => ps(json).map(|()| 0),
+        Cmd::IsDaemon => {
+            let me = crate::current_process()?;
+            println!("{}", me.daemon);
+            Ok(if me.daemon { 0 } else { 1 })
+        }
+        Cmd::Kill { family } => {
+            let h = Hierarchy::host()?;
+            let killed = inspect::kill(&h, &family)?;
+            eprintln!("killed family {} ({} members)", killed.id, killed.members.len());
+            Ok(0)
+        }
+    }
+}
+
+/// `daemonic spawn`: this process becomes the new member. Returns only on error.
+fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
+    let h = Hierarchy::host()?;
+    let own = h.cgroup_of(0)?;
+    let me = Position::of_cgroup(&own).ok_or_else(|| {
+        Error::new(
+            ErrorKind::NotInFamily,
+            "daemonic spawn must be called by a member of a family, and this process is in none; \
+             start the calling program under `daemonic run`",
+        )
+    })?;
+    if !me.allows_children() {
+        return Err(Error::daemon_children());
+    }
+    let daemon = if a.daemon {
+        true
+    } else if a.no_daemon {
+        false
+    } else {
+        me.daemon
+    };
+    let mut args = a.command.into_iter();
+    let program = args.next().expect("clap requires PROGRAM");
+    let mut cmd = Command::new(&program);
+    cmd.args(args);
+    if let Some(n) = &a.name {
+        cmd.name(n.clone());
+    }
+    let name = cmd.effective_name()?;
+    let prepared = cmd.prepare()?;
+    let filters: &[Vec<libc::sock_filter>] = if daemon && !a.allow_children { no_fork_filters()? } else { &[] };
+
+    let container = layout::daemons_dir(&me.member_dir);
+    let (parent, new_container) =
+        if daemon { (container.clone(), cgroup::create(&container)?) } else { (me.member_dir.clone(), false) };
+    let dir = create_member_dir(&parent, &name, daemon, u64::from(std::process::id()))?;
+    let undo = |e: Error| {
+        let _ = cgroup::enter(&own);
+        let _ = cgroup::remove(&dir);
+        if new_container {
+            let _ = cgroup::remove(&container);
+        }
+        e
+    };
+    let placed = (|| -> Result<()> {
+        if daemon {
+            if let Some(t) = a.stop_timeout {
+                cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
+            }
+            if a.allow_children {
+                cgroup::set_attr(&dir, layout::ATTR_ALLOW_CHILDREN, "1")?;
+            }
+        }
+        cgroup::enter(&dir)?;
+        cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string())
+    })();
+    placed.map_err(undo)?;
+    for f in filters {
+        sys::install_filter(f).map_err(|e| undo(Error::os("install the no-fork seccomp filter", e)))?;
+    }
+    let program_path =
+        PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(prepared.program.as_bytes()));
+    let err = std::process::Command::new(&program_path).arg0(&program).args(cmd.get_args()).exec();
+    let kind = match err.raw_os_error() {
+        Some(libc::ENOENT) => ErrorKind::ProgramNotFound,
+        Some(libc::EACCES | libc::ENOEXEC) => ErrorKind::ProgramNotExecutable,
+        _ => ErrorKind::Os,
+    };
+    Err(undo(Error::io("run program", &program_path, err).with_kind(kind)))
+}
+
+fn ps(json: bool) -> Result<()> {
+    let h = Hierarchy::host()?;
+    let families = inspect::families(&h)?;
+    if json {
+        #[derive(serde::Serialize)]
+        struct Out<'a> {
+            families: &'a [FamilyInfo],
+        }
+        let text = serde_json::to_string_pretty(&Out { families: &families })
+            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to write JSON: {e}")))?;
+        println!("{text}");
+        return Ok(());
+    }
+    println!("{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} CGROUP", "FAMILY", "MEMBER", "PID", "DAEMON", "STATE", "STARTED");
+    for f in &families {
+        for m in &f.members {
+            println!(
+                "{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} {}",
+                f.id,
+                m.name,
+                m.pid.map_or("-".into(), |p| p.to_string()),
+                m.daemon,
+                m.state,
+                m.start_time.map_or("-".into(), inspect::format_utc),
+                m.cgroup
+            );
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn seconds_are_validated() {
+        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        for bad in ["-1", "abc", "inf", "NaN", "1e9", ""] {
+            assert!(parse_seconds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn run_takes_program_arguments_verbatim() {
+        let cli =
+            Cli::try_parse_from(["daemonic", "run", "--name", "web", "--", "sh", "-c", "exit 3"]).expect("parses");
+        let Cmd::Run(a) = cli.command else { panic!("run expected") };
+        assert_eq!(a.command, ["sh", "-c", "exit 3"].map(OsString::from));
+        assert_eq!(a.name.as_deref(), Some("web"));
+        let e = Cli::try_parse_from(["daemonic", "spawn", "--daemon", "--no-daemon", "--", "x"]).expect_err("conflict");
+        assert!(e.to_string().contains("cannot be used with"));
+    }
+}

@@ -1,0 +1,418 @@
+//! The builder for a new member, shaped like [`std::process::Command`].
+//!
+//! Besides std's verbs it carries what a member is: its `name`, its `daemon` flag (unset means
+//! "inherit from the calling process", C1), `allow_children` and `stop_timeout`. The flag lives
+//! only here: the running [`Member`](crate::Member) has a getter and no setter, so a member's
+//! kind cannot change after spawn.
+
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout;
+
+/// Where a member's standard stream comes from or goes to.
+#[derive(Debug, Default)]
+pub enum Stdio {
+    /// The parent's stream.
+    #[default]
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A new pipe; the other end is on the [`Member`](crate::Member).
+    Piped,
+    /// This descriptor.
+    Fd(OwnedFd),
+}
+
+impl From<File> for Stdio {
+    fn from(f: File) -> Stdio {
+        Stdio::Fd(f.into())
+    }
+}
+
+impl From<OwnedFd> for Stdio {
+    fn from(fd: OwnedFd) -> Stdio {
+        Stdio::Fd(fd)
+    }
+}
+
+/// How the child is put into its cgroup.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Placement {
+    /// `clone3(CLONE_INTO_CGROUP)`, falling back to [`Placement::Fork`] when the kernel or a
+    /// seccomp policy refuses clone3.
+    #[default]
+    Auto,
+    /// Always `clone3(CLONE_INTO_CGROUP)`.
+    Clone3,
+    /// `clone`, then the child moves itself by writing `cgroup.procs` before it executes.
+    Fork,
+}
+
+impl Placement {
+    /// The placement named by `DAEMONIC_PLACEMENT` (`auto`, `clone3`, `fork`), else `Auto`.
+    pub fn from_env() -> Result<Placement> {
+        match std::env::var("DAEMONIC_PLACEMENT").as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Placement::Auto),
+            Ok("clone3") => Ok(Placement::Clone3),
+            Ok("fork") => Ok(Placement::Fork),
+            Ok(other) => Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!("invalid DAEMONIC_PLACEMENT {other:?}: expected auto, clone3 or fork"),
+            )),
+        }
+    }
+}
+
+/// A member to be spawned: program, arguments, environment, directory, standard streams, and
+/// daemonic's own settings.
+///
+/// ```
+/// use daemonic::Command;
+/// use std::time::Duration;
+///
+/// let mut logger = Command::new("logger-daemon");
+/// logger.arg("--verbose").name("logger").daemon(true).stop_timeout(Duration::from_secs(2));
+/// assert_eq!(logger.get_daemon(), Some(true));
+/// ```
+#[derive(Debug)]
+pub struct Command {
+    program: OsString,
+    args: Vec<OsString>,
+    env: BTreeMap<OsString, Option<OsString>>,
+    env_clear: bool,
+    cwd: Option<PathBuf>,
+    pub(crate) stdin: Stdio,
+    pub(crate) stdout: Stdio,
+    pub(crate) stderr: Stdio,
+    name: Option<String>,
+    daemon: Option<bool>,
+    allow_children: bool,
+    stop_timeout: Option<Duration>,
+    placement: Placement,
+}
+
+impl Command {
+    /// A member that will run `program`, found on `PATH` when it has no `/`.
+    pub fn new(program: impl AsRef<OsStr>) -> Command {
+        Command {
+            program: program.as_ref().to_owned(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+            env_clear: false,
+            cwd: None,
+            stdin: Stdio::Inherit,
+            stdout: Stdio::Inherit,
+            stderr: Stdio::Inherit,
+            name: None,
+            daemon: None,
+            allow_children: false,
+            stop_timeout: None,
+            placement: Placement::Auto,
+        }
+    }
+
+    /// Adds an argument.
+    pub fn arg(&mut self, arg: impl AsRef<OsStr>) -> &mut Command {
+        self.args.push(arg.as_ref().to_owned());
+        self
+    }
+
+    /// Adds arguments.
+    pub fn args<I, S>(&mut self, args: I) -> &mut Command
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets an environment variable for the member.
+    pub fn env(&mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> &mut Command {
+        self.env.insert(key.as_ref().to_owned(), Some(value.as_ref().to_owned()));
+        self
+    }
+
+    /// Sets several environment variables.
+    pub fn envs<I, K, V>(&mut self, vars: I) -> &mut Command
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        for (k, v) in vars {
+            self.env(k, v);
+        }
+        self
+    }
+
+    /// Removes an environment variable from what the member inherits.
+    pub fn env_remove(&mut self, key: impl AsRef<OsStr>) -> &mut Command {
+        self.env.insert(key.as_ref().to_owned(), None);
+        self
+    }
+
+    /// Starts the member with an empty environment plus what [`Command::env`] adds.
+    pub fn env_clear(&mut self) -> &mut Command {
+        self.env.clear();
+        self.env_clear = true;
+        self
+    }
+
+    /// The member's working directory.
+    pub fn current_dir(&mut self, dir: impl AsRef<Path>) -> &mut Command {
+        self.cwd = Some(dir.as_ref().to_owned());
+        self
+    }
+
+    /// The member's standard input.
+    pub fn stdin(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stdin = s.into();
+        self
+    }
+
+    /// The member's standard output.
+    pub fn stdout(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stdout = s.into();
+        self
+    }
+
+    /// The member's standard error.
+    pub fn stderr(&mut self, s: impl Into<Stdio>) -> &mut Command {
+        self.stderr = s.into();
+        self
+    }
+
+    /// The member's name (default: the program's file name). See [`layout::validate_name`].
+    pub fn name(&mut self, name: impl Into<String>) -> &mut Command {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether the member is daemonic. Unset, it inherits the calling process's flag.
+    pub fn daemon(&mut self, daemon: bool) -> &mut Command {
+        self.daemon = Some(daemon);
+        self
+    }
+
+    /// Lets a daemonic member have children (no seccomp filter). Its descendants stay in its
+    /// cgroup and die with it.
+    pub fn allow_children(&mut self, allow: bool) -> &mut Command {
+        self.allow_children = allow;
+        self
+    }
+
+    /// For a daemonic member: when its family ends, SIGTERM first and SIGKILL after `timeout`
+    /// instead of an immediate SIGKILL. Overrides the family's default.
+    pub fn stop_timeout(&mut self, timeout: Duration) -> &mut Command {
+        self.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// How the child is placed into its cgroup (mostly for tests of the fallback).
+    pub fn placement(&mut self, placement: Placement) -> &mut Command {
+        self.placement = placement;
+        self
+    }
+
+    /// The program.
+    pub fn get_program(&self) -> &OsStr {
+        &self.program
+    }
+
+    /// The arguments.
+    pub fn get_args(&self) -> impl Iterator<Item = &OsStr> {
+        self.args.iter().map(OsString::as_os_str)
+    }
+
+    /// The daemon flag, `None` when inherited.
+    pub fn get_daemon(&self) -> Option<bool> {
+        self.daemon
+    }
+
+    /// Whether a daemonic member may have children.
+    pub fn get_allow_children(&self) -> bool {
+        self.allow_children
+    }
+
+    /// The stop timeout, if set.
+    pub fn get_stop_timeout(&self) -> Option<Duration> {
+        self.stop_timeout
+    }
+
+    /// The placement.
+    pub fn get_placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// The member's name: the one given, else the program's file name made into a valid name.
+    pub fn effective_name(&self) -> Result<String> {
+        match &self.name {
+            Some(name) => {
+                layout::validate_name("member", name)?;
+                Ok(name.clone())
+            }
+            None => Ok(default_name(&self.program)),
+        }
+    }
+
+    /// The environment the member will get.
+    pub(crate) fn environment(&self) -> Vec<(OsString, OsString)> {
+        let mut out: BTreeMap<OsString, OsString> =
+            if self.env_clear { BTreeMap::new() } else { std::env::vars_os().collect() };
+        for (k, v) in &self.env {
+            match v {
+                Some(v) => out.insert(k.clone(), v.clone()),
+                None => out.remove(k),
+            };
+        }
+        out.into_iter().collect()
+    }
+
+    /// Everything `execve` needs, checked before any cgroup is created.
+    pub(crate) fn prepare(&self) -> Result<Prepared> {
+        let env = self.environment();
+        let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        let program = resolve_program(&self.program, path_var.as_deref())?;
+        let cstr = |s: &OsStr, what: &str| {
+            CString::new(s.as_bytes()).map_err(|_| {
+                Error::new(ErrorKind::InvalidInput, format!("{what} {:?} contains a NUL byte", s.to_string_lossy()))
+            })
+        };
+        let argv = std::iter::once(self.program.as_os_str())
+            .chain(self.args.iter().map(OsString::as_os_str))
+            .map(|a| cstr(a, "argument"))
+            .collect::<Result<Vec<_>>>()?;
+        let envp = env
+            .iter()
+            .map(|(k, v)| {
+                let mut kv = k.clone();
+                kv.push("=");
+                kv.push(v);
+                cstr(&kv, "environment entry")
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let cwd = self.cwd.as_deref().map(|d| cstr(d.as_os_str(), "directory")).transpose()?;
+        Ok(Prepared { program: cstr(program.as_os_str(), "program")?, argv, envp, cwd })
+    }
+}
+
+/// The C strings of a prepared command.
+pub(crate) struct Prepared {
+    pub program: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: Option<CString>,
+}
+
+/// A valid member name from a program path: its file name, with other characters replaced.
+pub(crate) fn default_name(program: &OsStr) -> String {
+    let base = Path::new(program).file_name().unwrap_or(program).to_string_lossy();
+    let mut name: String = base
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "_.:@+-".contains(c) { c } else { '_' })
+        .take(layout::MAX_NAME)
+        .collect();
+    while name.starts_with(['.', '-']) {
+        name.replace_range(..1, "_");
+    }
+    while name.contains("..") {
+        name = name.replace("..", "._");
+    }
+    if name.is_empty() { "process".into() } else { name }
+}
+
+/// Finds `program` the way `execvp` does, so that "not found" and "not executable" are reported
+/// before anything is created.
+pub(crate) fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Result<PathBuf> {
+    use rustix::fs::{Access, access};
+    let shown = program.to_string_lossy();
+    if program.is_empty() {
+        return Err(Error::new(ErrorKind::InvalidInput, "no program given"));
+    }
+    let check = |candidate: &Path| -> Result<()> {
+        let meta = std::fs::metadata(candidate).map_err(|e| {
+            let kind =
+                if e.kind() == std::io::ErrorKind::NotFound { ErrorKind::ProgramNotFound } else { ErrorKind::Os };
+            Error::io("run program", candidate, e).with_kind(kind)
+        })?;
+        if meta.is_dir() || access(candidate, Access::EXEC_OK).is_err() {
+            return Err(Error::new(
+                ErrorKind::ProgramNotExecutable,
+                format!("failed to run program {}: it is not an executable file", candidate.display()),
+            ));
+        }
+        Ok(())
+    };
+    if program.as_bytes().contains(&b'/') {
+        let p = PathBuf::from(program);
+        check(&p)?;
+        return Ok(p);
+    }
+    let path = path.map(OsStr::to_owned).unwrap_or_else(|| OsString::from("/usr/local/bin:/usr/bin:/bin"));
+    let mut not_executable = None;
+    for dir in std::env::split_paths(&path) {
+        let candidate = if dir.as_os_str().is_empty() { PathBuf::from(program) } else { dir.join(program) };
+        match check(&candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == ErrorKind::ProgramNotExecutable => not_executable = Some(e),
+            Err(_) => {}
+        }
+    }
+    Err(not_executable.unwrap_or_else(|| {
+        Error::new(ErrorKind::ProgramNotFound, format!("failed to run program {shown}: not found in PATH"))
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_are_valid() {
+        for program in ["/usr/bin/python3", "my prog", "..", ".hidden", "-x", "", "a/b/c..d"] {
+            let name = default_name(OsStr::new(program));
+            layout::validate_name("member", &name).unwrap_or_else(|e| panic!("{program:?} -> {name:?}: {e}"));
+        }
+        assert_eq!(default_name(OsStr::new("/usr/bin/python3")), "python3");
+    }
+
+    #[test]
+    fn programs_are_resolved_on_path() {
+        let sh = resolve_program(OsStr::new("sh"), Some(OsStr::new("/nonexistent:/bin:/usr/bin"))).expect("sh");
+        assert!(sh.ends_with("sh"));
+        let e = resolve_program(OsStr::new("no-such-program-xyz"), Some(OsStr::new("/bin"))).expect_err("missing");
+        assert_eq!(e.kind(), ErrorKind::ProgramNotFound);
+        assert!(e.to_string().contains("no-such-program-xyz"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let plain = dir.path().join("data");
+        std::fs::write(&plain, "not a program").expect("write");
+        let e = resolve_program(plain.as_os_str(), None).expect_err("not executable");
+        assert_eq!(e.kind(), ErrorKind::ProgramNotExecutable);
+        let e = resolve_program(OsStr::new("/nonexistent/prog"), None).expect_err("missing path");
+        assert_eq!(e.kind(), ErrorKind::ProgramNotFound);
+        assert!(e.to_string().contains("/nonexistent/prog"), "{e}");
+    }
+
+    #[test]
+    fn environment_is_composed() {
+        let mut c = Command::new("x");
+        c.env_clear().env("A", "1").env("B", "2").env_remove("B");
+        assert_eq!(c.environment(), vec![(OsString::from("A"), OsString::from("1"))]);
+    }
+
+    #[test]
+    fn nul_in_arguments_is_refused() {
+        let mut c = Command::new("/bin/true");
+        c.arg("a\0b");
+        let e = c.prepare().err().expect("NUL refused");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,418 @@
+//! The calling process's family: where members are spawned, and how a family ends.
+//!
+//! A process that already is a member (it runs under `daemonic run`, or was spawned by daemonic)
+//! joins its own family: its children go below its own cgroup. A plain program creates a new
+//! family under its own cgroup (or the one it is given), starts the family's guardian, and moves
+//! itself into the family as its main member, so that everything it forks is counted in the
+//! family's live part.
+//!
+//! `shutdown` (also run on drop) is CPython's exit handler done in the order the seed describes:
+//! wait for the non-daemonic children, then end the daemons atomically (C4, C7). A process that
+//! dies without shutting down loses nothing: the guardian does the same from outside.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rustix::process::{WaitId, WaitIdOptions, waitid};
+
+use crate::cgroup::{self, Hierarchy};
+use crate::command::{Command, Placement};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, Position};
+use crate::member::{Inner, Member};
+use crate::retire::Retirement;
+use crate::spawn::{self, Request, Spawned};
+use crate::{guardian, seccomp};
+
+/// Makes member directory names unique within this process.
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The calling process as a member: name, daemon flag and family (Python's `current_process()`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// The process ID.
+    pub pid: u32,
+    /// The member's name; `MainProcess` outside any family, as in Python.
+    pub name: String,
+    /// Whether the process is daemonic. A process not started by daemonic is not (C2).
+    pub daemon: bool,
+    /// The family's id (`name-N`), if the process is in one.
+    pub family: Option<String>,
+    /// The process's cgroup directory.
+    pub cgroup: PathBuf,
+}
+
+/// The calling process as daemonic sees it, read from its cgroup (C8).
+pub fn current_process() -> Result<ProcessInfo> {
+    let h = Hierarchy::host()?;
+    let cgroup = h.cgroup_of(0)?;
+    let pid = std::process::id();
+    Ok(match Position::of_cgroup(&cgroup) {
+        Some(p) => ProcessInfo { pid, name: p.name, daemon: p.daemon, family: Some(p.family_id), cgroup },
+        None => ProcessInfo { pid, name: "MainProcess".into(), daemon: false, family: None, cgroup },
+    })
+}
+
+/// A family that was just created on disk.
+pub(crate) struct NewFamily {
+    pub id: String,
+    pub dir: PathBuf,
+    pub main_dir: PathBuf,
+}
+
+/// The base cgroup under which a new family goes: `explicit`, else `DAEMONIC_CGROUP`, else the
+/// caller's own cgroup. Checked to be a writable cgroup v2 directory.
+pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<PathBuf> {
+    let from_env = std::env::var_os("DAEMONIC_CGROUP").filter(|v| !v.is_empty()).map(PathBuf::from);
+    let (base, given) = match explicit.map(Path::to_path_buf).or(from_env) {
+        Some(p) if p.starts_with(h.mount()) => (p, true),
+        Some(p) => (h.join(&p.to_string_lossy()), true),
+        None => (h.cgroup_of(0)?, false),
+    };
+    if !base.join("cgroup.procs").exists() {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} is not a cgroup v2 directory (a cgroup path is read below the cgroup2 mount {})",
+                base.display(),
+                h.mount().display()
+            ),
+        ));
+    }
+    if !cgroup::writable(&base) {
+        let whose = if given { "the given cgroup" } else { "this process's own cgroup" };
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "cannot create cgroups in {} ({whose}): permission denied. daemonic needs a delegated cgroup: \
+                 run it with `systemd-run --user -p Delegate=yes --scope daemonic …`, or set Delegate=yes in its \
+                 service unit, or give a writable cgroup with --cgroup PATH or DAEMONIC_CGROUP",
+                base.display()
+            ),
+        ));
+    }
+    Ok(base)
+}
+
+/// Creates `<base>/daemonic-<name>-<N>.family/main-1.member` and records the family's default
+/// stop timeout. Nothing is left behind on error.
+pub(crate) fn create_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
+    layout::validate_name("family", name)?;
+    let mut n = u64::from(std::process::id());
+    let (id, dir) = loop {
+        let id = format!("{name}-{n}");
+        let dir = base.join(layout::family_dir_name(&id));
+        if cgroup::create(&dir)? {
+            break (id, dir);
+        }
+        n += 1_000_000;
+    };
+    let main_dir = dir.join(layout::member_dir_name(layout::MAIN_NAME, 1, false));
+    let made = cgroup::create(&main_dir).and_then(|_| match stop_timeout {
+        Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
+        None => Ok(()),
+    });
+    if let Err(e) = made {
+        let _ = cgroup::remove_tree(&dir);
+        return Err(e);
+    }
+    Ok(NewFamily { id, dir, main_dir })
+}
+
+/// Creates a member directory below `parent`, unique by a sequence number.
+pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
+    loop {
+        let dir = parent.join(layout::member_dir_name(name, seq, daemon));
+        if cgroup::create(&dir)? {
+            return Ok(dir);
+        }
+        seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// The no-fork filters of this architecture, built once.
+pub(crate) fn no_fork_filters() -> Result<&'static [Vec<libc::sock_filter>]> {
+    static FILTERS: OnceLock<Vec<Vec<libc::sock_filter>>> = OnceLock::new();
+    if let Some(f) = FILTERS.get() {
+        return Ok(f);
+    }
+    let built = seccomp::no_fork_filters(seccomp::native_arch()?)?;
+    Ok(FILTERS.get_or_init(|| built))
+}
+
+/// Waits for a child that has a pidfd to end and reaps it.
+pub(crate) fn reap(pidfd: &impl std::os::fd::AsFd) -> Result<()> {
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) | Err(rustix::io::Errno::CHILD) => return Ok(()),
+            Err(e) => return Err(Error::os("wait for the guardian", e.into())),
+        }
+    }
+}
+
+/// Options for [`Family::builder`].
+#[derive(Clone, Debug, Default)]
+pub struct FamilyBuilder {
+    name: Option<String>,
+    cgroup: Option<PathBuf>,
+    stop_timeout: Option<Duration>,
+}
+
+impl FamilyBuilder {
+    /// The family's name when a new one is created (default: the program's file name).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// The cgroup under which a new family is created (default: `DAEMONIC_CGROUP`, else the
+    /// process's own cgroup). An absolute path below the cgroup2 mount, or a path relative to it.
+    pub fn cgroup(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cgroup = Some(path.into());
+        self
+    }
+
+    /// The default stop timeout of the family's daemons (see [`Command::stop_timeout`]).
+    pub fn stop_timeout(mut self, timeout: Duration) -> Self {
+        self.stop_timeout = Some(timeout);
+        self
+    }
+
+    /// Joins the calling process's family, or creates one and moves the process into it.
+    pub fn open(self) -> Result<Family> {
+        let h = Hierarchy::host()?;
+        let own = h.cgroup_of(0)?;
+        if let Some(position) = Position::of_cgroup(&own) {
+            return Ok(Family::with(position, None));
+        }
+        let base = choose_base(&h, self.cgroup.as_deref())?;
+        let name = match self.name {
+            Some(n) => n,
+            None => crate::command::default_name(std::env::current_exe().unwrap_or_default().as_os_str()),
+        };
+        let new = create_family(&base, &name, self.stop_timeout)?;
+        let guardian = match guardian::start(&new.dir, &new.main_dir) {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = cgroup::remove_tree(&new.dir);
+                return Err(e);
+            }
+        };
+        let entered = cgroup::set_attr(&new.dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string())
+            .and_then(|()| cgroup::enter(&new.main_dir))
+            .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
+        if let Err(e) = entered {
+            let _ = cgroup::enter(&own);
+            let _ = rustix::process::pidfd_send_signal(&guardian.pidfd, rustix::process::Signal::KILL);
+            let _ = reap(&guardian.pidfd);
+            let _ = cgroup::remove_tree(&new.dir);
+            return Err(e);
+        }
+        let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
+        Ok(Family::with(position, Some(Root { original: own, guardian })))
+    }
+}
+
+/// What a family created by this process needs to end it.
+#[derive(Debug)]
+struct Root {
+    /// Where this process was before it entered the family.
+    original: PathBuf,
+    guardian: Spawned,
+}
+
+impl std::fmt::Debug for Spawned {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spawned").field("pid", &self.pid).finish_non_exhaustive()
+    }
+}
+
+/// The calling process's family: spawns members and ends them as Python's exit handler would,
+/// in the contract's order.
+///
+/// ```no_run
+/// use daemonic::{Command, Family};
+///
+/// let family = Family::new()?;
+/// let logger = family.spawn(Command::new("logger-daemon").daemon(true))?;
+/// let worker = family.spawn(Command::new("worker").arg("--once"))?;
+/// assert!(logger.daemon() && !worker.daemon());
+/// worker.join(None)?;
+/// family.shutdown()?; // waits for non-daemonic children, then kills the daemons at once
+/// # Ok::<(), daemonic::Error>(())
+/// ```
+#[derive(Debug)]
+pub struct Family {
+    position: Position,
+    root: Option<Root>,
+    children: Mutex<Vec<Arc<Inner>>>,
+    closed: AtomicBool,
+}
+
+impl Family {
+    /// Joins or creates the calling process's family with default options.
+    pub fn new() -> Result<Family> {
+        FamilyBuilder::default().open()
+    }
+
+    /// Options for joining or creating a family.
+    pub fn builder() -> FamilyBuilder {
+        FamilyBuilder::default()
+    }
+
+    fn with(position: Position, root: Option<Root>) -> Family {
+        Family { position, root, children: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
+    }
+
+    /// The family's id (`name-N`).
+    pub fn id(&self) -> &str {
+        &self.position.family_id
+    }
+
+    /// The family's name.
+    pub fn family_name(&self) -> &str {
+        &self.position.family_name
+    }
+
+    /// The family's cgroup directory.
+    pub fn cgroup(&self) -> &Path {
+        &self.position.family_dir
+    }
+
+    /// Whether the calling process is a daemonic member.
+    pub fn daemon(&self) -> bool {
+        self.position.daemon
+    }
+
+    /// Starts a member as a child of the calling process.
+    ///
+    /// Fails with [`ErrorKind::DaemonChildren`] in a daemonic process (unless it was started with
+    /// `allow_children`). Checks the program before creating anything, and leaves nothing behind
+    /// when it fails.
+    pub fn spawn(&self, cmd: &mut Command) -> Result<Member> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("family {} is shut down", self.id())));
+        }
+        if !self.position.allows_children() {
+            return Err(Error::daemon_children());
+        }
+        let daemon = cmd.get_daemon().unwrap_or(self.position.daemon);
+        let name = cmd.effective_name()?;
+        let prepared = cmd.prepare()?;
+        let filters: &[Vec<libc::sock_filter>] =
+            if daemon && !cmd.get_allow_children() { no_fork_filters()? } else { &[] };
+        let placement = match cmd.get_placement() {
+            Placement::Auto => Placement::from_env()?,
+            p => p,
+        };
+
+        let container = layout::daemons_dir(&self.position.member_dir);
+        let (parent, new_container) = if daemon {
+            let made = cgroup::create(&container)?;
+            (container.as_path(), made)
+        } else {
+            (self.position.member_dir.as_path(), false)
+        };
+        let undo = |dir: Option<&Path>| {
+            if let Some(dir) = dir {
+                let _ = cgroup::remove(dir);
+            }
+            if new_container {
+                let _ = cgroup::remove(&container);
+            }
+        };
+        let dir = match create_member_dir(parent, &name, daemon, NEXT_SEQ.fetch_add(1, Ordering::Relaxed)) {
+            Ok(d) => d,
+            Err(e) => {
+                undo(None);
+                return Err(e);
+            }
+        };
+        let attrs = (|| -> Result<()> {
+            if daemon {
+                if let Some(t) = cmd.get_stop_timeout() {
+                    cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
+                }
+                if cmd.get_allow_children() {
+                    cgroup::set_attr(&dir, layout::ATTR_ALLOW_CHILDREN, "1")?;
+                }
+            }
+            Ok(())
+        })();
+        let spawned = attrs.and_then(|()| {
+            spawn::spawn(&Request {
+                prepared: &prepared,
+                stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
+                cgroup: Some(&dir),
+                filters,
+                placement,
+                new_session: false,
+            })
+        });
+        let spawned = match spawned {
+            Ok(s) => s,
+            Err(e) => {
+                undo(Some(&dir));
+                return Err(e);
+            }
+        };
+        // The guardian treats a member directory as "has run" once it carries the PID.
+        let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
+        let inner =
+            Arc::new(Inner { pid: spawned.pid, pidfd: spawned.pidfd, name, daemon, dir, status: Mutex::new(None) });
+        self.lock_children().push(Arc::clone(&inner));
+        Ok(Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
+    }
+
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Inner>>> {
+        self.children.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The members spawned through this family that are still running (Python's
+    /// `active_children()`); those that ended are reaped and forgotten.
+    pub fn active_children(&self) -> Vec<Member> {
+        let mut children = self.lock_children();
+        children.retain(|c| matches!(c.try_reap(), Ok(None)));
+        children.iter().map(|c| Member::from_inner(Arc::clone(c))).collect()
+    }
+
+    /// Ends the family's part that belongs to this process: waits for every non-daemonic child,
+    /// then ends this process's daemons at once (SIGTERM first for those with a stop timeout).
+    /// For a family this process created, it then leaves the family and waits until the
+    /// guardian has removed it. Calling it again does nothing.
+    pub fn shutdown(&self) -> Result<()> {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return Ok(());
+        }
+        let children: Vec<Arc<Inner>> = self.lock_children().clone();
+        for child in children.iter().filter(|c| !c.daemon) {
+            child.join(None)?;
+        }
+        let container = layout::daemons_dir(&self.position.member_dir);
+        if container.exists() {
+            Retirement::start(&container, &self.position.family_dir)?.finish()?;
+            for child in children.iter().filter(|c| c.daemon) {
+                child.join(None)?;
+            }
+            cgroup::remove_tree(&container).map_err(|e| Error::io("remove", &container, e))?;
+        }
+        self.lock_children().clear();
+        if let Some(root) = &self.root {
+            cgroup::enter(&root.original)?;
+            reap(&root.guardian.pidfd)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Family {
+    /// Runs [`Family::shutdown`]; an error is printed to stderr, as a drop cannot return it.
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            eprintln!("daemonic: error: shutting down family {}: {e}", self.id());
+        }
+    }
+}

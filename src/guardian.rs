@@ -1,0 +1,298 @@
+//! The guardian: one small process per family that ends daemons when their owner's live part
+//! has ended, whatever happened to the process that started the family (C4, C10).
+//!
+//! It is a re-execution of the current binary (`/proc/self/exe`), recognised before `main` by an
+//! `.init_array` hook in [`crate::sys`], so it works in any program that links daemonic without
+//! that program's cooperation, and it never runs Rust code in a forked copy of a multithreaded
+//! parent. It lives outside the family's tree (in the cgroup of the process that created the
+//! family), in its own session, and ignores SIGINT, SIGTERM and SIGHUP: only SIGKILL stops it.
+//!
+//! It sleeps in `poll` on an inotify descriptor. Each directory of the family is watched twice:
+//! the directory for new sub-cgroups and attribute changes, its `cgroup.events` for `populated`
+//! flips. On any event it looks at that one directory again:
+//! - a member that has ended (its directory is unpopulated and has run, or is gone) and has a
+//!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::retire`]);
+//! - a `.daemons` directory being retired that is now empty: it and its owner are removed;
+//! - an ended member without daemons: its directory is removed.
+//!
+//! When the main member is done, a last `cgroup.kill` on the family takes anything left, the
+//! family's directories are removed, and the guardian exits 0.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::OsString;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+use crate::cgroup;
+use crate::command::{Placement, Prepared, Stdio};
+use crate::error::{Error, Result};
+use crate::layout::{self, Node};
+use crate::retire::Retirement;
+use crate::spawn::{self, Request, Spawned};
+use crate::sys;
+
+/// Environment variable present in a guardian's environment.
+pub(crate) const MARKER: &str = "DAEMONIC_GUARDIAN";
+/// A guardian's `argv[0]`.
+pub(crate) const ARGV0: &str = "daemonic-guardian";
+
+/// Starts the guardian of the family in `family_dir` whose main member is `main_dir`.
+pub(crate) fn start(family_dir: &Path, main_dir: &Path) -> Result<Spawned> {
+    sys::guardian_hook_anchor();
+    let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
+    let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
+    let mut envp: Vec<_> = std::env::vars_os()
+        .filter(|(k, _)| k != MARKER)
+        .filter_map(|(k, v)| {
+            let mut kv = k;
+            kv.push("=");
+            kv.push(v);
+            c(&kv)
+        })
+        .collect();
+    envp.push(c(&OsString::from(format!("{MARKER}=1"))).ok_or_else(invalid)?);
+    let prepared = Prepared {
+        program: c"/proc/self/exe".to_owned(),
+        argv: vec![
+            c(ARGV0.as_ref()).ok_or_else(invalid)?,
+            c(family_dir.as_os_str()).ok_or_else(invalid)?,
+            c(main_dir.as_os_str()).ok_or_else(invalid)?,
+        ],
+        envp,
+        cwd: Some(c"/".to_owned()),
+    };
+    spawn::spawn(&Request {
+        prepared: &prepared,
+        stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Inherit],
+        cgroup: None,
+        filters: &[],
+        placement: Placement::Auto,
+        new_session: true,
+    })
+    .map_err(|e| Error::new(e.kind(), format!("failed to start the guardian of {}: {e}", family_dir.display())))
+}
+
+/// The guardian's whole life; called from the `.init_array` hook.
+pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
+        sys::ignore_signal(sig);
+    }
+    let code = match args.as_slice() {
+        [_, family, main] => match Guardian::new(PathBuf::from(family), PathBuf::from(main)).and_then(Guardian::run) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("daemonic guardian of {}: error: {e}", Path::new(family).display());
+                1
+            }
+        },
+        _ => {
+            eprintln!("daemonic guardian: expected FAMILY_DIR MAIN_DIR");
+            2
+        }
+    };
+    std::process::exit(code)
+}
+
+struct Guardian {
+    family: PathBuf,
+    main: PathBuf,
+    inotify: OwnedFd,
+    /// Watch descriptor → the directory it concerns (both of a directory's watches).
+    watches: HashMap<i32, PathBuf>,
+    retiring: HashMap<PathBuf, Retirement>,
+    queue: BTreeSet<PathBuf>,
+    done: bool,
+}
+
+impl Guardian {
+    fn new(family: PathBuf, main: PathBuf) -> Result<Guardian> {
+        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+            .map_err(|e| Error::os("create an inotify instance", e.into()))?;
+        Ok(Guardian {
+            family,
+            main,
+            inotify,
+            watches: HashMap::new(),
+            retiring: HashMap::new(),
+            queue: BTreeSet::new(),
+            done: false,
+        })
+    }
+
+    fn run(mut self) -> Result<()> {
+        let family = self.family.clone();
+        self.watch_tree(&family)?;
+        let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        loop {
+            while let Some(dir) = self.queue.pop_first() {
+                self.evaluate(&dir);
+            }
+            if self.done {
+                break;
+            }
+            let now = Instant::now();
+            for r in self.retiring.values_mut() {
+                if r.next_deadline().is_some_and(|d| d <= now) {
+                    report(r.tick(now));
+                }
+            }
+            let timeout = self
+                .retiring
+                .values()
+                .filter_map(Retirement::next_deadline)
+                .min()
+                .map(|d| d.saturating_duration_since(Instant::now()));
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
+            self.read_events(&mut buf)?;
+        }
+        cgroup::kill(&self.family)?;
+        cgroup::wait_unpopulated(&self.family, None)?;
+        cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))
+    }
+
+    fn read_events(&mut self, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
+        let mut events: Vec<(i32, ReadFlags, Option<OsString>)> = Vec::new();
+        let mut reader = inotify::Reader::new(self.inotify.as_fd(), buf);
+        loop {
+            match reader.next() {
+                Ok(e) => events.push((
+                    e.wd(),
+                    e.events(),
+                    e.file_name().map(|n| std::ffi::OsStr::from_bytes(n.to_bytes()).to_owned()),
+                )),
+                Err(rustix::io::Errno::AGAIN) => break,
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(Error::os("read inotify events", e.into())),
+            }
+        }
+        let mut created = Vec::new();
+        let mut rescan = false;
+        for (wd, flags, name) in events {
+            if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
+                rescan = true;
+                continue;
+            }
+            let Some(dir) = self.watches.get(&wd).cloned() else { continue };
+            if flags.contains(ReadFlags::IGNORED) {
+                self.watches.remove(&wd);
+            }
+            if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR)
+                && let Some(name) = name
+            {
+                created.push(dir.join(name));
+            }
+            self.queue_with_sibling(dir);
+        }
+        if rescan {
+            let family = self.family.clone();
+            self.watch_tree(&family)?;
+        }
+        for dir in created {
+            self.watch_tree(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Queues `dir` and, for a member, its `.daemons` sibling (whose owner it is).
+    fn queue_with_sibling(&mut self, dir: PathBuf) {
+        if dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(Node::parse)
+            .is_some_and(|n| matches!(n, Node::Member { .. }))
+        {
+            self.queue.insert(layout::daemons_dir(&dir));
+        }
+        self.queue.insert(dir);
+    }
+
+    /// Watches `dir` and everything below it, and queues them all for a look.
+    fn watch_tree(&mut self, dir: &Path) -> Result<()> {
+        let flags = WatchFlags::CREATE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
+        match inotify::add_watch(&self.inotify, dir, flags) {
+            Ok(wd) => {
+                self.watches.insert(wd, dir.to_path_buf());
+            }
+            Err(rustix::io::Errno::NOENT) => return Ok(()),
+            Err(e) => return Err(Error::io("watch", dir, e.into())),
+        }
+        let events = dir.join("cgroup.events");
+        match inotify::add_watch(&self.inotify, &events, WatchFlags::MODIFY) {
+            Ok(wd) => {
+                self.watches.insert(wd, dir.to_path_buf());
+            }
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Error::io("watch", &events, e.into())),
+        }
+        for sub in cgroup::subdirs(dir)? {
+            self.watch_tree(&sub)?;
+        }
+        self.queue.insert(dir.to_path_buf());
+        Ok(())
+    }
+
+    /// Whether the member in `dir` has ended: gone, or unpopulated after it ran.
+    fn ended(dir: &Path) -> bool {
+        !dir.exists() || (cgroup::attr(dir, layout::ATTR_PID).is_some() && matches!(cgroup::populated(dir), Ok(false)))
+    }
+
+    fn evaluate(&mut self, dir: &Path) {
+        let Some(node) = dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse) else { return };
+        match node {
+            Node::Member { .. } => {
+                if !Self::ended(dir) {
+                    return;
+                }
+                let daemons = layout::daemons_dir(dir);
+                if daemons.exists() {
+                    if !self.retiring.contains_key(&daemons) {
+                        match Retirement::start(&daemons, &self.family) {
+                            Ok(r) => {
+                                self.retiring.insert(daemons.clone(), r);
+                            }
+                            Err(e) => report(Err(e)),
+                        }
+                        self.queue.insert(daemons);
+                    }
+                    return;
+                }
+                self.remove(dir);
+            }
+            Node::Daemons { owner } => {
+                let owner_dir = dir.with_file_name(owner);
+                if self.retiring.contains_key(dir) {
+                    if matches!(cgroup::populated(dir), Ok(false)) {
+                        self.retiring.remove(dir);
+                        self.remove(dir);
+                        self.remove(&owner_dir);
+                    }
+                } else if Self::ended(&owner_dir) {
+                    self.queue.insert(owner_dir);
+                }
+            }
+            Node::Family { .. } => {}
+        }
+    }
+
+    fn remove(&mut self, dir: &Path) {
+        if let Err(e) = cgroup::remove_tree(dir) {
+            eprintln!("daemonic guardian: warning: failed to remove {}: {e}", dir.display());
+        }
+        if dir == self.main {
+            self.done = true;
+        }
+    }
+}
+
+fn report(r: Result<()>) {
+    if let Err(e) = r {
+        eprintln!("daemonic guardian: warning: {e}");
+    }
+}

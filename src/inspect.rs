@@ -1,0 +1,220 @@
+//! Reading families back from the cgroup tree: `daemonic ps` and `daemonic kill`.
+//!
+//! Nothing here asks a supervisor: the truth is the cgroup tree (directory names and daemonic's
+//! `user.*` attributes), so families are listed and killed the same whether their `daemonic run`
+//! is alive or was SIGKILLed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::cgroup::{self, Hierarchy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::layout::{self, Node};
+
+/// How deep below the cgroup2 root families are looked for.
+const MAX_DEPTH: usize = 64;
+
+/// A family found on this host.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct FamilyInfo {
+    /// `name-N`.
+    pub id: String,
+    /// The family's name.
+    pub name: String,
+    /// The family's cgroup, relative to the cgroup2 root.
+    pub cgroup: String,
+    /// PID of the family's guardian, as recorded at start.
+    pub guardian: Option<u32>,
+    /// The members, in tree order.
+    pub members: Vec<MemberInfo>,
+}
+
+/// One member of a family.
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct MemberInfo {
+    /// The member's name.
+    pub name: String,
+    /// Its PID, once it ran.
+    pub pid: Option<u32>,
+    /// Whether it is daemonic.
+    pub daemon: bool,
+    /// `running` or `exited`.
+    pub state: String,
+    /// Its cgroup, relative to the cgroup2 root.
+    pub cgroup: String,
+    /// When it started, in seconds since the Unix epoch.
+    pub start_time: Option<u64>,
+}
+
+/// Every family under the cgroup2 root, nested ones included.
+pub fn families(h: &Hierarchy) -> Result<Vec<FamilyInfo>> {
+    let mut out = Vec::new();
+    walk(h.mount(), 0, &mut |dir| {
+        if let Some(Node::Family { id, name }) = node_of(dir) {
+            out.push(describe(h, dir, id, name)?);
+        }
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// The family whose id is `key`, or the only family named `key`.
+pub fn find(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
+    let all = families(h)?;
+    if let Some(f) = all.iter().find(|f| f.id == key) {
+        return Ok(f.clone());
+    }
+    let named: Vec<_> = all.into_iter().filter(|f| f.name == key).collect();
+    match named.len() {
+        1 => Ok(named.into_iter().next().expect("one")),
+        0 => Err(Error::new(ErrorKind::NoSuchFamily, format!("no family with id or name {key:?} (see `daemonic ps`)"))),
+        _ => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{} families are named {key:?}; give one of the ids: {}",
+                named.len(),
+                named.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
+/// Kills every process of the family at once, waits until they are gone and removes the
+/// family's cgroups (its guardian, if alive, may be removing them at the same time).
+pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
+    let family = find(h, key)?;
+    let dir = h.join(&family.cgroup);
+    cgroup::kill(&dir)?;
+    if !cgroup::wait_unpopulated(&dir, Some(Duration::from_secs(10)))? {
+        return Err(Error::new(
+            ErrorKind::Os,
+            format!("family {} still has processes 10 s after cgroup.kill", family.id),
+        ));
+    }
+    cgroup::remove_tree(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+    Ok(family)
+}
+
+fn node_of(dir: &Path) -> Option<Node> {
+    dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
+}
+
+fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Ok(());
+    }
+    visit(dir)?;
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(_) => return Ok(()), // vanished or unreadable: nothing of ours to list there
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            walk(&entry.path(), depth + 1, visit)?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(h: &Hierarchy, dir: &Path, id: String, name: String) -> Result<FamilyInfo> {
+    let mut members = Vec::new();
+    collect_members(h, dir, &mut members);
+    Ok(FamilyInfo {
+        id,
+        name,
+        cgroup: h.relative(dir).unwrap_or_default(),
+        guardian: cgroup::attr(dir, layout::ATTR_GUARDIAN).and_then(|p| p.parse().ok()),
+        members,
+    })
+}
+
+/// The members below `dir`, not descending into nested families.
+fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
+    let Ok(subdirs) = cgroup::subdirs(dir) else { return };
+    for sub in subdirs {
+        match node_of(&sub) {
+            Some(Node::Member { name, daemon, .. }) => {
+                let pid: Option<u32> = cgroup::attr(&sub, layout::ATTR_PID).and_then(|p| p.parse().ok());
+                let running = pid.is_some_and(|p| cgroup::procs(&sub).is_ok_and(|procs| procs.contains(&(p as i32))));
+                out.push(MemberInfo {
+                    name,
+                    pid,
+                    daemon,
+                    state: if running { "running" } else { "exited" }.into(),
+                    cgroup: h.relative(&sub).unwrap_or_default(),
+                    start_time: if running { pid.and_then(start_time) } else { None },
+                });
+                collect_members(h, &sub, out);
+            }
+            Some(Node::Daemons { .. }) => collect_members(h, &sub, out),
+            _ => {}
+        }
+    }
+}
+
+/// When process `pid` started, in seconds since the epoch (`/proc/<pid>/stat` field 22).
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_comm = &stat[stat.rfind(')')? + 2..];
+    let ticks: u64 = after_comm.split_whitespace().nth(19)?.parse().ok()?;
+    let boot: u64 =
+        fs::read_to_string("/proc/stat").ok()?.lines().find_map(|l| l.strip_prefix("btime ")?.trim().parse().ok())?;
+    let hz = rustix::param::clock_ticks_per_second();
+    Some(boot + ticks / hz)
+}
+
+/// `2026-11-21T22:01:05Z` for seconds since the epoch.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+/// Where on disk a relative cgroup path is.
+pub fn path_of(h: &Hierarchy, rel: &str) -> PathBuf {
+    h.join(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formatting() {
+        assert_eq!(format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_utc(1_795_300_000), "2026-11-21T22:26:40Z");
+        assert_eq!(format_utc(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn families_are_found_on_a_temporary_root() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let h = Hierarchy::at(root.path());
+        let fam = root.path().join("svc").join(layout::family_dir_name("web-42"));
+        let main = fam.join(layout::member_dir_name("main", 1, false));
+        let daemon = layout::daemons_dir(&main).join(layout::member_dir_name("log", 2, true));
+        fs::create_dir_all(&main).expect("main");
+        fs::create_dir_all(&daemon).expect("daemon");
+        let found = families(&h).expect("families");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, "web-42");
+        assert_eq!(found[0].cgroup, "/svc/daemonic-web-42.family");
+        let kinds: Vec<_> = found[0].members.iter().map(|m| (m.name.as_str(), m.daemon, m.state.as_str())).collect();
+        assert_eq!(kinds, vec![("main", false, "exited"), ("log", true, "exited")]);
+        assert_eq!(find(&h, "web").expect("by name").id, "web-42");
+        assert_eq!(find(&h, "nope").expect_err("missing").kind(), ErrorKind::NoSuchFamily);
+    }
+}

@@ -1,0 +1,271 @@
+//! How a family is laid out as cgroup directories, and how a cgroup path is read back.
+//!
+//! ```text
+//! <base>/daemonic-web-4242.family/            the family "web" (id web-4242): cgroup.kill here ends it all
+//!        main-1.member/                       the main member, its forked descendants and ...
+//!            worker-7.member/                 ... its non-daemonic children, each a member in turn
+//!        main-1.member.daemons/               the main member's daemonic children
+//!            logger-3.daemon/                 one daemonic child
+//! ```
+//!
+//! The *live part* of a member is its own directory: the member, everything it forked, and its
+//! non-daemonic children with their own subtrees. Its daemons are in the sibling `.daemons`
+//! directory, outside the live part. So the moment of C4, "the member and all of its
+//! non-daemonic descendants have ended", is exactly `populated 0` on the member's directory,
+//! announced by the kernel, and the kill of C5 is one write to the sibling's `cgroup.kill`.
+//! A member's kind is in its directory's suffix, so `/proc/<pid>/cgroup`, `ps -o cgroup` and
+//! `systemd-cgls` show who is a daemon (C8).
+//!
+//! Only one directory is created per member (about 50 µs of mkdir here): the `.daemons`
+//! sibling appears with a member's first daemonic child.
+
+use std::path::{Path, PathBuf};
+
+use crate::cgroup;
+use crate::error::{Error, ErrorKind, Result};
+
+/// Suffix of a family's directory.
+pub const FAMILY_SUFFIX: &str = ".family";
+/// Prefix of a family's directory.
+pub const FAMILY_PREFIX: &str = "daemonic-";
+/// Suffix of a non-daemonic member's directory.
+pub const MEMBER_SUFFIX: &str = ".member";
+/// Suffix of a daemonic member's directory.
+pub const DAEMON_SUFFIX: &str = ".daemon";
+/// Suffix of the directory that holds a member's daemonic children.
+pub const DAEMONS_SUFFIX: &str = ".daemons";
+/// Name of a family's main member.
+pub const MAIN_NAME: &str = "main";
+/// Longest accepted name, in bytes.
+pub const MAX_NAME: usize = 64;
+
+/// Attribute: the member's PID, set once it runs in its directory.
+pub(crate) const ATTR_PID: &str = "pid";
+/// Attribute: stop timeout of a daemon (or a family's default), in milliseconds.
+pub(crate) const ATTR_STOP_TIMEOUT: &str = "stop_timeout_ms";
+/// Attribute: set on a daemon that may have children.
+pub(crate) const ATTR_ALLOW_CHILDREN: &str = "allow_children";
+/// Attribute: the PID of the guardian watching a family.
+pub(crate) const ATTR_GUARDIAN: &str = "guardian";
+
+/// Checks a family or member name: 1 to 64 of `A-Z a-z 0-9 _ . : @ + -`, not starting with
+/// `.` or `-`, without `..`. Everything else, `/` and NUL included, is refused, so a name can
+/// never address another directory.
+pub fn validate_name(what: &str, name: &str) -> Result<()> {
+    let bad = |why: String| {
+        let shown: String = name.chars().take(40).flat_map(char::escape_debug).collect();
+        let more = if name.chars().count() > 40 { "…" } else { "" };
+        Err(Error::new(ErrorKind::InvalidInput, format!("invalid {what} name \"{shown}{more}\": {why}")))
+    };
+    if name.is_empty() {
+        return bad("it is empty".into());
+    }
+    if name.len() > MAX_NAME {
+        return bad(format!("it is {} bytes long; the limit is {MAX_NAME}", name.len()));
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || "_.:@+-".contains(*c))) {
+        return bad(format!(
+            "{c:?} is not allowed; use letters, digits and _ . : @ + - (so the name is a safe cgroup directory name)"
+        ));
+    }
+    if name.starts_with(['.', '-']) {
+        return bad("it may not start with '.' or '-'".into());
+    }
+    if name.contains("..") {
+        return bad("it may not contain \"..\"".into());
+    }
+    Ok(())
+}
+
+/// Directory name of a family with id `id`.
+pub fn family_dir_name(id: &str) -> String {
+    format!("{FAMILY_PREFIX}{id}{FAMILY_SUFFIX}")
+}
+
+/// Directory name of a member.
+pub fn member_dir_name(name: &str, seq: u64, daemon: bool) -> String {
+    format!("{name}-{seq}{}", if daemon { DAEMON_SUFFIX } else { MEMBER_SUFFIX })
+}
+
+/// The directory that holds the daemonic children of the member in `member_dir`.
+pub fn daemons_dir(member_dir: &Path) -> PathBuf {
+    let mut name = member_dir.file_name().unwrap_or_default().to_os_string();
+    name.push(DAEMONS_SUFFIX);
+    member_dir.with_file_name(name)
+}
+
+/// What one directory of a family is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Node {
+    /// A family: its id and name.
+    Family {
+        /// `name-N`, unique on the host.
+        id: String,
+        /// The name given at start.
+        name: String,
+    },
+    /// A member.
+    Member {
+        /// The member's name.
+        name: String,
+        /// The number that makes the directory unique.
+        seq: u64,
+        /// Whether it is daemonic.
+        daemon: bool,
+    },
+    /// The daemonic children of the member whose directory is named `owner`.
+    Daemons {
+        /// The owner's directory name.
+        owner: String,
+    },
+}
+
+impl Node {
+    /// Reads one directory name; `None` for directories daemonic did not make.
+    pub fn parse(component: &str) -> Option<Node> {
+        if let Some(id) = component.strip_prefix(FAMILY_PREFIX).and_then(|s| s.strip_suffix(FAMILY_SUFFIX)) {
+            let (name, n) = id.rsplit_once('-')?;
+            n.parse::<u64>().ok()?;
+            return Some(Node::Family { id: id.to_string(), name: name.to_string() });
+        }
+        if let Some(owner) = component.strip_suffix(DAEMONS_SUFFIX) {
+            return match Node::parse(owner)? {
+                Node::Member { .. } => Some(Node::Daemons { owner: owner.to_string() }),
+                _ => None,
+            };
+        }
+        let (stem, daemon) = if let Some(stem) = component.strip_suffix(MEMBER_SUFFIX) {
+            (stem, false)
+        } else {
+            (component.strip_suffix(DAEMON_SUFFIX)?, true)
+        };
+        let (name, seq) = stem.rsplit_once('-')?;
+        Some(Node::Member { name: name.to_string(), seq: seq.parse().ok()?, daemon })
+    }
+}
+
+/// Where a process stands in a family, read from its cgroup path alone.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The family's directory.
+    pub family_dir: PathBuf,
+    /// The family's id (`name-N`).
+    pub family_id: String,
+    /// The family's name.
+    pub family_name: String,
+    /// The member's directory.
+    pub member_dir: PathBuf,
+    /// The member's name.
+    pub name: String,
+    /// Whether the member is daemonic.
+    pub daemon: bool,
+}
+
+impl Position {
+    /// The member and family a cgroup directory belongs to: the innermost member directory on
+    /// the path and the innermost family above it. `None` outside any family.
+    pub fn of_cgroup(dir: &Path) -> Option<Position> {
+        let mut member: Option<(PathBuf, String, bool)> = None;
+        let mut cur = Some(dir);
+        while let Some(d) = cur {
+            let comp = d.file_name()?.to_str()?;
+            match Node::parse(comp) {
+                Some(Node::Member { name, daemon, .. }) if member.is_none() => {
+                    member = Some((d.to_path_buf(), name, daemon));
+                }
+                Some(Node::Family { id, name }) => {
+                    let (member_dir, mname, daemon) = member?;
+                    return Some(Position {
+                        family_dir: d.to_path_buf(),
+                        family_id: id,
+                        family_name: name,
+                        member_dir,
+                        name: mname,
+                        daemon,
+                    });
+                }
+                _ => {}
+            }
+            cur = d.parent();
+        }
+        None
+    }
+
+    /// Whether this daemonic member was started with `allow_children`.
+    pub fn allows_children(&self) -> bool {
+        !self.daemon || cgroup::attr(&self.member_dir, ATTR_ALLOW_CHILDREN).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for good in ["web", "worker_1", "a.b", "x:y@z+1-2", "A"] {
+            assert!(validate_name("member", good).is_ok(), "{good}");
+        }
+        let long = "x".repeat(10_000);
+        for (bad, why) in [
+            ("", "empty"),
+            ("a/b", "'/'"),
+            ("..", "start"),
+            ("a..b", "\"..\""),
+            (".hidden", "start"),
+            ("-x", "start"),
+            ("nul\0", "'\\0'"),
+            ("sp ace", "' '"),
+            (long.as_str(), "10000 bytes"),
+        ] {
+            let e = validate_name("member", bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(why), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn directory_names_parse_back() {
+        assert_eq!(
+            Node::parse(&member_dir_name("log-x", 3, true)),
+            Some(Node::Member { name: "log-x".into(), seq: 3, daemon: true })
+        );
+        assert_eq!(
+            Node::parse(&member_dir_name("w", 12, false)),
+            Some(Node::Member { name: "w".into(), seq: 12, daemon: false })
+        );
+        assert_eq!(
+            Node::parse(&family_dir_name("web-42")),
+            Some(Node::Family { id: "web-42".into(), name: "web".into() })
+        );
+        assert_eq!(Node::parse("main-1.member.daemons"), Some(Node::Daemons { owner: "main-1.member".into() }));
+        for other in ["cgroup.procs", "user.slice", "x.daemons", "daemonic-web.family", "a-b.member"] {
+            assert_eq!(Node::parse(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn daemons_dir_is_a_sibling() {
+        assert_eq!(daemons_dir(Path::new("/cg/f/main-1.member")), PathBuf::from("/cg/f/main-1.member.daemons"));
+    }
+
+    #[test]
+    fn positions_are_read_from_paths() {
+        let p = Position::of_cgroup(Path::new("/cg/daemonic-web-7.family/main-1.member.daemons/log-2.daemon"))
+            .expect("position");
+        assert_eq!(
+            (p.family_id.as_str(), p.family_name.as_str(), p.name.as_str(), p.daemon),
+            ("web-7", "web", "log", true)
+        );
+        let p = Position::of_cgroup(Path::new("/cg/daemonic-web-7.family/main-1.member/w-3.member")).expect("position");
+        assert_eq!((p.name.as_str(), p.daemon), ("w", false));
+        assert_eq!(p.member_dir, PathBuf::from("/cg/daemonic-web-7.family/main-1.member/w-3.member"));
+        // A nested family belongs to the innermost member.
+        let p =
+            Position::of_cgroup(Path::new("/cg/daemonic-a-1.family/main-1.member/daemonic-b-2.family/main-1.member"))
+                .expect("nested");
+        assert_eq!(p.family_id, "b-2");
+        assert_eq!(Position::of_cgroup(Path::new("/cg/user.slice")), None);
+        assert_eq!(Position::of_cgroup(Path::new("/cg/daemonic-a-1.family")), None);
+    }
+}

@@ -1,0 +1,53 @@
+//! # daemonic
+//!
+//! Python's daemon processes, enforced by the kernel. Every member of a family runs in its own
+//! cgroup v2, tagged daemon or non-daemon in its path. When a process and all of its
+//! non-daemonic descendants have ended, its daemons are killed at once with `cgroup.kill`,
+//! however the process ended, SIGKILL included; daemons cannot create processes (seccomp).
+//!
+//! ```no_run
+//! use daemonic::{Command, Family, current_process};
+//!
+//! let family = Family::new()?;                       // join or create this process's family
+//! assert!(!current_process()?.daemon);               // a plain program is not a daemon (C2)
+//! let mut cmd = Command::new("python3");
+//! cmd.args(["-c", "import time; time.sleep(60)"]).name("logger").daemon(true);
+//! let logger = family.spawn(&mut cmd)?;              // a daemon in its own cgroup
+//! println!("{} is a daemon: {}", logger.name(), logger.daemon());
+//! family.shutdown()?;                                // non-daemons joined, daemons killed
+//! # Ok::<(), daemonic::Error>(())
+//! ```
+//!
+//! Python's vocabulary maps as follows: `Process(target, name, daemon)` is [`Command`] with
+//! [`Command::name`] and [`Command::daemon`]; `start()` is [`Family::spawn`]; the handle
+//! [`Member`] has `pid`, `name`, `daemon`, `join(timeout)`, `is_alive`, `terminate`, `kill`,
+//! `exitcode`, `sentinel` and `close`; `current_process()` is [`current_process`] and
+//! `active_children()` is [`Family::active_children`].
+//!
+//! Modules, each for one kernel mechanism: [`cgroup`] (cgroupfs), [`layout`] (the family's
+//! directories and what a path says), `spawn`/`sys` (clone3 into a cgroup, the only unsafe
+//! code), `seccomp` (the no-fork filter), `retire` (SIGTERM grace and `cgroup.kill`),
+//! `guardian` (the watcher that survives its parent), [`backend`] (where cgroups come from).
+
+pub mod backend;
+pub mod cgroup;
+pub mod cli;
+mod command;
+mod error;
+mod family;
+mod guardian;
+pub mod inspect;
+pub mod layout;
+mod member;
+mod retire;
+mod seccomp;
+mod spawn;
+mod supervise;
+mod sys;
+
+pub use backend::Backend;
+pub use command::{Command, Placement, Stdio};
+pub use error::{DAEMON_CHILDREN, Error, ErrorKind, Result};
+pub use family::{Family, FamilyBuilder, ProcessInfo, current_process};
+pub use member::Member;
+pub use supervise::{RunOptions, run};

@@ -1,0 +1,170 @@
+//! A running member: Python's `Process` after `start()`.
+//!
+//! The handle is pidfd-first (C5): waiting, polling and signalling go through the pidfd taken at
+//! spawn, so a recycled PID can never be hit. `kill` goes further and SIGKILLs the member's
+//! whole cgroup with `cgroup.kill`, taking everything it forked. Exit statuses follow Python's
+//! convention (C9): the exit code, or minus the signal number. Waiting twice returns the
+//! remembered status. Dropping a `Member` neither waits nor kills: the family does that.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Signal, WaitId, WaitIdOptions, pidfd_send_signal, waitid};
+
+use crate::cgroup;
+use crate::error::{Error, Result};
+
+/// The shared state of one member, held by its [`Member`] handles and its [`Family`](crate::Family).
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    pub name: String,
+    pub daemon: bool,
+    pub dir: PathBuf,
+    /// Python-convention status once reaped.
+    pub status: Mutex<Option<i32>>,
+}
+
+/// A running (or finished) member of a family.
+#[derive(Debug)]
+pub struct Member {
+    pub(crate) inner: Arc<Inner>,
+    /// The write end of the member's standard input, when it was [`Stdio::Piped`](crate::Stdio::Piped).
+    pub stdin: Option<File>,
+    /// The read end of the member's standard output, when piped.
+    pub stdout: Option<File>,
+    /// The read end of the member's standard error, when piped.
+    pub stderr: Option<File>,
+}
+
+impl Member {
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Member {
+        Member { inner, stdin: None, stdout: None, stderr: None }
+    }
+
+    /// The process ID (informational: all operations use the pidfd).
+    pub fn pid(&self) -> u32 {
+        self.inner.pid as u32
+    }
+
+    /// The member's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// Whether the member is daemonic. Fixed at spawn; there is no setter (C1).
+    pub fn daemon(&self) -> bool {
+        self.inner.daemon
+    }
+
+    /// The member's cgroup directory.
+    pub fn cgroup(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// A descriptor that becomes readable when the member ends: its pidfd (Python's `sentinel`).
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.inner.pidfd.as_fd()
+    }
+
+    /// The exit status if the member has ended (Python's `exitcode`): the exit code, or minus the
+    /// number of the signal that killed it. `None` while it runs.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.inner.try_reap().ok().flatten()
+    }
+
+    /// Whether the member is still running.
+    pub fn is_alive(&self) -> bool {
+        self.exitcode().is_none()
+    }
+
+    /// Waits for the member to end, at most `timeout` (Python's `join`). Returns the status, or
+    /// `None` when the timeout passed first.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        self.inner.join(timeout)
+    }
+
+    /// Waits for the member to end and returns its status (std's `wait`).
+    pub fn wait(&self) -> Result<i32> {
+        Ok(self.inner.join(None)?.expect("a wait without timeout ends with a status"))
+    }
+
+    /// Sends SIGTERM to the member process through its pidfd (Python's `terminate`).
+    pub fn terminate(&self) -> Result<()> {
+        self.inner.signal(Signal::TERM)
+    }
+
+    /// SIGKILLs the member and everything in its cgroup at once (`cgroup.kill`), including
+    /// everything it forked and its non-daemonic children. Its daemons follow when its family
+    /// node empties, as after any other end.
+    pub fn kill(&self) -> Result<()> {
+        if self.exitcode().is_some() && !cgroup::populated(&self.inner.dir)? {
+            return Ok(());
+        }
+        cgroup::kill(&self.inner.dir)
+    }
+
+    /// Waits for the member and releases its handle (Python's `close` requires it to have ended;
+    /// this waits instead).
+    pub fn close(self) -> Result<i32> {
+        self.wait()
+    }
+}
+
+impl Inner {
+    /// Reaps the process if it has ended; remembers and returns its status.
+    pub(crate) fn try_reap(&self) -> Result<Option<i32>> {
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        if status.is_some() {
+            return Ok(*status);
+        }
+        let got = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
+            .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e.into()))?;
+        if let Some(st) = got {
+            let code = match (st.exit_status(), st.terminating_signal()) {
+                (Some(code), _) => code,
+                (None, Some(sig)) => -sig,
+                (None, None) => return Ok(None),
+            };
+            *status = Some(code);
+            // The member's directory goes once nothing is left in it; descendants it forked may
+            // still run there, in which case the guardian removes it later.
+            let _ = cgroup::remove(&self.dir);
+        }
+        Ok(*status)
+    }
+
+    pub(crate) fn join(&self, timeout: Option<Duration>) -> Result<Option<i32>> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(status) = self.try_reap()? {
+                return Ok(Some(status));
+            }
+            let left = match deadline {
+                Some(d) => match d.checked_duration_since(Instant::now()) {
+                    Some(left) => Some(left),
+                    None => return Ok(None),
+                },
+                None => None,
+            };
+            let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
+            cgroup::poll(&mut fds, left)
+                .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e))?;
+        }
+    }
+
+    pub(crate) fn signal(&self, sig: Signal) -> Result<()> {
+        if self.status.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+            return Ok(());
+        }
+        match pidfd_send_signal(&self.pidfd, sig) {
+            Ok(()) | Err(rustix::io::Errno::SRCH) => Ok(()),
+            Err(e) => Err(Error::os(format!("signal member {} (pid {})", self.name, self.pid), e.into())),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! Ending a member's daemons (C4, C5, C6).
+//!
+//! A daemon without a stop timeout is killed at once. A daemon with one gets SIGTERM on every
+//! process of its cgroup, then `cgroup.kill` when its timeout expires; when the last timeout has
+//! run out, one more `cgroup.kill` on the whole `.daemons` directory takes anything left.
+//!
+//! SIGTERM has no cgroup-wide interface, so it goes process by process without ever signalling
+//! by PID number (C5): the PIDs are read from `cgroup.procs`, a pidfd is opened for each, and the
+//! PIDs are read again; a pidfd is used only when its PID is still in the cgroup. A process that
+//! held the PID when its pidfd was opened and still holds it is the one in the cgroup, so a
+//! recycled PID can only be found dead (the signal then fails with ESRCH), never a stranger.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::cgroup;
+use crate::error::Result;
+use crate::layout::{self, Node};
+
+/// The retirement of one `.daemons` directory, possibly waiting on stop timeouts.
+#[derive(Debug)]
+pub(crate) struct Retirement {
+    container: PathBuf,
+    /// Daemon directories that got SIGTERM, with the moment they get SIGKILL.
+    pending: Vec<(PathBuf, Instant)>,
+}
+
+/// A daemon's stop timeout: its own attribute, else the family's default, else none.
+pub(crate) fn stop_timeout(daemon_dir: &Path, family_dir: &Path) -> Duration {
+    [daemon_dir, family_dir]
+        .into_iter()
+        .find_map(|d| cgroup::attr(d, layout::ATTR_STOP_TIMEOUT)?.parse::<u64>().ok())
+        .map_or(Duration::ZERO, Duration::from_millis)
+}
+
+impl Retirement {
+    /// Starts ending the daemons in `container`: kills those without a stop timeout and sends
+    /// SIGTERM to the others.
+    pub(crate) fn start(container: &Path, family_dir: &Path) -> Result<Retirement> {
+        let now = Instant::now();
+        let mut pending = Vec::new();
+        for dir in cgroup::subdirs(container)? {
+            let is_member = dir
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(Node::parse)
+                .is_some_and(|n| matches!(n, Node::Member { .. }));
+            let timeout = if is_member { stop_timeout(&dir, family_dir) } else { Duration::ZERO };
+            if timeout.is_zero() {
+                cgroup::kill(&dir)?;
+            } else {
+                signal_all(&dir, Signal::TERM)?;
+                pending.push((dir, now + timeout));
+            }
+        }
+        let mut r = Retirement { container: container.to_path_buf(), pending };
+        r.tick(now)?;
+        Ok(r)
+    }
+
+    /// When the next stop timeout expires.
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.pending.iter().map(|(_, at)| *at).min()
+    }
+
+    /// Kills the daemons whose timeout has expired; once none is pending, kills the whole
+    /// directory.
+    pub(crate) fn tick(&mut self, now: Instant) -> Result<()> {
+        let mut result = Ok(());
+        self.pending.retain(|(dir, at)| {
+            if *at > now {
+                return true;
+            }
+            if let Err(e) = cgroup::kill(dir) {
+                result = Err(e);
+            }
+            false
+        });
+        result?;
+        if self.pending.is_empty() {
+            cgroup::kill(&self.container)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the retirement to its end in the calling thread.
+    pub(crate) fn finish(mut self) -> Result<()> {
+        loop {
+            let left = self.next_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+            if cgroup::wait_unpopulated(&self.container, left)? {
+                return Ok(());
+            }
+            self.tick(Instant::now())?;
+        }
+    }
+}
+
+/// Sends `sig` to every process in the subtree of `dir`, through pidfds (see the module doc).
+/// Returns how many processes got it.
+pub(crate) fn signal_all(dir: &Path, sig: Signal) -> Result<usize> {
+    let opened: Vec<_> = cgroup::procs_recursive(dir)?
+        .into_iter()
+        .filter_map(|pid| {
+            let fd = pidfd_open(Pid::from_raw(pid)?, PidfdFlags::empty()).ok()?;
+            Some((pid, fd))
+        })
+        .collect();
+    let still_here: HashSet<i32> = cgroup::procs_recursive(dir)?.into_iter().collect();
+    let mut sent = 0;
+    for (pid, fd) in opened {
+        if still_here.contains(&pid) && pidfd_send_signal(&fd, sig).is_ok() {
+            sent += 1;
+        }
+    }
+    Ok(sent)
+}

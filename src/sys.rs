@@ -1,0 +1,335 @@
+//! The raw process primitives daemonic needs that std and rustix do not offer safely.
+//!
+//! # Safety
+//!
+//! This is the only module of the crate allowed to contain `unsafe`. It holds:
+//! - process creation with `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)`, so that a child is in its
+//!   cgroup before it runs an instruction and the parent gets a pidfd atomically, and the
+//!   fallback `clone(CLONE_PIDFD)` plus a write of `0` to the target's `cgroup.procs`;
+//! - the code that runs in the child between the clone and `execve`. It may run in a copy of a
+//!   multithreaded process whose other threads held locks at the moment of the clone, so it is
+//!   async-signal-safe: no allocation, no locks, no logging, only system calls on data prepared
+//!   by the parent before the clone (see [`ChildSpec`]);
+//! - installing a prepared seccomp program;
+//! - blocking signals and reading them from a signalfd, for the supervisor;
+//! - the `.init_array` hook that turns a re-executed copy of the current binary into a guardian
+//!   before `main` runs (see [`crate::guardian`]).
+
+#![allow(unsafe_code)]
+
+use std::ffi::{CStr, OsString, c_char, c_int};
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+
+/// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+/// `CLONE_PIDFD` (Linux 5.2).
+const CLONE_PIDFD: u64 = 0x1000;
+
+/// `struct clone_args` from `<linux/sched.h>`, as far as `CLONE_ARGS_SIZE_VER2`.
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+/// What the parent prepared for the child. Everything here is built before the clone; the
+/// child only reads it.
+pub(crate) struct ChildSpec<'a> {
+    /// Absolute or relative path of the program, already resolved against `PATH`.
+    pub program: &'a CStr,
+    /// NULL-terminated argument vector.
+    pub argv: &'a [*const c_char],
+    /// NULL-terminated environment.
+    pub envp: &'a [*const c_char],
+    /// Descriptors to install as 0, 1 and 2; `None` keeps the parent's.
+    pub stdio: [Option<RawFd>; 3],
+    /// Working directory to change to.
+    pub cwd: Option<&'a CStr>,
+    /// Seccomp programs to install, in order, just before `execve`.
+    pub filters: &'a [Vec<libc::sock_filter>],
+    /// Start a new session (`setsid`), leaving the terminal's process group.
+    pub new_session: bool,
+    /// Close-on-exec pipe on which the child reports a failure as `[stage, errno]`.
+    pub report: RawFd,
+}
+
+/// Where the new process goes.
+#[derive(Clone, Copy)]
+pub(crate) enum Placement<'a> {
+    /// `clone3(CLONE_INTO_CGROUP)`: the child starts in the cgroup of this directory.
+    Clone3(BorrowedFd<'a>),
+    /// `clone`, then the child writes `0` to this open `cgroup.procs` before it executes.
+    Fork(BorrowedFd<'a>),
+    /// Stay in the parent's cgroup.
+    Inherit,
+}
+
+/// The step of the child's setup that failed, reported through [`ChildSpec::report`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Stage {
+    JoinCgroup = 1,
+    Signals = 2,
+    Stdio = 3,
+    Chdir = 4,
+    Session = 5,
+    Seccomp = 6,
+    Exec = 7,
+}
+
+impl Stage {
+    fn from_u32(v: u32) -> Option<Stage> {
+        [Stage::JoinCgroup, Stage::Signals, Stage::Stdio, Stage::Chdir, Stage::Session, Stage::Seccomp, Stage::Exec]
+            .into_iter()
+            .find(|s| *s as u32 == v)
+    }
+}
+
+/// Creates a process that runs `spec`. Returns its PID and a pidfd for it.
+///
+/// The caller reads `spec.report` after closing its write end to learn whether `execve` worked.
+pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd)> {
+    let mut pidfd: c_int = -1;
+    let pid = match placement {
+        Placement::Clone3(dir) => {
+            let args = CloneArgs {
+                flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
+                pidfd: &raw mut pidfd as u64,
+                exit_signal: libc::SIGCHLD as u64,
+                cgroup: dir.as_raw_fd() as u64,
+                ..CloneArgs::default()
+            };
+            // SAFETY: clone3 without CLONE_VM duplicates the address space like fork; `args`
+            // outlives the call and its size is passed exactly. In the child (return 0) we only
+            // call `child_exec`, which never returns and is async-signal-safe.
+            unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) }
+        }
+        Placement::Fork(_) | Placement::Inherit => {
+            // SAFETY: raw clone with CLONE_PIDFD | SIGCHLD and no stack is a fork that also
+            // stores a pidfd through the third argument (parent_tid on x86_64 and aarch64).
+            // The child only calls `child_exec`, which never returns.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (CLONE_PIDFD | libc::SIGCHLD as u64) as libc::c_ulong,
+                    0usize,
+                    &raw mut pidfd,
+                    0usize,
+                    0usize,
+                )
+            }
+        }
+    };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid == 0 {
+        let procs = match placement {
+            Placement::Fork(procs) => Some(procs.as_raw_fd()),
+            _ => None,
+        };
+        child_exec(spec, procs);
+    }
+    // SAFETY: the kernel returned a fresh descriptor for the child in `pidfd`; we own it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    Ok((pid as i32, pidfd))
+}
+
+/// Runs in the child: join the cgroup (fallback), reset signals, install stdio, chdir, setsid,
+/// seccomp, execve. Only raw system calls on prepared data; on failure, report and `_exit(127)`.
+fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
+    let fail = |stage: Stage| -> ! {
+        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+        let msg = [(stage as u32).to_ne_bytes(), (errno as u32).to_ne_bytes()];
+        // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is on our stack.
+        unsafe {
+            libc::write(spec.report, msg.as_ptr().cast(), 8);
+            libc::_exit(127)
+        }
+    };
+    // SAFETY: (whole block) every call below is an async-signal-safe system call wrapper whose
+    // pointer arguments point to data the parent prepared before the clone and that stays
+    // valid: this address space is a private copy and nothing else runs in it.
+    unsafe {
+        if let Some(fd) = procs
+            && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+        {
+            fail(Stage::JoinCgroup);
+        }
+        let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        if libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
+            fail(Stage::Signals);
+        }
+        // Rust programs ignore SIGPIPE; an exec'd program expects the default.
+        if libc::signal(libc::SIGPIPE, libc::SIG_DFL) == libc::SIG_ERR {
+            fail(Stage::Signals);
+        }
+        for (target, source) in spec.stdio.iter().enumerate() {
+            if let Some(source) = *source {
+                let target = target as c_int;
+                let ok = if source == target {
+                    libc::fcntl(source, libc::F_SETFD, 0) == 0
+                } else {
+                    libc::dup2(source, target) == target
+                };
+                if !ok {
+                    fail(Stage::Stdio);
+                }
+            }
+        }
+        if let Some(cwd) = spec.cwd
+            && libc::chdir(cwd.as_ptr()) != 0
+        {
+            fail(Stage::Chdir);
+        }
+        if spec.new_session && libc::setsid() < 0 {
+            fail(Stage::Session);
+        }
+        for filter in spec.filters {
+            if install_filter(filter).is_err() {
+                fail(Stage::Seccomp);
+            }
+        }
+        libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr());
+        fail(Stage::Exec)
+    }
+}
+
+/// Installs a classic-BPF seccomp program on the calling thread.
+///
+/// Tries without `PR_SET_NO_NEW_PRIVS` first, so that a privileged daemon keeps the ability to
+/// run set-user-ID programs; sets it and retries when the kernel demands it (`EACCES`).
+/// Async-signal-safe: two system calls on caller-provided memory.
+pub(crate) fn install_filter(filter: &[libc::sock_filter]) -> io::Result<()> {
+    let prog = libc::sock_fprog { len: filter.len() as u16, filter: filter.as_ptr().cast_mut() };
+    // SAFETY: `prog` points to `filter`, which outlives both calls; the kernel copies it.
+    unsafe {
+        let set = |prog: &libc::sock_fprog| {
+            libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0, prog as *const libc::sock_fprog)
+        };
+        if set(&prog) == 0 {
+            return Ok(());
+        }
+        if *libc::__errno_location() != libc::EACCES {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || set(&prog) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Reads the child's failure report: `None` when `execve` succeeded (the pipe closed empty).
+pub(crate) fn read_report(report: BorrowedFd<'_>) -> io::Result<Option<(Stage, io::Error)>> {
+    let mut buf = [0u8; 8];
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(report, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    let stage = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
+    let errno = i32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
+    let stage = Stage::from_u32(stage).unwrap_or(Stage::Exec);
+    Ok(Some((stage, io::Error::from_raw_os_error(errno))))
+}
+
+/// Blocks `signals` for the calling thread and returns a signalfd that reads them.
+pub(crate) fn signalfd(signals: &[c_int]) -> io::Result<OwnedFd> {
+    let mut set = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises `set`; sigaddset and pthread_sigmask only read and write
+    // it; signalfd returns a new descriptor that we take ownership of on success.
+    unsafe {
+        libc::sigemptyset(set.as_mut_ptr());
+        for &s in signals {
+            libc::sigaddset(set.as_mut_ptr(), s);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, set.as_ptr(), std::ptr::null_mut());
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let fd = libc::signalfd(-1, set.as_ptr(), libc::SFD_CLOEXEC | libc::SFD_NONBLOCK);
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(OwnedFd::from_raw_fd(fd))
+    }
+}
+
+/// Reads one pending signal from a signalfd made by [`signalfd`]: its number and whether the
+/// kernel sent it (a terminal's Ctrl-C, which the whole foreground group gets anyway).
+/// `None` when none is pending.
+pub(crate) fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<(c_int, bool)>> {
+    let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+    let size = size_of::<libc::signalfd_siginfo>();
+    // SAFETY: `info` is a writable buffer of exactly `size` bytes.
+    let n = unsafe { libc::read(fd.as_raw_fd(), info.as_mut_ptr().cast(), size) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.kind() == io::ErrorKind::WouldBlock { Ok(None) } else { Err(e) };
+    }
+    if n as usize != size {
+        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read from signalfd"));
+    }
+    // SAFETY: the kernel filled the whole structure.
+    let info = unsafe { info.assume_init() };
+    Ok(Some((info.ssi_signo as c_int, info.ssi_code == libc::SI_KERNEL)))
+}
+
+/// Sets `signal` to be ignored in this process (the guardian survives terminal and stop signals).
+pub(crate) fn ignore_signal(signal: c_int) {
+    // SAFETY: installing SIG_IGN has no memory-safety requirements.
+    unsafe { libc::signal(signal, libc::SIG_IGN) };
+}
+
+/// The `.init_array` entry: runs before `main` in every binary that links daemonic. When this
+/// process was started as a guardian, it never returns; otherwise it does nothing.
+extern "C" fn guardian_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    if std::env::var_os(crate::guardian::MARKER).is_none() || argv.is_null() || argc < 1 {
+        return;
+    }
+    let args: Vec<OsString> = (0..argc as usize)
+        .map(|i| {
+            // SAFETY: the loader passes `argc` valid, NUL-terminated strings in `argv`.
+            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
+            OsString::from_vec(arg.to_bytes().to_vec())
+        })
+        .collect();
+    if args[0] != crate::guardian::ARGV0 {
+        return;
+    }
+    crate::guardian::run_and_exit(args)
+}
+
+/// Registered in `.init_array`; [`guardian_hook_anchor`] keeps it linked.
+#[used]
+// SAFETY: `.init_array` entries are called by the loader with (argc, argv, envp), which is the
+// signature of `guardian_hook`.
+#[unsafe(link_section = ".init_array")]
+static GUARDIAN_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = guardian_hook;
+
+/// Referenced by the code that starts guardians, so the linker keeps the object with the hook.
+pub(crate) fn guardian_hook_anchor() {
+    std::hint::black_box(&GUARDIAN_HOOK);
+}
