@@ -80,6 +80,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path) -> Result<Spawned> {
 
 /// The guardian's whole life; called from the `.init_array` hook.
 pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
+    sys::close_descriptors_from(3);
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         sys::ignore_signal(sig);
     }

@@ -303,6 +303,13 @@ pub(crate) fn ignore_signal(signal: c_int) {
     unsafe { libc::signal(signal, libc::SIG_IGN) };
 }
 
+/// Closes every descriptor from `first` up, so a guardian holds none of its creator's pipes.
+pub(crate) fn close_descriptors_from(first: c_int) {
+    // SAFETY: close_range only closes descriptors; nothing in this process uses them afterwards
+    // (it is called first thing in a freshly executed guardian).
+    unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
+}
+
 /// The `.init_array` entry: runs before `main` in every binary that links daemonic. When this
 /// process was started as a guardian, it never returns; otherwise it does nothing.
 extern "C" fn guardian_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
