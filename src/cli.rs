@@ -1,6 +1,9 @@
 //! The `daemonic` command line: argument parsing, the `spawn`, `ps`, `is-daemon` and `kill`
 //! subcommands, and the mapping of errors to exit codes.
 //!
+//! Errors print one line, `error: …`, except a daemon's attempt to spawn, which prints CPython's
+//! words alone: `daemonic processes are not allowed to have children`.
+//!
 //! Exit codes: a command's own status where it runs a program (`run`: the main member's code,
 //! or 128+N when signal N killed it); 0 success; 1 failure (including a daemon that tries to
 //! spawn, and `is-daemon` for a non-daemon); 2 bad usage or input; 126 a program that cannot be
@@ -125,6 +128,11 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.kind() == ErrorKind::DaemonChildren => {
+            // CPython's words alone, so that scripts can match the line exactly (C3).
+            eprintln!("{e}");
+            ExitCode::from(exit_code(&e))
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::from(exit_code(&e))
