@@ -109,7 +109,12 @@ struct Guardian {
     retiring: HashMap<PathBuf, Retirement>,
     queue: BTreeSet<PathBuf>,
     done: bool,
+    /// Some directory could not be watched: rescan periodically.
+    degraded: bool,
 }
+
+/// How often a degraded guardian looks at the whole family.
+const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Guardian {
     fn new(family: PathBuf, main: PathBuf) -> Result<Guardian> {
@@ -123,12 +128,13 @@ impl Guardian {
             retiring: HashMap::new(),
             queue: BTreeSet::new(),
             done: false,
+            degraded: false,
         })
     }
 
     fn run(mut self) -> Result<()> {
         let family = self.family.clone();
-        self.watch_tree(&family)?;
+        self.watch_tree(&family);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         loop {
             while let Some(dir) = self.queue.pop_first() {
@@ -149,9 +155,13 @@ impl Guardian {
                 .filter_map(Retirement::next_deadline)
                 .min()
                 .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
             let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
             cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
             self.read_events(&mut buf)?;
+            if self.degraded {
+                self.watch_tree(&family);
+            }
         }
         cgroup::kill(&self.family)?;
         cgroup::wait_unpopulated(&self.family, None)?;
@@ -193,10 +203,10 @@ impl Guardian {
         }
         if rescan {
             let family = self.family.clone();
-            self.watch_tree(&family)?;
+            self.watch_tree(&family);
         }
         for dir in created {
-            self.watch_tree(&dir)?;
+            self.watch_tree(&dir);
         }
         Ok(())
     }
@@ -215,28 +225,37 @@ impl Guardian {
     }
 
     /// Watches `dir` and everything below it, and queues them all for a look.
-    fn watch_tree(&mut self, dir: &Path) -> Result<()> {
+    ///
+    /// A watch that cannot be added (the inotify limits `max_user_watches`, a permission) does
+    /// not stop the guardian: it warns once and falls back to looking at the whole family every
+    /// [`RESCAN`], which is slower to react but still ends every daemon.
+    fn watch_tree(&mut self, dir: &Path) {
         let flags = WatchFlags::CREATE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
-        match inotify::add_watch(&self.inotify, dir, flags) {
-            Ok(wd) => {
-                self.watches.insert(wd, dir.to_path_buf());
-            }
-            Err(rustix::io::Errno::NOENT) => return Ok(()),
-            Err(e) => return Err(Error::io("watch", dir, e.into())),
-        }
         let events = dir.join("cgroup.events");
-        match inotify::add_watch(&self.inotify, &events, WatchFlags::MODIFY) {
-            Ok(wd) => {
-                self.watches.insert(wd, dir.to_path_buf());
+        for (path, flags) in [(dir, flags), (events.as_path(), WatchFlags::MODIFY)] {
+            match inotify::add_watch(&self.inotify, path, flags) {
+                Ok(wd) => {
+                    self.watches.insert(wd, dir.to_path_buf());
+                }
+                Err(rustix::io::Errno::NOENT) => return,
+                Err(e) => self.degrade(&Error::io("watch", path, e.into())),
             }
-            Err(rustix::io::Errno::NOENT) => {}
-            Err(e) => return Err(Error::io("watch", &events, e.into())),
         }
-        for sub in cgroup::subdirs(dir)? {
-            self.watch_tree(&sub)?;
+        match cgroup::subdirs(dir) {
+            Ok(subs) => subs.iter().for_each(|sub| self.watch_tree(sub)),
+            Err(e) => self.degrade(&e),
         }
         self.queue.insert(dir.to_path_buf());
-        Ok(())
+    }
+
+    fn degrade(&mut self, why: &Error) {
+        if !self.degraded {
+            eprintln!(
+                "daemonic guardian: warning: {why}; looking at the whole family every {} ms instead",
+                RESCAN.as_millis()
+            );
+            self.degraded = true;
+        }
     }
 
     /// Whether the member in `dir` has ended: gone, or unpopulated after it ran.
