@@ -11,7 +11,7 @@
 //! dies without shutting down loses nothing: the guardian does the same from outside.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -25,6 +25,13 @@ use crate::member::{Inner, Member};
 use crate::retire::Retirement;
 use crate::spawn::{self, Request, Spawned};
 use crate::{guardian, seccomp};
+
+/// How many `Family` handles of this process are not shut down yet.
+static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
+
+/// The family this process created and moved into, if any; the last handle to shut down
+/// leaves it.
+static ROOT: Mutex<Option<Root>> = Mutex::new(None);
 
 /// Makes member directory names unique within this process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
@@ -186,7 +193,7 @@ impl FamilyBuilder {
         let h = Hierarchy::host()?;
         let own = h.cgroup_of(0)?;
         if let Some(position) = Position::of_cgroup(&own) {
-            return Ok(Family::with(position, None));
+            return Ok(Family::with(position));
         }
         let base = choose_base(&h, self.cgroup.as_deref())?;
         let name = match self.name {
@@ -212,7 +219,8 @@ impl FamilyBuilder {
             return Err(e);
         }
         let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
-        Ok(Family::with(position, Some(Root { original: own, guardian })))
+        *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
+        Ok(Family::with(position))
     }
 }
 
@@ -247,7 +255,6 @@ impl std::fmt::Debug for Spawned {
 #[derive(Debug)]
 pub struct Family {
     position: Position,
-    root: Option<Root>,
     children: Mutex<Vec<Arc<Inner>>>,
     closed: AtomicBool,
 }
@@ -263,8 +270,9 @@ impl Family {
         FamilyBuilder::default()
     }
 
-    fn with(position: Position, root: Option<Root>) -> Family {
-        Family { position, root, children: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
+    fn with(position: Position) -> Family {
+        OPEN_HANDLES.fetch_add(1, Ordering::AcqRel);
+        Family { position, children: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
     }
 
     /// The family's id (`name-N`).
@@ -379,8 +387,9 @@ impl Family {
         children.iter().map(|c| Member::from_inner(Arc::clone(c))).collect()
     }
 
-    /// Ends the family's part that belongs to this process: waits for every non-daemonic child,
-    /// then ends this process's daemons at once (SIGTERM first for those with a stop timeout).
+    /// Ends the family's part that belongs to this process: waits for every non-daemonic child
+    /// spawned through this handle, then, if no other `Family` handle of this process is still
+    /// open, ends the process's daemons at once (SIGTERM first for those with a stop timeout).
     /// For a family this process created, it then leaves the family and waits until the
     /// guardian has removed it. Calling it again does nothing.
     pub fn shutdown(&self) -> Result<()> {
@@ -391,16 +400,21 @@ impl Family {
         for child in children.iter().filter(|c| !c.daemon) {
             child.join(None)?;
         }
+        // The daemons belong to the process, not to one handle: only the last handle open in
+        // this process ends them.
+        if OPEN_HANDLES.fetch_sub(1, Ordering::AcqRel) > 1 {
+            return Ok(());
+        }
         let container = layout::daemons_dir(&self.position.member_dir);
         if container.exists() {
             Retirement::start(&container, &self.position.family_dir)?.finish()?;
             for child in children.iter().filter(|c| c.daemon) {
                 child.join(None)?;
             }
-            cgroup::remove_tree(&container).map_err(|e| Error::io("remove", &container, e))?;
         }
         self.lock_children().clear();
-        if let Some(root) = &self.root {
+        let root = ROOT.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(root) = root {
             cgroup::enter(&root.original)?;
             reap(&root.guardian.pidfd)?;
         }

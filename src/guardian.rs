@@ -106,6 +106,8 @@ struct Guardian {
     inotify: OwnedFd,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
     watches: HashMap<i32, PathBuf>,
+    /// Directory → its watch descriptors, to drop them when the directory is removed.
+    watched: HashMap<PathBuf, Vec<i32>>,
     retiring: HashMap<PathBuf, Retirement>,
     queue: BTreeSet<PathBuf>,
     done: bool,
@@ -125,6 +127,7 @@ impl Guardian {
             main,
             inotify,
             watches: HashMap::new(),
+            watched: HashMap::new(),
             retiring: HashMap::new(),
             queue: BTreeSet::new(),
             done: false,
@@ -193,6 +196,9 @@ impl Guardian {
             let Some(dir) = self.watches.get(&wd).cloned() else { continue };
             if flags.contains(ReadFlags::IGNORED) {
                 self.watches.remove(&wd);
+                if let Some(wds) = self.watched.get_mut(&dir) {
+                    wds.retain(|w| *w != wd);
+                }
             }
             if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR)
                 && let Some(name) = name
@@ -235,7 +241,9 @@ impl Guardian {
         for (path, flags) in [(dir, flags), (events.as_path(), WatchFlags::MODIFY)] {
             match inotify::add_watch(&self.inotify, path, flags) {
                 Ok(wd) => {
-                    self.watches.insert(wd, dir.to_path_buf());
+                    if self.watches.insert(wd, dir.to_path_buf()).is_none() {
+                        self.watched.entry(dir.to_path_buf()).or_default().push(wd);
+                    }
                 }
                 Err(rustix::io::Errno::NOENT) => return,
                 Err(e) => self.degrade(&Error::io("watch", path, e.into())),
@@ -301,13 +309,31 @@ impl Guardian {
         }
     }
 
+    /// Removes `dir` and everything below it, deepest first, dropping their watches.
+    ///
+    /// The guardian is the only remover of a family's directories: removing a cgroup produces
+    /// no inotify event (kernfs sends none) and cancels a pending `cgroup.events`
+    /// notification, so a directory removed by anyone else would leave the guardian blind to
+    /// the end of that member.
     fn remove(&mut self, dir: &Path) {
-        if let Err(e) = cgroup::remove_tree(dir) {
+        if let Err(e) = self.remove_tree(dir) {
             eprintln!("daemonic guardian: warning: failed to remove {}: {e}", dir.display());
         }
         if dir == self.main {
             self.done = true;
         }
+    }
+
+    fn remove_tree(&mut self, dir: &Path) -> std::io::Result<()> {
+        for sub in cgroup::subdirs(dir).map_err(std::io::Error::from)? {
+            self.remove_tree(&sub)?;
+        }
+        for wd in self.watched.remove(dir).unwrap_or_default() {
+            self.watches.remove(&wd);
+            let _ = inotify::remove_watch(&self.inotify, wd);
+        }
+        self.retiring.remove(dir);
+        cgroup::remove(dir)
     }
 }
 

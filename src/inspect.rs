@@ -6,7 +6,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
@@ -82,8 +82,9 @@ pub fn find(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
     }
 }
 
-/// Kills every process of the family at once, waits until they are gone and removes the
-/// family's cgroups (its guardian, if alive, may be removing them at the same time).
+/// Kills every process of the family at once and waits until they are gone and the family's
+/// cgroups are removed: by its guardian when it runs (it must be the one to remove them, see
+/// `guardian.rs`), else here.
 pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
     let family = find(h, key)?;
     let dir = h.join(&family.cgroup);
@@ -94,8 +95,24 @@ pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
             format!("family {} still has processes 10 s after cgroup.kill", family.id),
         ));
     }
+    if guardian_running(&family, &dir) {
+        // Removal has no event to wait on; this bounded wait is the only polling in daemonic.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while dir.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
     cgroup::remove_tree(&dir).map_err(|e| Error::io("remove", &dir, e))?;
     Ok(family)
+}
+
+/// Whether the process recorded as the family's guardian is a guardian of this very family
+/// (read from its command line; nothing is signalled).
+fn guardian_running(family: &FamilyInfo, dir: &Path) -> bool {
+    let Some(pid) = family.guardian else { return false };
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let mut args = cmdline.split(|b| *b == 0);
+    args.next() == Some(crate::guardian::ARGV0.as_bytes()) && args.next() == Some(dir.as_os_str().as_encoded_bytes())
 }
 
 fn node_of(dir: &Path) -> Option<Node> {

@@ -132,9 +132,9 @@ impl Inner {
                 (None, None) => return Ok(None),
             };
             *status = Some(code);
-            // The member's directory goes once nothing is left in it; descendants it forked may
-            // still run there, in which case the guardian removes it later.
-            let _ = cgroup::remove(&self.dir);
+            // The member's directory is left to the family's guardian, which removes it once
+            // nothing runs in it any more (and retires its daemons first); see guardian.rs for
+            // why nobody else removes directories.
         }
         Ok(*status)
     }

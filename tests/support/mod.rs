@@ -1,0 +1,565 @@
+//! Shared helpers for the library integration tests (`tests/library.rs`).
+//!
+//! Creating a [`daemonic::Family`] moves the calling *process* into a cgroup, and the test
+//! harness runs tests as threads of one process. So every scenario that creates a family runs in
+//! a child process: the test binary re-executed with `--exact <test> --nocapture
+//! --test-threads=1` and `DAEMONIC_TEST_CHILD=<scenario>` in its environment. The test function
+//! checks [`child_scenario`] first and, when it is set, runs the scenario body instead of the
+//! parent side. The parent starts the child with [`Child::start`], reads the `@key=value` lines
+//! the child prints with [`report`], and checks the cgroup tree and the process table.
+//!
+//! - [`require_cgroup`]: skip loudly (locally) or fail (in CI) without a writable cgroup v2.
+//! - [`assert_no_leftovers`]: C10, no family directory and no marked process remains.
+//! - Markers: every child gets a unique family name and a unique marker string; python commands
+//!   carry the marker in their `-c` text and re-executed test binaries in a `--skip` argument,
+//!   so `/proc/*/cmdline` scans find exactly one test's processes. Nothing is killed by name.
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::fmt::Display;
+use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Environment variable naming the scenario a re-executed test binary runs.
+pub const ENV_SCENARIO: &str = "DAEMONIC_TEST_CHILD";
+/// Environment variable with the child's unique family name.
+pub const ENV_FAMILY: &str = "DAEMONIC_TEST_FAMILY";
+/// Environment variable with the child's unique marker string.
+pub const ENV_MARKER: &str = "DAEMONIC_TEST_MARKER";
+/// Environment variable with the path of the real python interpreter.
+pub const ENV_PYTHON: &str = "DAEMONIC_TEST_PYTHON";
+/// Environment variable with a scratch directory the parent owns (and removes).
+pub const ENV_TMP: &str = "DAEMONIC_TEST_TMP";
+/// Environment variable with the name of the test whose scenario the child runs.
+pub const ENV_TEST: &str = "DAEMONIC_TEST_NAME";
+
+// ---------------------------------------------------------------------------------------------
+// Names, markers, clocks
+// ---------------------------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(1);
+
+fn salt() -> u32 {
+    static SALT: OnceLock<u32> = OnceLock::new();
+    *SALT.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() % 100_000))
+}
+
+/// A string unique to this call, this process and this run: `<tag>-<pid>-<salt>-<n>`.
+/// Valid as a daemonic family name when `tag` is (letters, digits, `-`).
+pub fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{tag}-{}-{}-{n}", std::process::id(), salt())
+}
+
+/// Nanoseconds since the epoch (the clock of python's `time.time_ns()`).
+pub fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("system clock after 1970").as_nanos()
+}
+
+/// The real python3 interpreter, never the pyenv shim (a shim forks, which a daemon cannot do).
+/// A re-executed child gets it from its parent in `DAEMONIC_TEST_PYTHON`, so it never has to
+/// run the shim from inside a family.
+pub fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| {
+        if let Some(p) = std::env::var(ENV_PYTHON).ok().filter(|p| !p.is_empty()) {
+            return p;
+        }
+        let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                if p.is_empty() { "/usr/bin/python3".to_string() } else { p }
+            }
+            _ => "/usr/bin/python3".to_string(),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup v2 discovery
+// ---------------------------------------------------------------------------------------------
+
+fn unescape_mountinfo(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
+            if let Ok(v) = u8::try_from(v) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount point of the cgroup2 hierarchy, read from `/proc/self/mountinfo` (never hard-coded).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            info.lines().find_map(|line| {
+                let (pre, post) = line.split_once(" - ")?;
+                if post.split_whitespace().next() != Some("cgroup2") {
+                    return None;
+                }
+                Some(PathBuf::from(unescape_mountinfo(pre.split_whitespace().nth(4)?)))
+            })
+        })
+        .clone()
+}
+
+/// The `0::` path of a process (`"self"` or a PID), as in `/proc/<pid>/cgroup`.
+pub fn cgroup_path_of(pid: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
+}
+
+/// The directory of the calling process's own v2 cgroup.
+pub fn own_cgroup_dir() -> Option<PathBuf> {
+    Some(cgroup2_mount()?.join(cgroup_path_of("self")?.trim_start_matches('/')))
+}
+
+fn probe_cgroup() -> Result<PathBuf, String> {
+    let mount = cgroup2_mount().ok_or("no cgroup2 mount in /proc/self/mountinfo")?;
+    let own = cgroup_path_of("self").ok_or("no `0::` line in /proc/self/cgroup")?;
+    let dir = mount.join(own.trim_start_matches('/'));
+    let probe = dir.join(format!("daemonic-libtest-probe-{}", unique("p")));
+    std::fs::create_dir(&probe).map_err(|e| format!("mkdir {}: {e}", probe.display()))?;
+    std::fs::remove_dir(&probe).map_err(|e| format!("rmdir {}: {e}", probe.display()))?;
+    Ok(dir)
+}
+
+/// Whether the tests can run: the own v2 cgroup must be writable (a test directory is created
+/// and removed). When it is not: panics when `CI=true` (tests must fail in CI, never skip),
+/// otherwise prints a loud `SKIPPED` line to stderr and returns `false` so the test returns.
+pub fn require_cgroup() -> bool {
+    static RESULT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match RESULT.get_or_init(probe_cgroup) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but this test needs a writable cgroup v2, and there is none: {e}");
+            }
+            eprintln!(
+                "\n*** SKIPPED: {} needs a writable cgroup v2 ({e}) ***\n",
+                std::thread::current().name().unwrap_or("this test")
+            );
+            false
+        }
+    }
+}
+
+/// Names of the subdirectories of `dir`, sorted (empty when `dir` is gone).
+pub fn subdir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+fn walk_dirs(dir: &Path, found: &mut dyn FnMut(&Path, &str)) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let path = entry.path();
+        found(&path, &entry.file_name().to_string_lossy());
+        walk_dirs(&path, found);
+    }
+}
+
+/// Is `dirname` the directory of a family named `name` (`daemonic-<name>-<N>.family`)?
+pub fn is_family_dir_of(dirname: &str, name: &str) -> bool {
+    dirname
+        .strip_prefix(&format!("daemonic-{name}-"))
+        .and_then(|rest| rest.strip_suffix(".family"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Every directory of the family named `name`, anywhere under the cgroup2 mount.
+pub fn family_dirs(name: &str) -> Vec<PathBuf> {
+    let Some(mount) = cgroup2_mount() else { return Vec::new() };
+    let mut out = Vec::new();
+    walk_dirs(&mount, &mut |p, n| {
+        if is_family_dir_of(n, name) {
+            out.push(p.to_path_buf());
+        }
+    });
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+// ---------------------------------------------------------------------------------------------
+
+/// Live processes (not this one) whose command line contains `marker`, as `(pid, cmdline)`.
+/// Zombies have an empty command line, so they do not count.
+pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let needle = marker.as_bytes();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut out = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        if !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle) {
+            out.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end().to_string()));
+        }
+    }
+    out
+}
+
+/// Whether `pid` is a live process carrying `marker` in its command line (safe against PID
+/// reuse by a stranger; a zombie counts as dead).
+pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|c| !marker.is_empty() && c.windows(marker.len()).any(|w| w == marker.as_bytes()))
+}
+
+/// Polls `cond` every 2 ms until it holds (true) or `timeout` has passed (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// What is left of the family `name` right now: its directories, and processes carrying one of
+/// `markers` (guardians carry the family name in their command line, so pass it as a marker).
+pub fn leftovers(name: &str, markers: &[&str]) -> Vec<String> {
+    let mut left: Vec<String> =
+        family_dirs(name).into_iter().map(|p| format!("cgroup directory {}", p.display())).collect();
+    for m in markers {
+        left.extend(marked_processes(m).into_iter().map(|(pid, cmd)| format!("process {pid}: {cmd}")));
+    }
+    left
+}
+
+/// C10: within 3 s, no `daemonic-<name>-*.family` directory remains anywhere under the cgroup2
+/// mount and no process carries one of `markers`. Returns how long the cleanup took.
+pub fn assert_no_leftovers(name: &str, markers: &[&str]) -> Duration {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    let clean = wait_until(Duration::from_secs(3), || {
+        last = leftovers(name, markers);
+        last.is_empty()
+    });
+    assert!(clean, "family {name} left things behind after {:?} (C10):\n  {}", start.elapsed(), last.join("\n  "));
+    start.elapsed()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The child side of a re-executed scenario
+// ---------------------------------------------------------------------------------------------
+
+/// The scenario this process runs when it is a re-executed child, else `None`.
+pub fn child_scenario() -> Option<String> {
+    std::env::var(ENV_SCENARIO).ok().filter(|s| !s.is_empty())
+}
+
+fn child_env(key: &str) -> String {
+    std::env::var(key).unwrap_or_else(|_| panic!("a scenario child needs {key} in its environment"))
+}
+
+/// The child's unique family name.
+pub fn child_family() -> String {
+    child_env(ENV_FAMILY)
+}
+
+/// The child's unique marker.
+pub fn child_marker() -> String {
+    child_env(ENV_MARKER)
+}
+
+/// The child's scratch directory (owned by the parent test).
+pub fn child_tmp() -> PathBuf {
+    PathBuf::from(child_env(ENV_TMP))
+}
+
+/// The name of the test this child runs (for re-executing it once more as a member).
+pub fn child_test() -> String {
+    child_env(ENV_TEST)
+}
+
+/// Prints `@key=value` for the parent to read (stdout is a file; lines are flushed at once).
+pub fn report(key: &str, value: impl Display) {
+    println!("@{key}={value}");
+}
+
+/// Arguments that make the test binary run exactly `test` and carry `marker` (as a `--skip`
+/// filter that matches no test) so that the process can be found by its command line.
+pub fn harness_args(test: &str, marker: &str) -> Vec<String> {
+    ["--exact", test, "--nocapture", "--test-threads=1", "--include-ignored", "--skip", marker]
+        .map(str::to_string)
+        .to_vec()
+}
+
+/// A daemonic command that re-executes this test binary to run `scenario` of this test as a
+/// member (e.g. a daemon that tries to spawn through the library). It inherits this process's
+/// environment, the family name, marker and scratch directory included.
+pub fn self_command(scenario: &str) -> daemonic::Command {
+    let exe = std::env::current_exe().expect("the path of the test binary");
+    let mut cmd = daemonic::Command::new(exe);
+    cmd.args(harness_args(&child_test(), &child_marker())).env(ENV_SCENARIO, scenario);
+    cmd
+}
+
+// ---------------------------------------------------------------------------------------------
+// The parent side
+// ---------------------------------------------------------------------------------------------
+
+/// A re-executed copy of the test binary running one scenario, with its stdout and stderr in
+/// files (a pipe would be held open by daemons and guardians). Killed and reaped on drop if it
+/// is still running: it is our own child, so signalling its PID is safe.
+pub struct Child {
+    child: std::process::Child,
+    /// The unique family name the child uses.
+    pub family: String,
+    /// The unique marker of the child's processes.
+    pub marker: String,
+    /// Scratch directory shared with the child (removed on drop).
+    pub tmp: tempfile::TempDir,
+    stdout_path: PathBuf,
+    stderr_path: PathBuf,
+    /// When the child was started.
+    pub started: Instant,
+    status: Option<ExitStatus>,
+    /// When the parent saw the child end (`Instant`, and epoch nanoseconds).
+    pub ended: Option<(Instant, u128)>,
+    what: String,
+}
+
+/// How a child ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+}
+
+impl Child {
+    /// Starts `scenario` of the calling test (the current thread's name is the test's name).
+    pub fn start(scenario: &str, tag: &str) -> Child {
+        let test = std::thread::current().name().expect("tests run in threads named after them").to_string();
+        Child::start_test(&test, scenario, tag, &[])
+    }
+
+    /// Starts `scenario` of `test` with extra environment variables.
+    pub fn start_test(test: &str, scenario: &str, tag: &str, envs: &[(&str, &str)]) -> Child {
+        let family = unique(&format!("lib-{tag}"));
+        let marker = format!("marker-{}", unique(tag));
+        let tmp = tempfile::Builder::new().prefix("daemonic-libtest-").tempdir().expect("create a scratch directory");
+        let stdout_path = tmp.path().join("child.stdout");
+        let stderr_path = tmp.path().join("child.stderr");
+        let stdout = std::fs::File::create(&stdout_path).expect("create the child's stdout file");
+        let stderr = std::fs::File::create(&stderr_path).expect("create the child's stderr file");
+        let exe = std::env::current_exe().expect("the path of the test binary");
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.args(harness_args(test, &marker))
+            .env(ENV_SCENARIO, scenario)
+            .env(ENV_FAMILY, &family)
+            .env(ENV_MARKER, &marker)
+            .env(ENV_PYTHON, python())
+            .env(ENV_TMP, tmp.path())
+            .env(ENV_TEST, test)
+            .env("RUST_BACKTRACE", "0")
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("re-execute {} for {scenario}: {e}", exe.display()));
+        Child {
+            child,
+            family,
+            marker,
+            tmp,
+            stdout_path,
+            stderr_path,
+            started: Instant::now(),
+            status: None,
+            ended: None,
+            what: format!("{test} / scenario {scenario}"),
+        }
+    }
+
+    /// The child's PID.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Everything the child (and its members, which inherit the file) wrote to stdout so far.
+    pub fn stdout(&self) -> String {
+        std::fs::read_to_string(&self.stdout_path).unwrap_or_default()
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// The child's output, for failure messages.
+    pub fn dump(&self) -> String {
+        format!(
+            "--- {} (pid {}, status {:?}) ---\n--- stdout ---\n{}\n--- stderr ---\n{}\n---",
+            self.what,
+            self.pid(),
+            self.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// The last value reported as `@key=value`, if any.
+    pub fn value(&self, key: &str) -> Option<String> {
+        value_in(&self.stdout(), key)
+    }
+
+    /// The last value reported for `key`; panics with the child's output when there is none.
+    pub fn expect_value(&self, key: &str) -> String {
+        self.value(key).unwrap_or_else(|| panic!("the child reported no @{key}=\n{}", self.dump()))
+    }
+
+    /// Waits until the child reports `key` (panics when it ends first or `timeout` passes).
+    pub fn wait_value(&mut self, key: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(v) = self.value(key) {
+                return v;
+            }
+            if self.poll_end().is_some() {
+                if let Some(v) = self.value(key) {
+                    return v;
+                }
+                panic!("the child ended without reporting @{key}=\n{}", self.dump());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                panic!("the child did not report @{key}= within {timeout:?}\n{}", self.dump());
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn poll_end(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none()
+            && let Ok(Some(st)) = self.child.try_wait()
+        {
+            self.status = Some(st);
+            self.ended = Some((Instant::now(), now_ns()));
+        }
+        self.status
+    }
+
+    /// Waits for the child to end (at most `timeout`, then it is killed and the test fails).
+    pub fn wait(&mut self, timeout: Duration) -> End {
+        let ok = wait_until(timeout, || self.poll_end().is_some());
+        if !ok {
+            self.kill();
+            panic!("scenario child did not end within {timeout:?}\n{}", self.dump());
+        }
+        let st = self.status.expect("the child's status is known");
+        match (st.code(), st.signal()) {
+            (Some(c), _) => End::Code(c),
+            (None, Some(s)) => End::Signal(s),
+            (None, None) => panic!("unexpected wait status {st:?}"),
+        }
+    }
+
+    /// Waits for the child and asserts it ended as `expected`.
+    pub fn expect_end(&mut self, expected: End, timeout: Duration) {
+        let end = self.wait(timeout);
+        assert_eq!(end, expected, "the scenario child ended unexpectedly\n{}", self.dump());
+    }
+
+    /// Waits for the child and asserts a clean exit (code 0: the scenario's assertions held).
+    pub fn expect_success(&mut self, timeout: Duration) {
+        self.expect_end(End::Code(0), timeout);
+    }
+
+    /// SIGKILLs the child (our own child, by its PID) if it still runs, and reaps it.
+    pub fn kill(&mut self) {
+        if self.poll_end().is_none() {
+            let _ = self.child.kill();
+            if let Ok(st) = self.child.wait() {
+                self.status = Some(st);
+                self.ended = Some((Instant::now(), now_ns()));
+            }
+        }
+    }
+
+    /// C10 for this child: no directory of its family, no process with its marker or with its
+    /// family name in the command line (a guardian). Returns how long the cleanup took.
+    pub fn assert_no_leftovers(&self) -> Duration {
+        assert_no_leftovers(&self.family, &[&self.marker, &self.family])
+    }
+
+    /// A path in the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.tmp.path().join(name)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The last value of `@key=` in `text`: the rest of a line that starts with it, or where it
+/// follows a space (libtest prints `test <name> ... ` without a newline before the test runs).
+pub fn value_in(text: &str, key: &str) -> Option<String> {
+    let prefix = format!("@{key}=");
+    text.lines().rev().find_map(|l| {
+        let at = l.find(&prefix)?;
+        (at == 0 || l[..at].ends_with(' ')).then(|| l[at + prefix.len()..].to_string())
+    })
+}
+
+/// The non-empty lines of a file (none when it does not exist).
+pub fn read_lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Converts a path to an `OsString` (for command arguments).
+pub fn os(p: &Path) -> OsString {
+    p.as_os_str().to_owned()
+}
