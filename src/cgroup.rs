@@ -139,7 +139,7 @@ pub fn create(dir: &Path) -> Result<bool> {
 /// Removes the empty cgroup `dir`. Gone already is fine; still populated is `EBUSY`.
 pub fn remove(dir: &Path) -> io::Result<()> {
     match fs::remove_dir(dir) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if gone(&e) => Ok(()),
         other => other,
     }
 }
@@ -148,7 +148,7 @@ pub fn remove(dir: &Path) -> io::Result<()> {
 pub fn remove_tree(dir: &Path) -> io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) if gone(&e) => return Ok(()),
         Err(e) => return Err(e),
     };
     for entry in entries {
@@ -182,7 +182,7 @@ pub fn write(dir: &Path, name: &str, value: &str) -> Result<()> {
 /// SIGKILLs every process in the subtree of `dir` at once (`cgroup.kill`).
 pub fn kill(dir: &Path) -> Result<()> {
     match write(dir, "cgroup.kill", "1") {
-        Err(e) if e.os_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) && !dir.exists() => Ok(()),
+        Err(e) if e.os_error().is_some_and(gone) && !dir.exists() => Ok(()),
         other => other,
     }
 }
@@ -203,9 +203,15 @@ pub fn populated(dir: &Path) -> Result<bool> {
     match fs::read_to_string(&file) {
         Ok(text) => parse_populated(&text)
             .ok_or_else(|| Error::new(ErrorKind::Os, format!("{} has no \"populated\" line", file.display()))),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) if gone(&e) => Ok(false),
         Err(e) => Err(Error::io("read", &file, e)),
     }
+}
+
+/// Whether an error says the cgroup no longer exists: `ENOENT` when opening a file of a
+/// removed cgroup, `ENODEV` when using a file opened before the removal.
+pub(crate) fn gone(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENODEV)
 }
 
 /// The PIDs in `dir` itself (not its descendants).
@@ -214,7 +220,7 @@ pub fn procs(dir: &Path) -> Result<Vec<i32>> {
     let mut text = String::new();
     match fs::File::open(&file).and_then(|mut f| f.read_to_string(&mut text)) {
         Ok(_) => Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) if gone(&e) => Ok(Vec::new()),
         Err(e) => Err(Error::io("read", &file, e)),
     }
 }
@@ -232,7 +238,7 @@ pub fn procs_recursive(dir: &Path) -> Result<Vec<i32>> {
 pub fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) if gone(&e) => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("list", dir, e)),
     };
     let mut out = Vec::new();
@@ -276,7 +282,12 @@ pub fn wait_unpopulated(dir: &Path, timeout: Option<Duration>) -> Result<bool> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let mut text = [0u8; 128];
-        let n = rustix::io::pread(&events, &mut text, 0).map_err(|e| Error::io("read", &file, e.into()))?;
+        let n = match rustix::io::pread(&events, &mut text, 0) {
+            Ok(n) => n,
+            // The cgroup was removed while we waited: nothing can be in it.
+            Err(rustix::io::Errno::NODEV | rustix::io::Errno::NOENT) => return Ok(true),
+            Err(e) => return Err(Error::io("read", &file, e.into())),
+        };
         if parse_populated(&String::from_utf8_lossy(&text[..n])) == Some(false) {
             return Ok(true);
         }

@@ -41,7 +41,7 @@ pub struct MemberInfo {
     pub pid: Option<u32>,
     /// Whether it is daemonic.
     pub daemon: bool,
-    /// `running` or `exited`.
+    /// `starting` (its directory exists, its process is not in it yet), `running` or `exited`.
     pub state: String,
     /// Its cgroup, relative to the cgroup2 root.
     pub cgroup: String,
@@ -160,7 +160,12 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
                     name,
                     pid,
                     daemon,
-                    state: if running { "running" } else { "exited" }.into(),
+                    state: match (pid, running) {
+                        (None, _) => "starting",
+                        (Some(_), true) => "running",
+                        (Some(_), false) => "exited",
+                    }
+                    .into(),
                     cgroup: h.relative(&sub).unwrap_or_default(),
                     start_time: if running { pid.and_then(start_time) } else { None },
                 });
@@ -230,7 +235,7 @@ mod tests {
         assert_eq!(found[0].id, "web-42");
         assert_eq!(found[0].cgroup, "/svc/daemonic-web-42.family");
         let kinds: Vec<_> = found[0].members.iter().map(|m| (m.name.as_str(), m.daemon, m.state.as_str())).collect();
-        assert_eq!(kinds, vec![("main", false, "exited"), ("log", true, "exited")]);
+        assert_eq!(kinds, vec![("main", false, "starting"), ("log", true, "starting")]);
         assert_eq!(find(&h, "web").expect("by name").id, "web-42");
         assert_eq!(find(&h, "nope").expect_err("missing").kind(), ErrorKind::NoSuchFamily);
     }

@@ -1,0 +1,803 @@
+//! Shared helpers for the `daemonic` integration tests.
+//!
+//! - [`daemonic`]: a fluent runner for the binary that always kills what it started on timeout.
+//! - [`require_cgroup`]: skip (locally) or fail (in CI) when no writable cgroup v2 is available.
+//! - [`assert_no_leftovers`]: C10, no family cgroup directory and no marked process remains.
+//! - [`marker`]: unique strings to tag the processes a test starts, so tests never confuse
+//!   each other's processes (and never kill anything by name).
+
+#![allow(dead_code)]
+
+use std::ffi::{OsStr, OsString};
+use std::fmt::Write as _;
+use std::io::{Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+
+/// Path of the `daemonic` binary built by cargo for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_daemonic")
+}
+
+/// Directory of the binary, prepended to `PATH` so scripts can call `daemonic`.
+pub fn bin_dir() -> PathBuf {
+    Path::new(bin()).parent().expect("the daemonic binary has a parent directory").to_path_buf()
+}
+
+/// The real python3 interpreter (not a pyenv shim: a shim forks, which a daemon cannot do).
+pub fn python() -> &'static str {
+    static PY: OnceLock<String> = OnceLock::new();
+    PY.get_or_init(|| {
+        let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
+        match out {
+            Ok(o) if o.status.success() => {
+                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                if p.is_empty() { "/usr/bin/python3".to_string() } else { p }
+            }
+            _ => "/usr/bin/python3".to_string(),
+        }
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Unique names and markers
+// ---------------------------------------------------------------------------------------------
+
+static COUNTER: AtomicU32 = AtomicU32::new(1);
+
+fn run_salt() -> u32 {
+    static SALT: OnceLock<u32> = OnceLock::new();
+    *SALT.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_micros() % 10_000).unwrap_or(0))
+}
+
+/// A family name unique to this test and this test process: `<test>-p<pid>`.
+pub fn family_name(test: &str) -> String {
+    format!("{test}-p{}", std::process::id())
+}
+
+/// A unique numeric marker usable as a `sleep` argument: `<secs>.0000<pid:7><salt:4><n:5>`.
+/// The fractional part is far below a millisecond, so `sleep <marker>` sleeps `secs` seconds,
+/// and the string is unique, so `/proc/*/cmdline` scans find exactly this test's processes.
+pub fn marker(secs: u32) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{secs}.0000{:07}{:04}{:05}", std::process::id(), run_salt(), n)
+}
+
+/// Nanoseconds since the epoch (same clock as `date +%s%N` and python's `time.time_ns()`).
+pub fn now_ns() -> u128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).expect("system clock after 1970").as_nanos()
+}
+
+// ---------------------------------------------------------------------------------------------
+// cgroup v2 discovery
+// ---------------------------------------------------------------------------------------------
+
+fn unescape_mountinfo(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo (three octal digits).
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
+            let oct = &bytes[i + 1..i + 4];
+            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
+                let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+                if let Ok(v) = u8::try_from(v) {
+                    out.push(v);
+                    i += 4;
+                    continue;
+                }
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Mount point of the cgroup2 hierarchy, from `/proc/self/mountinfo` (never hard-coded).
+pub fn cgroup2_mount() -> Option<PathBuf> {
+    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
+    MOUNT
+        .get_or_init(|| {
+            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+            for line in info.lines() {
+                let Some((pre, post)) = line.split_once(" - ") else {
+                    continue;
+                };
+                if post.split_whitespace().next() != Some("cgroup2") {
+                    continue;
+                }
+                let mp = pre.split_whitespace().nth(4)?;
+                return Some(PathBuf::from(unescape_mountinfo(mp)));
+            }
+            None
+        })
+        .clone()
+}
+
+/// The v2 cgroup path (`0::/path`) of a process, as written in `/proc/<pid>/cgroup`.
+pub fn cgroup_of(pid: &str) -> Option<String> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    text.lines().find_map(|l| l.strip_prefix("0::")).map(|s| s.to_string())
+}
+
+/// The filesystem directory of a v2 cgroup path.
+pub fn cgroup_dir(cgpath: &str) -> Option<PathBuf> {
+    let mount = cgroup2_mount()?;
+    Some(mount.join(cgpath.trim_start_matches('/')))
+}
+
+fn probe_cgroup() -> Result<PathBuf, String> {
+    let mount = cgroup2_mount().ok_or("no cgroup2 mount in /proc/self/mountinfo")?;
+    let own = cgroup_of("self").ok_or("no `0::` line in /proc/self/cgroup")?;
+    let dir = mount.join(own.trim_start_matches('/'));
+    let probe =
+        dir.join(format!("daemonic-test-probe-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst)));
+    std::fs::create_dir(&probe).map_err(|e| format!("mkdir {}: {e}", probe.display()))?;
+    std::fs::remove_dir(&probe).map_err(|e| format!("rmdir {}: {e}", probe.display()))?;
+    Ok(dir)
+}
+
+/// Checks that cgroup v2 is usable (a test dir can be created and removed under our own
+/// cgroup). When it is not: panics if `CI=true` (tests must fail in CI, never skip silently),
+/// otherwise prints a loud SKIPPED line and returns `false` so the test returns early.
+pub fn require_cgroup() -> bool {
+    static RESULT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match RESULT.get_or_init(probe_cgroup) {
+        Ok(_) => true,
+        Err(e) => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but no writable cgroup v2 is available: {e}");
+            }
+            // Written to the stderr handle, not with eprintln!, so that libtest's output
+            // capture cannot hide it: a skip must be loud.
+            let _ = writeln!(
+                std::io::stderr(),
+                "\n*** SKIPPED: {} (needs a writable cgroup v2: {e}) ***\n",
+                std::thread::current().name().unwrap_or("test")
+            );
+            false
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Leftover detection (C10)
+// ---------------------------------------------------------------------------------------------
+
+fn walk_dirs(dir: &Path, found: &mut dyn FnMut(&Path, &str)) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let Ok(ft) = entry.file_type() else { continue };
+        if !ft.is_dir() {
+            continue;
+        }
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        found(&path, &name);
+        walk_dirs(&path, found);
+    }
+}
+
+/// Every directory under the cgroup2 mount whose name satisfies `pred`.
+pub fn cgroup_dirs_where(pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
+    let Some(mount) = cgroup2_mount() else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    walk_dirs(&mount, &mut |p, n| {
+        if pred(n) {
+            out.push(p.to_path_buf());
+        }
+    });
+    out
+}
+
+/// Is `dirname` the directory of a family named `name` (`daemonic-<name>-<N>.family`)?
+pub fn is_family_dir_of(dirname: &str, name: &str) -> bool {
+    let Some(rest) = dirname.strip_prefix(&format!("daemonic-{name}-")) else {
+        return false;
+    };
+    let Some(num) = rest.strip_suffix(".family") else {
+        return false;
+    };
+    !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Family directories of the family named `name`, anywhere under the cgroup2 mount.
+pub fn family_dirs(name: &str) -> Vec<PathBuf> {
+    cgroup_dirs_where(&|n| is_family_dir_of(n, name))
+}
+
+/// Live processes whose command line contains `marker` (zombies have an empty cmdline).
+pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    let needle = marker.as_bytes();
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        if cmdline.windows(needle.len()).any(|w| w == needle) {
+            let shown: String = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            out.push((pid, shown.trim_end().to_string()));
+        }
+    }
+    out
+}
+
+/// Does the process `pid` still exist and carry `marker` in its cmdline? (PID-reuse safe.)
+pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(c) => c.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        Err(_) => false,
+    }
+}
+
+/// Is `pid` an existing, non-zombie process?
+pub fn pid_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // state is the first field after the ")" that closes comm
+            let state = stat.rsplit_once(')').map(|(_, r)| r.trim_start().chars().next());
+            !matches!(state, Some(Some('Z')) | Some(Some('X')) | None)
+        }
+        Err(_) => false,
+    }
+}
+
+/// What is left of a family right now: its cgroup dirs, processes carrying one of `markers`,
+/// and processes whose command line names one of its cgroup dirs.
+pub fn leftovers(name: &str, markers: &[&str]) -> Vec<String> {
+    let mut left: Vec<String> = family_dirs(name).into_iter().map(|p| format!("cgroup dir {}", p.display())).collect();
+    for m in markers {
+        for (pid, cmd) in marked_processes(m) {
+            left.push(format!("process {pid}: {cmd}"));
+        }
+    }
+    // Helpers of the family (e.g. a guardian) that name its cgroup dir on their command line.
+    for (pid, cmd) in marked_processes(&format!("daemonic-{name}-")) {
+        let names_family = cmd.split(['/', ' ']).any(|part| is_family_dir_of(part, name));
+        if names_family {
+            left.push(format!("process {pid}: {cmd}"));
+        }
+    }
+    left
+}
+
+/// C10: nothing of the family `name` remains (no `daemonic-<name>-*.family` dir anywhere under
+/// the cgroup2 mount, no process whose cmdline contains one of `markers`). Allows up to 2 s for
+/// asynchronous cleanup and prints how long it took when that was not immediate.
+pub fn assert_no_leftovers(name: &str, markers: &[&str]) {
+    assert_no_leftovers_within(name, markers, Duration::from_secs(2));
+}
+
+/// Like [`assert_no_leftovers`] with an explicit grace period.
+pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration) {
+    let start = Instant::now();
+    let first = leftovers(name, markers);
+    if first.is_empty() {
+        return;
+    }
+    let mut last = first.clone();
+    let clean = wait_until(grace, || {
+        last = leftovers(name, markers);
+        last.is_empty()
+    });
+    if clean {
+        eprintln!("note: family {name}: leftovers disappeared only after {:?}: {first:?}", start.elapsed());
+        return;
+    }
+    panic!("family {name} left things behind after {:?} (C10):\n  {}", start.elapsed(), last.join("\n  "));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Waiting
+// ---------------------------------------------------------------------------------------------
+
+/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits for `path` to exist and be non-empty; returns its content, panics on timeout.
+pub fn wait_for_file(path: &Path, timeout: Duration) -> String {
+    let mut content = String::new();
+    let ok = wait_until(timeout, || match std::fs::read_to_string(path) {
+        Ok(c) if !c.is_empty() => {
+            content = c;
+            true
+        }
+        _ => false,
+    });
+    assert!(ok, "timed out after {timeout:?} waiting for {}", path.display());
+    content
+}
+
+// ---------------------------------------------------------------------------------------------
+// Files
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh temporary directory.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("create a temporary directory")
+}
+
+/// Writes `content` to `dir/name` with the given mode; returns the path as a String.
+pub fn write_file(dir: &Path, name: &str, content: &str, mode: u32) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    path.to_str().expect("utf-8 temp path").to_string()
+}
+
+/// Parses a file of one integer (ns timestamp) per line; ignores partial/garbage lines.
+pub fn read_timestamps(path: &Path) -> Vec<u128> {
+    std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse::<u128>().ok()).collect()
+}
+
+/// Milliseconds from `a` to `b` (negative when `b` is earlier), for ns timestamps.
+pub fn ms_between(a: u128, b: u128) -> f64 {
+    (b as f64 - a as f64) / 1e6
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runner
+// ---------------------------------------------------------------------------------------------
+
+/// Result of one run of the binary.
+#[derive(Debug, Clone)]
+pub struct Output {
+    /// Everything written to stdout (by the binary and everything that inherited the pipe).
+    pub stdout: String,
+    /// Everything written to stderr.
+    pub stderr: String,
+    /// Exit code, when the process exited normally.
+    pub code: Option<i32>,
+    /// Signal number, when the process was killed by a signal.
+    pub signal: Option<i32>,
+    /// Wall time from spawn to exit.
+    pub duration: Duration,
+    /// Time from exit until every writer of stdout/stderr was gone (EOF on both pipes);
+    /// `None` when some process still held the pipes after the grace period.
+    pub eof_delay: Option<Duration>,
+    /// The command line, for messages.
+    pub cmdline: String,
+}
+
+impl Output {
+    /// The exit code; panics (with the whole output) when the process died by a signal.
+    pub fn code(&self) -> i32 {
+        match self.code {
+            Some(c) => c,
+            None => panic!("process died by signal {:?}\n{}", self.signal, self.dump()),
+        }
+    }
+
+    /// Stdout lines.
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+
+    /// Lines of stderr that start with `error:`.
+    pub fn error_lines(&self) -> Vec<&str> {
+        self.stderr.lines().filter(|l| l.starts_with("error:")).collect()
+    }
+
+    /// A readable description for assertion messages.
+    pub fn dump(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "command: {}", self.cmdline);
+        let _ = writeln!(
+            s,
+            "exit: code={:?} signal={:?} after {:?}; pipes closed {:?} after exit",
+            self.code, self.signal, self.duration, self.eof_delay
+        );
+        let _ = writeln!(s, "--- stdout ---\n{}", self.stdout);
+        let _ = writeln!(s, "--- stderr ---\n{}", self.stderr);
+        s
+    }
+
+    /// Asserts exit code `code`, with the output in the message.
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit status\n{}", self.dump());
+        self
+    }
+}
+
+/// Builder for one invocation of the binary; see [`daemonic`].
+pub struct Daemonic {
+    cmd: Command,
+    cmdline: String,
+    timeout: Duration,
+    eof_grace: Duration,
+    family: Option<String>,
+}
+
+/// Starts building an invocation of the `daemonic` binary with `args`.
+///
+/// `PATH` gets the binary's directory first (scripts can call `daemonic`), the
+/// `DAEMONIC_*` variables of the outer environment are removed, stdin is `/dev/null`,
+/// stdout and stderr are captured. Default timeout 20 s.
+pub fn daemonic<I, S>(args: I) -> Daemonic
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    daemonic_via(&[], args)
+}
+
+/// Like [`daemonic`], but runs the binary through a wrapper command line `prefix`
+/// (e.g. `["setpriv", "--reuid=65534", "--"]`).
+pub fn daemonic_via<I, S>(prefix: &[&str], args: I) -> Daemonic
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let args: Vec<OsString> = args.into_iter().map(|a| a.as_ref().to_os_string()).collect();
+    let mut cmd = match prefix.split_first() {
+        Some((program, rest)) => {
+            let mut c = Command::new(program);
+            c.args(rest).arg(bin());
+            c
+        }
+        None => Command::new(bin()),
+    };
+    cmd.args(&args);
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let mut new_path = bin_dir().into_os_string();
+    new_path.push(":");
+    new_path.push(path);
+    cmd.env("PATH", new_path);
+    for var in ["DAEMONIC_BACKEND", "DAEMONIC_CGROUP", "DAEMONIC_PLACEMENT"] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let family = family_of_args(&args);
+    let cmdline = prefix
+        .iter()
+        .map(|p| p.to_string())
+        .chain(std::iter::once("daemonic".to_string()))
+        .chain(args.iter().map(|a| {
+            let s = a.to_string_lossy();
+            if s.len() > 200 {
+                format!("{}...({} chars)", s.chars().take(200).collect::<String>(), s.len())
+            } else {
+                s.into_owned()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ");
+    Daemonic { cmd, cmdline, timeout: Duration::from_secs(20), eof_grace: Duration::from_secs(2), family }
+}
+
+/// The `--name` of a `run` invocation (for best-effort cleanup on timeout).
+fn family_of_args(args: &[OsString]) -> Option<String> {
+    let args: Vec<String> = args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+    if args.first().map(String::as_str) != Some("run") {
+        return None;
+    }
+    let end = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let opts = &args[..end];
+    for (i, a) in opts.iter().enumerate() {
+        if a == "--name" {
+            return opts.get(i + 1).cloned();
+        }
+        if let Some(v) = a.strip_prefix("--name=") {
+            return Some(v.to_string());
+        }
+    }
+    None
+}
+
+impl Daemonic {
+    /// Kill the child (and the family, best effort) and fail after `secs` seconds.
+    pub fn timeout(mut self, secs: f64) -> Self {
+        self.timeout = Duration::from_secs_f64(secs);
+        self
+    }
+
+    /// How long to wait, after exit, for every inheritor of stdout/stderr to close them.
+    pub fn eof_grace(mut self, secs: f64) -> Self {
+        self.eof_grace = Duration::from_secs_f64(secs);
+        self
+    }
+
+    /// Sets an environment variable.
+    pub fn env(mut self, key: &str, val: impl AsRef<OsStr>) -> Self {
+        self.cmd.env(key, val);
+        self
+    }
+
+    /// Removes an environment variable.
+    pub fn env_remove(mut self, key: &str) -> Self {
+        self.cmd.env_remove(key);
+        self
+    }
+
+    /// Gives access to the underlying command (e.g. to change uid).
+    pub fn command(&mut self) -> &mut Command {
+        &mut self.cmd
+    }
+
+    /// Runs to completion (or timeout, which kills the child and panics).
+    pub fn run(self) -> Output {
+        self.spawn().wait()
+    }
+
+    /// Starts the binary and returns a handle.
+    pub fn spawn(mut self) -> Running {
+        let start = Instant::now();
+        let mut child = self.cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", self.cmdline));
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let out_pipe = child.stdout.take().expect("stdout is piped");
+        let err_pipe = child.stderr.take().expect("stderr is piped");
+        let readers = vec![reader(out_pipe, stdout.clone()), reader(err_pipe, stderr.clone())];
+        Running {
+            child,
+            start,
+            timeout: self.timeout,
+            eof_grace: self.eof_grace,
+            stdout,
+            stderr,
+            readers,
+            cmdline: self.cmdline,
+            family: self.family,
+            status: None,
+        }
+    }
+}
+
+fn reader(mut pipe: impl Read + Send + 'static, buf: Arc<Mutex<Vec<u8>>>) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => buf.lock().expect("output buffer lock").extend_from_slice(&chunk[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            }
+        }
+    })
+}
+
+/// A running invocation. Dropping it kills the child if it still runs.
+pub struct Running {
+    child: Child,
+    start: Instant,
+    timeout: Duration,
+    eof_grace: Duration,
+    stdout: Arc<Mutex<Vec<u8>>>,
+    stderr: Arc<Mutex<Vec<u8>>>,
+    readers: Vec<JoinHandle<()>>,
+    cmdline: String,
+    family: Option<String>,
+    status: Option<(ExitStatus, Duration)>,
+}
+
+impl Running {
+    /// PID of the `daemonic` process we started.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stdout captured so far.
+    pub fn stdout_now(&self) -> String {
+        String::from_utf8_lossy(&self.stdout.lock().expect("stdout lock")).into_owned()
+    }
+
+    /// Stderr captured so far.
+    pub fn stderr_now(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr lock")).into_owned()
+    }
+
+    /// Waits until stdout contains `needle`; panics with the output so far on timeout.
+    pub fn wait_stdout(&mut self, needle: &str, timeout: Duration) {
+        let ok = wait_until(timeout, || self.stdout_now().contains(needle));
+        if !ok {
+            let exited = self.child.try_wait().ok().flatten();
+            panic!(
+                "timed out after {timeout:?} waiting for {needle:?} on stdout of {} \
+                 (exited: {exited:?})\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                self.cmdline,
+                self.stdout_now(),
+                self.stderr_now()
+            );
+        }
+    }
+
+    /// Has the process exited (it is reaped then)?
+    pub fn try_exited(&mut self) -> bool {
+        if self.status.is_some() {
+            return true;
+        }
+        match self.child.try_wait() {
+            Ok(Some(st)) => {
+                self.status = Some((st, self.start.elapsed()));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends `sig` to the process we started (only while it is not reaped, so its PID
+    /// cannot have been reused).
+    pub fn signal(&mut self, sig: rustix::process::Signal) {
+        assert!(!self.try_exited(), "{} already exited; cannot signal it", self.cmdline);
+        rustix::process::kill_process(rustix::process::Pid::from_child(&self.child), sig)
+            .unwrap_or_else(|e| panic!("kill({}, {sig:?}): {e}", self.child.id()));
+    }
+
+    /// SIGKILLs the process we started (not its family).
+    pub fn kill(&mut self) {
+        self.signal(rustix::process::Signal::KILL);
+    }
+
+    /// Waits for exit (killing and failing on timeout), then for EOF on the pipes.
+    pub fn wait(mut self) -> Output {
+        let deadline = self.start + self.timeout;
+        while !self.try_exited() {
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let family = self.family.clone();
+                if let Some(f) = &family {
+                    kill_family_best_effort(f);
+                }
+                std::thread::sleep(Duration::from_millis(200));
+                panic!(
+                    "TIMEOUT after {:?}: killed {} (pid {}){}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+                    self.timeout,
+                    self.cmdline,
+                    self.child.id(),
+                    family.map(|f| format!(" and ran `daemonic kill {f}`")).unwrap_or_default(),
+                    self.stdout_now(),
+                    self.stderr_now()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let (status, duration) = self.status.expect("status recorded by try_exited");
+        let exit_at = self.start + duration;
+        let eof_deadline = Instant::now() + self.eof_grace;
+        let mut eof_delay = None;
+        loop {
+            if self.readers.iter().all(|r| r.is_finished()) {
+                eof_delay = Some(exit_at.elapsed());
+                break;
+            }
+            if Instant::now() >= eof_deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // The readers that are finished are joined; others are detached (a leftover process
+        // still holds the pipe, which the leftover checks will report).
+        for r in std::mem::take(&mut self.readers) {
+            if r.is_finished() {
+                let _ = r.join();
+            }
+        }
+        Output {
+            stdout: self.stdout_now(),
+            stderr: self.stderr_now(),
+            code: status.code(),
+            signal: status.signal(),
+            duration,
+            eof_delay,
+            cmdline: self.cmdline.clone(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if !self.try_exited() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+            if let Some(f) = &self.family {
+                kill_family_best_effort(f);
+            }
+        }
+    }
+}
+
+/// `daemonic kill <family>` with a short timeout; errors ignored (cleanup after a failure).
+pub fn kill_family_best_effort(family: &str) {
+    let Ok(mut child) = Command::new(bin())
+        .args(["kill", family])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return;
+    };
+    let ok = wait_until(Duration::from_secs(5), || matches!(child.try_wait(), Ok(Some(_))));
+    if !ok {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// Convenience: `["run", "--name", name, "--", "sh", "-c", script, "sh-<marker>"]`
+/// (the last word becomes `$0` of the script, so the main shell carries the marker).
+pub fn run_sh(name: &str, script: &str, marker: &str) -> Vec<String> {
+    vec![
+        "run".into(),
+        "--name".into(),
+        name.into(),
+        "--".into(),
+        "sh".into(),
+        "-c".into(),
+        script.into(),
+        format!("sh-{marker}"),
+    ]
+}
+
+/// A test-made cgroup directory, removed (best effort, retrying up to 2 s) when dropped.
+pub struct CgroupDirGuard {
+    /// The directory.
+    pub path: PathBuf,
+}
+
+impl CgroupDirGuard {
+    /// Creates `parent/name` as a new cgroup.
+    pub fn create(parent: &Path, name: &str) -> CgroupDirGuard {
+        let path = parent.join(name);
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("mkdir {}: {e}", path.display()));
+        CgroupDirGuard { path }
+    }
+
+    /// The path as a string.
+    pub fn as_str(&self) -> &str {
+        self.path.to_str().expect("utf-8 cgroup path")
+    }
+
+    /// Subdirectories (child cgroups) currently inside.
+    pub fn children(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.path)
+            .map(|it| it.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for CgroupDirGuard {
+    fn drop(&mut self) {
+        let ok = wait_until(Duration::from_secs(2), || std::fs::remove_dir(&self.path).is_ok() || !self.path.exists());
+        if !ok {
+            eprintln!("warning: could not remove test cgroup {}", self.path.display());
+        }
+    }
+}
