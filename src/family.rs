@@ -62,11 +62,22 @@ pub fn current_process() -> Result<ProcessInfo> {
     })
 }
 
-/// A family that was just created on disk.
+/// A family that was just created on disk, with its guardian running.
 pub(crate) struct NewFamily {
     pub id: String,
     pub dir: PathBuf,
     pub main_dir: PathBuf,
+    pub guardian: Spawned,
+}
+
+impl NewFamily {
+    /// Undoes [`start_family`] when the main member could not be placed: stops the guardian and
+    /// removes the (empty) directories.
+    pub(crate) fn abandon(self) {
+        let _ = rustix::process::pidfd_send_signal(&self.guardian.pidfd, rustix::process::Signal::KILL);
+        let _ = reap(&self.guardian.pidfd);
+        let _ = cgroup::remove_tree(&self.dir);
+    }
 }
 
 /// The base cgroup under which a new family goes: `explicit`, else `DAEMONIC_CGROUP`, else the
@@ -103,9 +114,9 @@ pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<Path
     Ok(base)
 }
 
-/// Creates `<base>/daemonic-<name>-<N>.family/main-1.member` and records the family's default
-/// stop timeout. Nothing is left behind on error.
-pub(crate) fn create_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
+/// Creates `<base>/daemonic-<name>-<N>.family/main-1.member`, records the family's default stop
+/// timeout and starts its guardian. Nothing is left behind on error.
+pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
     layout::validate_name("family", name)?;
     let mut n = u64::from(std::process::id());
     let (id, dir) = loop {
@@ -121,11 +132,16 @@ pub(crate) fn create_family(base: &Path, name: &str, stop_timeout: Option<Durati
         Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
         None => Ok(()),
     });
-    if let Err(e) = made {
-        let _ = cgroup::remove_tree(&dir);
-        return Err(e);
-    }
-    Ok(NewFamily { id, dir, main_dir })
+    let guardian = made.and_then(|()| guardian::start(&dir, &main_dir));
+    let guardian = match guardian {
+        Ok(g) => g,
+        Err(e) => {
+            let _ = cgroup::remove_tree(&dir);
+            return Err(e);
+        }
+    };
+    let _ = cgroup::set_attr(&dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
+    Ok(NewFamily { id, dir, main_dir, guardian })
 }
 
 /// Creates a member directory below `parent`, unique by a sequence number.
@@ -200,26 +216,16 @@ impl FamilyBuilder {
             Some(n) => n,
             None => crate::command::default_name(std::env::current_exe().unwrap_or_default().as_os_str()),
         };
-        let new = create_family(&base, &name, self.stop_timeout)?;
-        let guardian = match guardian::start(&new.dir, &new.main_dir) {
-            Ok(g) => g,
-            Err(e) => {
-                let _ = cgroup::remove_tree(&new.dir);
-                return Err(e);
-            }
-        };
-        let entered = cgroup::set_attr(&new.dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string())
-            .and_then(|()| cgroup::enter(&new.main_dir))
+        let new = start_family(&base, &name, self.stop_timeout)?;
+        let entered = cgroup::enter(&new.main_dir)
             .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
         if let Err(e) = entered {
             let _ = cgroup::enter(&own);
-            let _ = rustix::process::pidfd_send_signal(&guardian.pidfd, rustix::process::Signal::KILL);
-            let _ = reap(&guardian.pidfd);
-            let _ = cgroup::remove_tree(&new.dir);
+            new.abandon();
             return Err(e);
         }
         let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
-        *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
+        *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian: new.guardian });
         Ok(Family::with(position))
     }
 }

@@ -21,11 +21,11 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, Result};
-use crate::family::{choose_base, create_family, reap};
+use crate::family::{choose_base, start_family};
 use crate::layout;
 use crate::retire::Retirement;
 use crate::spawn::{self, Request};
-use crate::{guardian, sys};
+use crate::sys;
 
 /// What `daemonic run` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -65,15 +65,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     rustix::process::set_child_subreaper(Some(Pid::from_raw(std::process::id() as i32).expect("own pid")))
         .map_err(|e| Error::os("become a child subreaper", e.into()))?;
 
-    let family = create_family(&base, &name, opts.stop_timeout)?;
-    let guardian = match guardian::start(&family.dir, &family.main_dir) {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = cgroup::remove_tree(&family.dir);
-            return Err(e);
-        }
-    };
-    let _ = cgroup::set_attr(&family.dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
+    let family = start_family(&base, &name, opts.stop_timeout)?;
     let main = spawn::spawn(&Request {
         prepared: &prepared,
         stdio: [&Stdio::Inherit, &Stdio::Inherit, &Stdio::Inherit],
@@ -85,9 +77,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     let main = match main {
         Ok(m) => m,
         Err(e) => {
-            let _ = pidfd_send_signal(&guardian.pidfd, Signal::KILL);
-            let _ = reap(&guardian.pidfd);
-            let _ = cgroup::remove_tree(&family.dir);
+            family.abandon();
             return Err(e);
         }
     };
@@ -102,7 +92,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             sys::read_signal(signals.as_fd()).map_err(|e| Error::os("read signals", e))?
         {
             if sig == libc::SIGCHLD {
-                reap_children(main.pid, guardian.pid, &mut main_status, &mut guardian_status)?;
+                reap_children(main.pid, family.guardian.pid, &mut main_status, &mut guardian_status)?;
             } else if main_status.is_none() && !from_terminal {
                 if let Some(sig) = Signal::from_named_raw(sig) {
                     let _ = pidfd_send_signal(&main.pidfd, sig);

@@ -79,48 +79,10 @@ pub fn now_ns() -> u128 {
 // cgroup v2 discovery
 // ---------------------------------------------------------------------------------------------
 
-fn unescape_mountinfo(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo (three octal digits).
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 4 <= bytes.len() {
-            let oct = &bytes[i + 1..i + 4];
-            if oct.iter().all(|b| (b'0'..=b'7').contains(b)) {
-                let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
-                if let Ok(v) = u8::try_from(v) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mount point of the cgroup2 hierarchy, from `/proc/self/mountinfo` (never hard-coded).
 pub fn cgroup2_mount() -> Option<PathBuf> {
     static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MOUNT
-        .get_or_init(|| {
-            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-            for line in info.lines() {
-                let Some((pre, post)) = line.split_once(" - ") else {
-                    continue;
-                };
-                if post.split_whitespace().next() != Some("cgroup2") {
-                    continue;
-                }
-                let mp = pre.split_whitespace().nth(4)?;
-                return Some(PathBuf::from(unescape_mountinfo(mp)));
-            }
-            None
-        })
-        .clone()
+    MOUNT.get_or_init(|| daemonic::cgroup::Hierarchy::host().ok().map(|h| h.mount().to_path_buf())).clone()
 }
 
 /// The v2 cgroup path (`0::/path`) of a process, as written in `/proc/<pid>/cgroup`.

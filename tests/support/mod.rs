@@ -85,41 +85,10 @@ pub fn python() -> &'static str {
 // cgroup v2 discovery
 // ---------------------------------------------------------------------------------------------
 
-fn unescape_mountinfo(s: &str) -> String {
-    // mountinfo escapes space, tab, newline and backslash as \ooo.
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 4 <= b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
-            let v = b[i + 1..i + 4].iter().fold(0u32, |acc, c| acc * 8 + u32::from(c - b'0'));
-            if let Ok(v) = u8::try_from(v) {
-                out.push(v);
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Mount point of the cgroup2 hierarchy, read from `/proc/self/mountinfo` (never hard-coded).
 pub fn cgroup2_mount() -> Option<PathBuf> {
     static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MOUNT
-        .get_or_init(|| {
-            let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-            info.lines().find_map(|line| {
-                let (pre, post) = line.split_once(" - ")?;
-                if post.split_whitespace().next() != Some("cgroup2") {
-                    return None;
-                }
-                Some(PathBuf::from(unescape_mountinfo(pre.split_whitespace().nth(4)?)))
-            })
-        })
-        .clone()
+    MOUNT.get_or_init(|| daemonic::cgroup::Hierarchy::host().ok().map(|h| h.mount().to_path_buf())).clone()
 }
 
 /// The `0::` path of a process (`"self"` or a PID), as in `/proc/<pid>/cgroup`.
