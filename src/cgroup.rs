@@ -200,11 +200,14 @@ pub fn freeze(dir: &Path, frozen: bool) -> Result<()> {
 /// Whether any process is in the subtree of `dir`. A missing directory is unpopulated.
 pub fn populated(dir: &Path) -> Result<bool> {
     let file = dir.join("cgroup.events");
-    match fs::read_to_string(&file) {
-        Ok(text) => parse_populated(&text)
+    let mut text = [0u8; 128];
+    let read = rustix::fs::open(&file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        .and_then(|fd| rustix::io::read(&fd, &mut text));
+    match read {
+        Ok(n) => parse_populated(&String::from_utf8_lossy(&text[..n]))
             .ok_or_else(|| Error::new(ErrorKind::Os, format!("{} has no \"populated\" line", file.display()))),
-        Err(e) if gone(&e) => Ok(false),
-        Err(e) => Err(Error::io("read", &file, e)),
+        Err(e) if gone(&e.into()) => Ok(false),
+        Err(e) => Err(Error::io("read", &file, e.into())),
     }
 }
 

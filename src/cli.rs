@@ -24,6 +24,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::family::{create_member_dir, no_fork_filters};
 use crate::inspect::{self, FamilyInfo};
 use crate::layout::{self, Position};
+use crate::retire::label_daemon;
 use crate::supervise::{RunOptions, run};
 use crate::sys;
 
@@ -216,12 +217,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     };
     let placed = (|| -> Result<()> {
         if daemon {
-            if let Some(t) = a.stop_timeout {
-                cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
-            }
-            if a.allow_children {
-                cgroup::set_attr(&dir, layout::ATTR_ALLOW_CHILDREN, "1")?;
-            }
+            label_daemon(&dir, &container, a.stop_timeout, a.allow_children)?;
         }
         cgroup::enter(&dir)?;
         cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string())

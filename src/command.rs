@@ -278,8 +278,14 @@ impl Command {
 
     /// Everything `execve` needs, checked before any cgroup is created.
     pub(crate) fn prepare(&self) -> Result<Prepared> {
-        let env = self.environment();
-        let path_var = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+        // An unchanged environment is passed as it is (`environ`), without copying it per spawn.
+        let inherit = !self.env_clear && self.env.is_empty();
+        let env = if inherit { Vec::new() } else { self.environment() };
+        let path_var = if inherit {
+            std::env::var_os("PATH")
+        } else {
+            env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone())
+        };
         let program = resolve_program(&self.program, path_var.as_deref())?;
         let cstr = |s: &OsStr, what: &str| {
             CString::new(s.as_bytes()).map_err(|_| {
@@ -290,15 +296,17 @@ impl Command {
             .chain(self.args.iter().map(OsString::as_os_str))
             .map(|a| cstr(a, "argument"))
             .collect::<Result<Vec<_>>>()?;
-        let envp = env
-            .iter()
-            .map(|(k, v)| {
+        let envp = if inherit {
+            None
+        } else {
+            let pairs = env.iter().map(|(k, v)| {
                 let mut kv = k.clone();
                 kv.push("=");
                 kv.push(v);
                 cstr(&kv, "environment entry")
-            })
-            .collect::<Result<Vec<_>>>()?;
+            });
+            Some(pairs.collect::<Result<Vec<_>>>()?)
+        };
         let cwd = self.cwd.as_deref().map(|d| cstr(d.as_os_str(), "directory")).transpose()?;
         Ok(Prepared { program: cstr(program.as_os_str(), "program")?, argv, envp, cwd })
     }
@@ -308,7 +316,8 @@ impl Command {
 pub(crate) struct Prepared {
     pub program: CString,
     pub argv: Vec<CString>,
-    pub envp: Vec<CString>,
+    /// The environment; `None` passes the process's own.
+    pub envp: Option<Vec<CString>>,
     pub cwd: Option<CString>,
 }
 

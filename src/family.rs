@@ -22,7 +22,7 @@ use crate::command::{Command, Placement};
 use crate::error::{Error, ErrorKind, Result};
 use crate::layout::{self, Position};
 use crate::member::{Inner, Member};
-use crate::retire::Retirement;
+use crate::retire::{Retirement, label_daemon};
 use crate::spawn::{self, Request, Spawned};
 use crate::{guardian, seccomp};
 
@@ -345,17 +345,11 @@ impl Family {
                 return Err(e);
             }
         };
-        let attrs = (|| -> Result<()> {
-            if daemon {
-                if let Some(t) = cmd.get_stop_timeout() {
-                    cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
-                }
-                if cmd.get_allow_children() {
-                    cgroup::set_attr(&dir, layout::ATTR_ALLOW_CHILDREN, "1")?;
-                }
-            }
+        let attrs = if daemon {
+            label_daemon(&dir, &container, cmd.get_stop_timeout(), cmd.get_allow_children())
+        } else {
             Ok(())
-        })();
+        };
         let spawned = attrs.and_then(|()| {
             spawn::spawn(&Request {
                 prepared: &prepared,
@@ -377,7 +371,12 @@ impl Family {
         let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
         let inner =
             Arc::new(Inner { pid: spawned.pid, pidfd: spawned.pidfd, name, daemon, dir, status: Mutex::new(None) });
-        self.lock_children().push(Arc::clone(&inner));
+        let mut children = self.lock_children();
+        // Forget members that were reaped (their handles may be gone): keeps their pidfds from
+        // piling up in a long-lived family.
+        children.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
+        children.push(Arc::clone(&inner));
+        drop(children);
         Ok(Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
     }
 

@@ -64,7 +64,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path) -> Result<Spawned> {
             c(family_dir.as_os_str()).ok_or_else(invalid)?,
             c(main_dir.as_os_str()).ok_or_else(invalid)?,
         ],
-        envp,
+        envp: Some(envp),
         cwd: Some(c"/".to_owned()),
     };
     spawn::spawn(&Request {
@@ -205,7 +205,7 @@ impl Guardian {
             {
                 created.push(dir.join(name));
             }
-            self.queue_with_sibling(dir);
+            self.queue.insert(dir);
         }
         if rescan {
             let family = self.family.clone();
@@ -215,19 +215,6 @@ impl Guardian {
             self.watch_tree(&dir);
         }
         Ok(())
-    }
-
-    /// Queues `dir` and, for a member, its `.daemons` sibling (whose owner it is).
-    fn queue_with_sibling(&mut self, dir: PathBuf) {
-        if dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(Node::parse)
-            .is_some_and(|n| matches!(n, Node::Member { .. }))
-        {
-            self.queue.insert(layout::daemons_dir(&dir));
-        }
-        self.queue.insert(dir);
     }
 
     /// Watches `dir` and everything below it, and queues them all for a look.
@@ -266,9 +253,10 @@ impl Guardian {
         }
     }
 
-    /// Whether the member in `dir` has ended: gone, or unpopulated after it ran.
+    /// Whether the member in `dir` has ended: unpopulated after it ran, or gone. Most looks
+    /// find it populated, so that is asked first (one open, read, close).
     fn ended(dir: &Path) -> bool {
-        !dir.exists() || (cgroup::attr(dir, layout::ATTR_PID).is_some() && matches!(cgroup::populated(dir), Ok(false)))
+        matches!(cgroup::populated(dir), Ok(false)) && (cgroup::attr(dir, layout::ATTR_PID).is_some() || !dir.exists())
     }
 
     fn evaluate(&mut self, dir: &Path) {

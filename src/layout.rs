@@ -43,6 +43,9 @@ pub const MAX_NAME: usize = 64;
 pub(crate) const ATTR_PID: &str = "pid";
 /// Attribute: stop timeout of a daemon (or a family's default), in milliseconds.
 pub(crate) const ATTR_STOP_TIMEOUT: &str = "stop_timeout_ms";
+/// Attribute: set on a `.daemons` directory once one of its daemons has a stop timeout, so that
+/// the common case (none has) is retired with one `cgroup.kill` and no listing.
+pub(crate) const ATTR_GRACEFUL: &str = "graceful";
 /// Attribute: set on a daemon that may have children.
 pub(crate) const ATTR_ALLOW_CHILDREN: &str = "allow_children";
 /// Attribute: the PID of the guardian watching a family.

@@ -28,6 +28,26 @@ pub(crate) struct Retirement {
     pending: Vec<(PathBuf, Instant)>,
 }
 
+/// Labels a new daemon's directory with its settings before it runs: its stop timeout (which
+/// also marks its `.daemons` directory as needing a graceful retirement) and `allow_children`.
+pub(crate) fn label_daemon(
+    dir: &Path,
+    container: &Path,
+    stop_timeout: Option<Duration>,
+    allow_children: bool,
+) -> Result<()> {
+    if let Some(t) = stop_timeout {
+        cgroup::set_attr(dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
+        if !t.is_zero() {
+            cgroup::set_attr(container, layout::ATTR_GRACEFUL, "1")?;
+        }
+    }
+    if allow_children {
+        cgroup::set_attr(dir, layout::ATTR_ALLOW_CHILDREN, "1")?;
+    }
+    Ok(())
+}
+
 /// A daemon's stop timeout: its own attribute, else the family's default, else none.
 pub(crate) fn stop_timeout(daemon_dir: &Path, family_dir: &Path) -> Duration {
     [daemon_dir, family_dir]
@@ -42,6 +62,12 @@ impl Retirement {
     pub(crate) fn start(container: &Path, family_dir: &Path) -> Result<Retirement> {
         let now = Instant::now();
         let mut pending = Vec::new();
+        let graceful =
+            cgroup::attr(container, layout::ATTR_GRACEFUL).is_some() || !stop_timeout(family_dir, family_dir).is_zero();
+        if !graceful {
+            cgroup::kill(container)?;
+            return Ok(Retirement { container: container.to_path_buf(), pending });
+        }
         for dir in cgroup::subdirs(container)? {
             let is_member = dir
                 .file_name()

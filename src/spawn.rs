@@ -81,8 +81,11 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
 
     let argv: Vec<*const libc::c_char> =
         req.prepared.argv.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
-    let envp: Vec<*const libc::c_char> =
-        req.prepared.envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect();
+    let envp: Option<Vec<*const libc::c_char>> = req
+        .prepared
+        .envp
+        .as_ref()
+        .map(|envp| envp.iter().map(|a| a.as_ptr()).chain(std::iter::once(std::ptr::null())).collect());
 
     let dir_fd = req.cgroup.map(cgroup::open_dir).transpose()?;
     let use_clone3 = match req.placement {
@@ -97,7 +100,7 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
         let spec = ChildSpec {
             program: &req.prepared.program,
             argv: &argv,
-            envp: &envp,
+            envp: envp.as_deref(),
             stdio: child_fds,
             cwd: req.prepared.cwd.as_deref(),
             filters: req.filters,

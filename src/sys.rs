@@ -52,8 +52,8 @@ pub(crate) struct ChildSpec<'a> {
     pub program: &'a CStr,
     /// NULL-terminated argument vector.
     pub argv: &'a [*const c_char],
-    /// NULL-terminated environment.
-    pub envp: &'a [*const c_char],
+    /// NULL-terminated environment; `None` passes the process's `environ` as it is at the clone.
+    pub envp: Option<&'a [*const c_char]>,
     /// Descriptors to install as 0, 1 and 2; `None` keeps the parent's.
     pub stdio: [Option<RawFd>; 3],
     /// Working directory to change to.
@@ -64,6 +64,13 @@ pub(crate) struct ChildSpec<'a> {
     pub new_session: bool,
     /// Close-on-exec pipe on which the child reports a failure as `[stage, errno]`.
     pub report: RawFd,
+}
+
+unsafe extern "C" {
+    /// The C library's environment. Read only in a child just after the clone, where nothing
+    /// else runs; Rust 2024 makes changing it (`set_var`) the caller's unsafe promise that no
+    /// other thread reads it meanwhile, which is what std's own `Command` relies on too.
+    static environ: *const *const c_char;
 }
 
 /// Where the new process goes.
@@ -204,7 +211,11 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
                 fail(Stage::Seccomp);
             }
         }
-        libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), spec.envp.as_ptr());
+        let envp = match spec.envp {
+            Some(envp) => envp.as_ptr(),
+            None => environ,
+        };
+        libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), envp);
         fail(Stage::Exec)
     }
 }
