@@ -115,6 +115,9 @@ struct Guardian {
     degraded: bool,
 }
 
+/// How long the guardian lets events gather after a wake-up; added to its reaction time.
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+
 /// How often a degraded guardian looks at the whole family.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
 
@@ -160,7 +163,12 @@ impl Guardian {
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
             let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
-            cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
+            if cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))? > 0 {
+                // A member's start and end come as a burst of events (new directory, its PID,
+                // populated 1, populated 0); gathering them for a moment lets one look at each
+                // directory serve the whole burst.
+                std::thread::sleep(COALESCE);
+            }
             self.read_events(&mut buf)?;
             if self.degraded {
                 self.watch_tree(&family);
