@@ -116,7 +116,7 @@ struct Guardian {
 }
 
 /// How long the guardian lets events gather after a wake-up; added to its reaction time.
-const COALESCE: std::time::Duration = std::time::Duration::from_millis(2);
+const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// How often a degraded guardian looks at the whole family.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
