@@ -44,6 +44,7 @@ mod seccomp;
 mod spawn;
 mod supervise;
 mod sys;
+pub mod systemd;
 pub mod unit_name;
 
 pub use backend::Backend;

@@ -1,0 +1,225 @@
+//! systemd's service manager over D-Bus: transient units and their jobs.
+//!
+//! The manager's methods are declared as a zbus proxy (no hand-written messages). zbus 5 is
+//! used through its async API, driven from daemonic's synchronous code with `zbus::block_on`,
+//! so that waiting for a job can race a timer.
+//!
+//! A job is done right, as systemd's own tools do it: `Subscribe`, listen for `JobRemoved`
+//! *before* calling `StartTransientUnit` (a fast job would otherwise finish unseen), match the
+//! job path it returns, wait with a timeout, and turn any result but `done` into an error that
+//! names the unit and the result. A unit of the same name left over from an earlier run is reset
+//! (`ResetFailedUnit`, `StopUnit`) and the start retried once.
+
+use std::time::Duration;
+
+use futures_lite::StreamExt;
+use zbus::zvariant::{OwnedObjectPath, Value};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::unit_name::UnitName;
+
+/// `org.freedesktop.systemd1.Manager`, as far as daemonic uses it.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Manager",
+    default_service = "org.freedesktop.systemd1",
+    default_path = "/org/freedesktop/systemd1",
+    gen_blocking = false
+)]
+trait Manager {
+    /// Asks the manager to send job and unit signals to this client.
+    fn subscribe(&self) -> zbus::Result<()>;
+
+    /// `StartTransientUnit(name, mode, properties, aux)`: creates and starts a unit; returns the job.
+    fn start_transient_unit(
+        &self,
+        name: &str,
+        mode: &str,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> zbus::Result<OwnedObjectPath>;
+
+    /// `StopUnit(name, mode)`: returns the job.
+    fn stop_unit(&self, name: &str, mode: &str) -> zbus::Result<OwnedObjectPath>;
+
+    /// `KillUnit(name, whom, signal)`.
+    fn kill_unit(&self, name: &str, whom: &str, signal: i32) -> zbus::Result<()>;
+
+    /// `ResetFailedUnit(name)`: forgets a failed unit.
+    fn reset_failed_unit(&self, name: &str) -> zbus::Result<()>;
+
+    /// `GetUnit(name)`: the unit's object, if it is loaded.
+    fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
+
+    /// Sent when a job has finished, with its result (`done`, `failed`, `canceled`, `timeout`,
+    /// `dependency`, `skipped`, or a later addition).
+    #[zbus(signal)]
+    fn job_removed(&self, id: u32, job: OwnedObjectPath, unit: String, result: String) -> zbus::Result<()>;
+}
+
+/// Which manager to talk to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    /// The calling user's manager (session bus).
+    User,
+    /// The system manager (system bus).
+    System,
+}
+
+impl Bus {
+    /// The user manager for non-root callers, the system manager for root.
+    pub fn default_for_caller() -> Bus {
+        if rustix::process::geteuid().is_root() { Bus::System } else { Bus::User }
+    }
+}
+
+/// A connection to one manager.
+pub struct Client {
+    manager: ManagerProxy<'static>,
+    bus: Bus,
+}
+
+/// How long a unit's start job may take.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl Client {
+    /// Connects to `bus` and subscribes to the manager's signals.
+    pub fn connect(bus: Bus) -> Result<Client> {
+        zbus::block_on(async {
+            let conn = match bus {
+                Bus::User => zbus::Connection::session().await,
+                Bus::System => zbus::Connection::system().await,
+            }
+            .map_err(|e| unavailable(bus, e))?;
+            let manager = ManagerProxy::new(&conn).await.map_err(|e| unavailable(bus, e))?;
+            manager.subscribe().await.map_err(|e| unavailable(bus, e))?;
+            Ok(Client { manager, bus })
+        })
+    }
+
+    /// Which bus this client is on.
+    pub fn bus(&self) -> Bus {
+        self.bus
+    }
+
+    /// Creates and starts the transient unit `name` with `properties` and waits until its job
+    /// is done. A stale unit of the same name is reset and the start retried once.
+    pub fn start_transient(&self, name: &UnitName, properties: &[(&str, Value<'_>)]) -> Result<()> {
+        zbus::block_on(async {
+            match self.start_once(name, properties).await {
+                Err(StartError::Exists) => {
+                    let _ = self.manager.reset_failed_unit(name.as_str()).await;
+                    if let Ok(job) = self.manager.stop_unit(name.as_str(), "replace").await {
+                        let _ = self.wait_job(name, &job, JOB_TIMEOUT).await;
+                    }
+                    match self.start_once(name, properties).await {
+                        Err(StartError::Exists) => Err(Error::new(
+                            ErrorKind::Os,
+                            format!("failed to start unit {name}: a unit of that name exists and could not be reset"),
+                        )),
+                        Err(StartError::Other(e)) => Err(e),
+                        Ok(()) => Ok(()),
+                    }
+                }
+                Err(StartError::Other(e)) => Err(e),
+                Ok(()) => Ok(()),
+            }
+        })
+    }
+
+    async fn start_once(&self, name: &UnitName, properties: &[(&str, Value<'_>)]) -> Result<(), StartError> {
+        // Listen before starting: the job may be gone before the call returns.
+        let mut removed =
+            self.manager.receive_job_removed().await.map_err(|e| StartError::Other(call_error(name, e)))?;
+        let job = match self.manager.start_transient_unit(name.as_str(), "fail", properties, &[]).await {
+            Ok(job) => job,
+            Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.UnitExists" => {
+                return Err(StartError::Exists);
+            }
+            Err(e) => return Err(StartError::Other(call_error(name, e))),
+        };
+        let wait = async {
+            while let Some(signal) = removed.next().await {
+                let Ok(args) = signal.args() else { continue };
+                if args.job == job {
+                    return Some(args.result);
+                }
+            }
+            None
+        };
+        let timeout = async {
+            async_io::Timer::after(JOB_TIMEOUT).await;
+            None
+        };
+        match futures_lite::future::or(wait, timeout).await {
+            Some(result) if result == "done" => Ok(()),
+            Some(result) => Err(StartError::Other(Error::new(
+                ErrorKind::Os,
+                format!("failed to start unit {name}: its start job ended with result \"{result}\""),
+            ))),
+            None => Err(StartError::Other(Error::new(
+                ErrorKind::Os,
+                format!("failed to start unit {name}: no answer to its start job within {} s", JOB_TIMEOUT.as_secs()),
+            ))),
+        }
+    }
+
+    /// Waits for the end of `job` (of unit `name`), at most `timeout`; returns its result.
+    async fn wait_job(&self, name: &UnitName, job: &OwnedObjectPath, timeout: Duration) -> Result<String> {
+        let mut removed = self.manager.receive_job_removed().await.map_err(|e| call_error(name, e))?;
+        let wait = async {
+            while let Some(signal) = removed.next().await {
+                if let Ok(args) = signal.args()
+                    && &args.job == job
+                {
+                    return Some(args.result);
+                }
+            }
+            None
+        };
+        let timer = async {
+            async_io::Timer::after(timeout).await;
+            None
+        };
+        futures_lite::future::or(wait, timer)
+            .await
+            .ok_or_else(|| Error::new(ErrorKind::Os, format!("no answer from the job of unit {name}")))
+    }
+
+    /// Stops the unit `name` (without waiting) and forgets it if it failed.
+    pub fn stop(&self, name: &str) -> Result<()> {
+        zbus::block_on(async {
+            let _ = self.manager.reset_failed_unit(name).await;
+            match self.manager.stop_unit(name, "replace").await {
+                Ok(_) => Ok(()),
+                Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => {
+                    Ok(())
+                }
+                Err(e) => Err(Error::new(ErrorKind::Os, format!("failed to stop unit {name}: {e}"))),
+            }
+        })
+    }
+
+    /// Whether a unit of that name is loaded.
+    pub fn exists(&self, name: &str) -> bool {
+        zbus::block_on(self.manager.get_unit(name)).is_ok()
+    }
+}
+
+enum StartError {
+    Exists,
+    Other(Error),
+}
+
+fn unavailable(bus: Bus, e: zbus::Error) -> Error {
+    let which = match bus {
+        Bus::User => {
+            "the user's systemd manager (session bus; is DBUS_SESSION_BUS_ADDRESS set and systemd --user running?)"
+        }
+        Bus::System => "the system's systemd manager (system bus)",
+    };
+    Error::new(ErrorKind::BackendUnavailable, format!("cannot reach {which}: {e}"))
+}
+
+fn call_error(name: &UnitName, e: zbus::Error) -> Error {
+    Error::new(ErrorKind::Os, format!("failed to start unit {name}: {e}"))
+}
