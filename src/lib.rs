@@ -41,7 +41,7 @@ pub mod layout;
 mod member;
 mod retire;
 mod seccomp;
-mod spawn;
+pub(crate) mod spawn;
 mod supervise;
 mod sys;
 pub mod systemd;

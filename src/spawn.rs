@@ -34,8 +34,8 @@ pub(crate) struct Spawned {
     pub stderr: Option<File>,
 }
 
-/// A started process and, when its setup failed, the step and the reason.
-type Attempt = (i32, OwnedFd, Option<(Stage, io::Error)>);
+/// A created process and the read end of its start report.
+type Attempt = (i32, OwnedFd, OwnedFd);
 
 /// What to start and how.
 pub(crate) struct Request<'a> {
@@ -50,6 +50,48 @@ pub(crate) struct Request<'a> {
 
 /// Starts `req`. On error nothing runs any more (a child that failed was reaped).
 pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
+    start(req, false)?.release()
+}
+
+/// A process created by [`start`] whose start report has not been read yet; with a gate, it
+/// is held before running anything until [`Started::release`].
+pub(crate) struct Started {
+    pub pid: i32,
+    pub pidfd: OwnedFd,
+    report: OwnedFd,
+    gate: Option<OwnedFd>,
+    ends: [Option<File>; 3],
+    program: String,
+    cgroup: Option<std::path::PathBuf>,
+    cwd: Option<String>,
+}
+
+impl Started {
+    /// Lets a gated child go on, then waits until it has executed its program (or failed to).
+    pub(crate) fn release(mut self) -> Result<Spawned> {
+        if let Some(gate) = self.gate.take() {
+            rustix::io::write(&gate, &[1]).map_err(|e| Error::os(format!("release {}", self.program), e.into()))?;
+        }
+        let failure =
+            sys::read_report(self.report.as_fd()).map_err(|e| Error::os("read the child's start report", e))?;
+        if let Some((stage, err)) = failure {
+            // The child exits at once after reporting; reap it so nothing is left.
+            let _ = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+            return Err(child_error(&self.program, self.cgroup.as_deref(), self.cwd.as_deref(), stage, err));
+        }
+        let [stdin, stdout, stderr] = self.ends;
+        Ok(Spawned { pid: self.pid, pidfd: self.pidfd, stdin, stdout, stderr })
+    }
+
+    /// Ends a gated child before it ran anything, and reaps it.
+    pub(crate) fn abort(mut self) {
+        self.gate = None; // end of file at the gate: the child exits
+        let _ = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+    }
+}
+
+/// Creates the process of `req`, held at a gate when `gated`, and returns before it executes.
+pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     let mut keep: Vec<OwnedFd> = Vec::new();
     let mut parent_ends: [Option<File>; 3] = [None, None, None];
     let mut child_fds: [Option<RawFd>; 3] = [None, None, None];
@@ -95,6 +137,11 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
     };
     let mut procs_fd = None;
 
+    let gate = if gated {
+        Some(pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?)
+    } else {
+        None
+    };
     let attempt = |placement: sys::Placement<'_>| -> Result<Attempt> {
         let (report_r, report_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?;
         let spec = ChildSpec {
@@ -106,15 +153,10 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
             filters: req.filters,
             new_session: req.new_session,
             report: report_w.as_raw_fd(),
+            gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
         };
         let (pid, pidfd) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
-        drop(report_w);
-        let failure = sys::read_report(report_r.as_fd()).map_err(|e| Error::os("read the child's start report", e))?;
-        if failure.is_some() {
-            // The child exits at once after reporting; reap it so nothing is left.
-            let _ = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
-        }
-        Ok((pid, pidfd, failure))
+        Ok((pid, pidfd, report_r))
     };
 
     let result = match (&dir_fd, use_clone3) {
@@ -136,15 +178,20 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
     };
     drop(procs_fd);
     drop(keep);
-    let (pid, pidfd, failure) = result.map_err(|e| match req.cgroup {
+    let (pid, pidfd, report) = result.map_err(|e| match req.cgroup {
         Some(dir) => Error::new(e.kind(), format!("{e} (starting {} in {})", program_name(req), dir.display())),
         None => e,
     })?;
-    if let Some((stage, err)) = failure {
-        return Err(child_error(req, stage, err));
-    }
-    let [stdin, stdout, stderr] = parent_ends;
-    Ok(Spawned { pid, pidfd, stdin, stdout, stderr })
+    Ok(Started {
+        pid,
+        pidfd,
+        report,
+        gate: gate.map(|(_, w)| w),
+        ends: parent_ends,
+        program: program_name(req),
+        cgroup: req.cgroup.map(Path::to_path_buf),
+        cwd: req.prepared.cwd.as_deref().map(|c| c.to_string_lossy().into_owned()),
+    })
 }
 
 fn program_name(req: &Request<'_>) -> String {
@@ -158,8 +205,7 @@ fn clone3_refused(e: &Error) -> bool {
     })
 }
 
-fn child_error(req: &Request<'_>, stage: Stage, err: io::Error) -> Error {
-    let program = program_name(req);
+fn child_error(program: &str, cgroup: Option<&Path>, cwd: Option<&str>, stage: Stage, err: io::Error) -> Error {
     match stage {
         Stage::Exec => {
             let kind = match err.raw_os_error() {
@@ -171,16 +217,11 @@ fn child_error(req: &Request<'_>, stage: Stage, err: io::Error) -> Error {
         }
         Stage::JoinCgroup => Error::io(
             &format!("move the new process of {program} into the cgroup"),
-            req.cgroup.unwrap_or(Path::new("?")),
+            cgroup.unwrap_or(Path::new("?")),
             err,
         ),
-        Stage::Chdir => Error::os(
-            format!(
-                "change to directory {} for {program}",
-                req.prepared.cwd.as_deref().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
-            ),
-            err,
-        ),
+        Stage::Chdir => Error::os(format!("change to directory {} for {program}", cwd.unwrap_or("?")), err),
+        Stage::Gate => Error::os(format!("start {program}: it was not released"), err),
         Stage::Seccomp => Error::os(format!("install the no-fork seccomp filter for {program}"), err),
         Stage::Stdio => Error::os(format!("set up standard streams for {program}"), err),
         Stage::Signals => Error::os(format!("reset signals for {program}"), err),

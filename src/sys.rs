@@ -64,6 +64,10 @@ pub(crate) struct ChildSpec<'a> {
     pub new_session: bool,
     /// Close-on-exec pipe on which the child reports a failure as `[stage, errno]`.
     pub report: RawFd,
+    /// A pipe `(read end, write end)` the child waits on before anything else: it closes its
+    /// copy of the write end, then one byte lets it go on and end of file makes it exit. Used
+    /// to hold a child until systemd has put it into its scope.
+    pub gate: Option<(RawFd, RawFd)>,
 }
 
 unsafe extern "C" {
@@ -88,6 +92,7 @@ pub(crate) enum Placement<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Stage {
+    Gate = 8,
     JoinCgroup = 1,
     Signals = 2,
     Stdio = 3,
@@ -99,9 +104,18 @@ pub(crate) enum Stage {
 
 impl Stage {
     fn from_u32(v: u32) -> Option<Stage> {
-        [Stage::JoinCgroup, Stage::Signals, Stage::Stdio, Stage::Chdir, Stage::Session, Stage::Seccomp, Stage::Exec]
-            .into_iter()
-            .find(|s| *s as u32 == v)
+        [
+            Stage::Gate,
+            Stage::JoinCgroup,
+            Stage::Signals,
+            Stage::Stdio,
+            Stage::Chdir,
+            Stage::Session,
+            Stage::Seccomp,
+            Stage::Exec,
+        ]
+        .into_iter()
+        .find(|s| *s as u32 == v)
     }
 }
 
@@ -171,6 +185,20 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
     // pointer arguments point to data the parent prepared before the clone and that stays
     // valid: this address space is a private copy and nothing else runs in it.
     unsafe {
+        if let Some((gate, ours)) = spec.gate {
+            libc::close(ours);
+            let mut go = 0u8;
+            loop {
+                let n = libc::read(gate, (&raw mut go).cast(), 1);
+                if n == 1 {
+                    break;
+                }
+                if n < 0 && *libc::__errno_location() == libc::EINTR {
+                    continue;
+                }
+                fail(Stage::Gate);
+            }
+        }
         if let Some(fd) = procs
             && libc::write(fd, b"0".as_ptr().cast(), 1) != 1
         {

@@ -223,3 +223,68 @@ fn unavailable(bus: Bus, e: zbus::Error) -> Error {
 fn call_error(name: &UnitName, e: zbus::Error) -> Error {
     Error::new(ErrorKind::Os, format!("failed to start unit {name}: {e}"))
 }
+
+/// Starts `cmd` as the only process of a new transient scope `unit`, the way the systemd
+/// backend places a member: the child is created held at a gate (it runs nothing of its own),
+/// the scope is started with its PID, and only once the start job is done is the child let go
+/// to execute its program. On any error the child is ended and reaped and the unit is stopped,
+/// so nothing half-created remains. `properties` come after daemonic's own (`Description`,
+/// `PIDs`, `CollectMode`), e.g. `Slice` or resource limits.
+#[doc(hidden)]
+pub fn spawn_in_scope(
+    client: &Client,
+    unit: &UnitName,
+    description: &str,
+    cmd: &mut crate::Command,
+    properties: &[(&str, Value<'_>)],
+) -> Result<crate::Member> {
+    let prepared = cmd.prepare()?;
+    let started = crate::spawn::start(
+        &crate::spawn::Request {
+            prepared: &prepared,
+            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
+            cgroup: None,
+            filters: &[],
+            placement: crate::Placement::Auto,
+            new_session: false,
+        },
+        true,
+    )?;
+    let pid = started.pid as u32;
+    let mut props: Vec<(&str, Value<'_>)> = vec![
+        ("Description", Value::from(description)),
+        ("PIDs", Value::from(vec![pid])),
+        ("CollectMode", Value::from("inactive-or-failed")),
+    ];
+    props.extend(properties.iter().map(|(k, v)| (*k, v.try_clone().expect("properties hold no file descriptors"))));
+    if let Err(e) = client.start_transient(unit, &props) {
+        started.abort();
+        let _ = client.stop(unit.as_str());
+        return Err(e);
+    }
+    // Read while the child is held: it is in the scope now and cannot have ended.
+    let dir = match crate::cgroup::Hierarchy::host().and_then(|h| h.cgroup_of(pid)) {
+        Ok(dir) => dir,
+        Err(e) => {
+            started.abort();
+            let _ = client.stop(unit.as_str());
+            return Err(e);
+        }
+    };
+    let spawned = match started.release() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = client.stop(unit.as_str());
+            return Err(e);
+        }
+    };
+    let inner = std::sync::Arc::new(crate::member::Inner {
+        pid: spawned.pid,
+        pidfd: spawned.pidfd,
+        name: unit.to_string(),
+        daemon: false,
+        dir,
+        status: std::sync::Mutex::new(None),
+    });
+    Ok(crate::Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
+}

@@ -124,3 +124,50 @@ fn a_failed_start_names_the_unit() {
     assert!(e.to_string().contains(unit.as_str()), "{e}");
     assert!(!client.exists(unit.as_str()), "nothing half-created");
 }
+
+#[test]
+fn a_gated_child_runs_only_inside_its_scope() {
+    if !manager_available() {
+        return;
+    }
+    let client = Client::connect(Bus::User).expect("connect");
+    let unit = unique("gated");
+    let mut cmd = daemonic::Command::new("/bin/sh");
+    cmd.args(["-c", "cat /proc/self/cgroup"]).stdout(daemonic::Stdio::Piped);
+    let mut member =
+        daemonic::systemd::spawn_in_scope(&client, &unit, "daemonic gated test", &mut cmd, &[]).expect("spawn");
+    let mut out = String::new();
+    std::io::Read::read_to_string(member.stdout.as_mut().expect("piped"), &mut out).expect("read");
+    assert_eq!(member.wait().expect("wait"), 0);
+    let v2 = out.lines().find_map(|l| l.strip_prefix("0::")).expect("v2 line");
+    assert!(v2.ends_with(&format!("/{unit}")), "the program's first look at its cgroup: {v2}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.exists(unit.as_str()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!client.exists(unit.as_str()), "{unit} was collected after its process ended");
+}
+
+#[test]
+fn a_refused_scope_leaves_no_process_and_no_unit() {
+    if !manager_available() {
+        return;
+    }
+    let client = Client::connect(Bus::User).expect("connect");
+    let unit = unique("refused");
+    let marker = format!("/tmp/daemonic-refused-{}", std::process::id());
+    let mut cmd = daemonic::Command::new("/bin/sh");
+    cmd.args(["-c", &format!("touch {marker}")]);
+    // An unknown property makes systemd refuse the unit.
+    let e = daemonic::systemd::spawn_in_scope(
+        &client,
+        &unit,
+        "refused",
+        &mut cmd,
+        &[("NoSuchProperty", Value::from(1u32))],
+    )
+    .expect_err("refused");
+    assert!(e.to_string().contains(unit.as_str()), "{e}");
+    assert!(!std::path::Path::new(&marker).exists(), "the held child never ran its program");
+    assert!(!client.exists(unit.as_str()), "no unit remains");
+}
