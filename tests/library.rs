@@ -10,6 +10,7 @@
 //! Daemons cannot fork, so daemons here are programs of the real python interpreter (the pyenv
 //! `python3` shim is a forking shell script) or this test binary itself.
 
+mod common; // the CLI tests' helpers (it allows dead code itself); only require_cgroup is used here
 mod support;
 
 use std::os::unix::fs::PermissionsExt;

@@ -102,35 +102,9 @@ pub fn own_cgroup_dir() -> Option<PathBuf> {
     Some(cgroup2_mount()?.join(cgroup_path_of("self")?.trim_start_matches('/')))
 }
 
-fn probe_cgroup() -> Result<PathBuf, String> {
-    let mount = cgroup2_mount().ok_or("no cgroup2 mount in /proc/self/mountinfo")?;
-    let own = cgroup_path_of("self").ok_or("no `0::` line in /proc/self/cgroup")?;
-    let dir = mount.join(own.trim_start_matches('/'));
-    let probe = dir.join(format!("daemonic-libtest-probe-{}", unique("p")));
-    std::fs::create_dir(&probe).map_err(|e| format!("mkdir {}: {e}", probe.display()))?;
-    std::fs::remove_dir(&probe).map_err(|e| format!("rmdir {}: {e}", probe.display()))?;
-    Ok(dir)
-}
-
-/// Whether the tests can run: the own v2 cgroup must be writable (a test directory is created
-/// and removed). When it is not: panics when `CI=true` (tests must fail in CI, never skip),
-/// otherwise prints a loud `SKIPPED` line to stderr and returns `false` so the test returns.
-pub fn require_cgroup() -> bool {
-    static RESULT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match RESULT.get_or_init(probe_cgroup) {
-        Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but this test needs a writable cgroup v2, and there is none: {e}");
-            }
-            eprintln!(
-                "\n*** SKIPPED: {} needs a writable cgroup v2 ({e}) ***\n",
-                std::thread::current().name().unwrap_or("this test")
-            );
-            false
-        }
-    }
-}
+/// The CLI tests' probe, shared: skip loudly (locally) or fail (in CI) without a writable
+/// cgroup v2.
+pub use crate::common::require_cgroup;
 
 /// Names of the subdirectories of `dir`, sorted (empty when `dir` is gone).
 pub fn subdir_names(dir: &Path) -> Vec<String> {
