@@ -231,6 +231,11 @@ impl Guardian {
     /// not stop the guardian: it warns once and falls back to looking at the whole family every
     /// [`RESCAN`], which is slower to react but still ends every daemon.
     fn watch_tree(&mut self, dir: &Path) {
+        // A family nested in one of our members (a member ran `daemonic run`) has a guardian of
+        // its own, which must stay the only remover of its directories: not ours to watch.
+        if dir != self.family && matches!(node_of(dir), Some(Node::Family { .. })) {
+            return;
+        }
         let flags = WatchFlags::CREATE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
         let events = dir.join("cgroup.events");
         for (path, flags) in [(dir, flags), (events.as_path(), WatchFlags::MODIFY)] {
@@ -268,7 +273,7 @@ impl Guardian {
     }
 
     fn evaluate(&mut self, dir: &Path) {
-        let Some(node) = dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse) else { return };
+        let Some(node) = node_of(dir) else { return };
         match node {
             Node::Member { .. } => {
                 if !Self::ended(dir) {
@@ -331,6 +336,10 @@ impl Guardian {
         self.retiring.remove(dir);
         cgroup::remove(dir)
     }
+}
+
+fn node_of(dir: &Path) -> Option<Node> {
+    dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
 }
 
 fn report(r: Result<()>) {

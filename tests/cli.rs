@@ -438,6 +438,50 @@ fn seed6_run_killed_daemon_still_dies_with_main() {
     );
     assert!(lag <= 100.0, "daemon kept running {lag:.1} ms after the main member ended (the issue allows 100 ms)");
 }
+/// A member that runs `daemonic run` itself owns a nested family with its own guardian: the
+/// inner daemon dies with the inner main member while the outer family runs on, the outer
+/// family then ends normally, and neither family leaves anything behind.
+#[test]
+fn nested_families_each_end_by_their_own_rules() {
+    if !require_cgroup() {
+        return;
+    }
+    let outer = family_name("outer");
+    let inner = family_name("inner");
+    let dir = tempdir();
+    let dp = d(&dir);
+    let m = marker(0);
+    write_file(dir.path(), "ticker.py", TICKER_PY, 0o644);
+    let inner_script = tpl(
+        &format!(
+            "daemonic spawn --daemon -- @PY@ @D@/ticker.py @D@/ticks @M@ &\n\
+             {}\n\
+             date +%s%N > @D@/inner_end",
+            wait_nonempty_sh("@D@/ticks")
+        ),
+        &[("PY", python()), ("D", &dp), ("M", &m)],
+    );
+    write_file(dir.path(), "inner.sh", &inner_script, 0o644);
+    let script = tpl(
+        "daemonic run --name @I@ -- sh @D@/inner.sh inner-@M@\n\
+         echo inner-rc=$?\n\
+         sleep 1\n\
+         date +%s%N > @D@/outer_end",
+        &[("I", &inner), ("D", &dp), ("M", &m)],
+    );
+    let out = daemonic(run_sh(&outer, &script, &m)).timeout(15.0).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("inner-rc=0"), "the inner run exits with its main's status\n{}", out.dump());
+    assert_clean_at_exit(&outer, &[&m]);
+    assert_clean_at_exit(&inner, &[&m]);
+    let inner_end = last_ns_in(&dir.path().join("inner_end"));
+    let outer_end = last_ns_in(&dir.path().join("outer_end"));
+    let last = *read_timestamps(&dir.path().join("ticks")).last().expect("ticks");
+    let lag = ms_between(inner_end, last);
+    eprintln!("nested: the inner daemon's last tick {lag:.1} ms after the inner main ended");
+    assert!(lag <= 300.0, "the inner daemon outlived its main by {lag:.1} ms");
+    assert!(ms_between(last, outer_end) >= 800.0, "the outer family ran on after the inner one ended");
+}
 
 /// Seed 7 / C4 / C7: a non-daemon member keeps the family (and so the daemon) alive after
 /// the main shell exited; the daemon dies when that member ends.
