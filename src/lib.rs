@@ -39,6 +39,7 @@ mod guardian;
 pub mod inspect;
 pub mod layout;
 mod member;
+pub mod properties;
 mod retire;
 mod seccomp;
 pub(crate) mod spawn;

@@ -288,3 +288,13 @@ pub fn spawn_in_scope(
     });
     Ok(crate::Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
 }
+
+/// A checked resource property as a `StartTransientUnit` property.
+pub fn resource_property(p: &crate::properties::Property) -> (&'static str, Value<'static>) {
+    use crate::properties::Property;
+    let value = match *p {
+        Property::TasksMax(v) | Property::MemoryMax(v) | Property::CpuWeight(v) => Value::from(v),
+        Property::TasksMaxScale(v) | Property::MemoryMaxScale(v) => Value::from(v),
+    };
+    (p.key(), value)
+}

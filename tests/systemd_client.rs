@@ -171,3 +171,30 @@ fn a_refused_scope_leaves_no_process_and_no_unit() {
     assert!(!std::path::Path::new(&marker).exists(), "the held child never ran its program");
     assert!(!client.exists(unit.as_str()), "no unit remains");
 }
+
+#[test]
+fn resource_properties_reach_the_unit() {
+    if !manager_available() {
+        return;
+    }
+    let client = Client::connect(Bus::User).expect("connect");
+    let unit = unique("props");
+    let props: Vec<(&str, Value<'static>)> = ["TasksMax=100", "MemoryMax=512M", "CPUWeight=200"]
+        .iter()
+        .map(|a| daemonic::systemd::resource_property(&daemonic::properties::parse(a).expect("valid")))
+        .collect();
+    let mut cmd = daemonic::Command::new("sleep");
+    cmd.arg("30");
+    let member = daemonic::systemd::spawn_in_scope(&client, &unit, "props", &mut cmd, &props).expect("spawn");
+    let shown = Command::new("systemctl")
+        .args(["--user", "show", unit.as_str(), "-p", "TasksMax", "-p", "MemoryMax", "-p", "CPUWeight"])
+        .output()
+        .expect("systemctl show");
+    let text = String::from_utf8_lossy(&shown.stdout);
+    member.terminate().expect("terminate");
+    member.wait().expect("wait");
+    client.stop(unit.as_str()).expect("stop");
+    for expected in ["TasksMax=100", "MemoryMax=536870912", "CPUWeight=200"] {
+        assert!(text.lines().any(|l| l == expected), "{expected} missing from:\n{text}");
+    }
+}

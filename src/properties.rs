@@ -1,0 +1,141 @@
+//! Resource properties of a member (`--property KEY=VALUE`, as `systemd-run -p`), checked before
+//! anything is created.
+//!
+//! The syntax is systemd's (`systemd.resource-control(5)`): `TasksMax=` a count, a percentage
+//! of the kernel's limit or `infinity`; `MemoryMax=` bytes with an optional `K`, `M`, `G` or `T`
+//! (powers of 1024), a percentage of physical memory or `infinity`; `CPUWeight=` 1 to 10000.
+//! Each becomes the D-Bus property systemd expects (`TasksMax`/`TasksMaxScale`, `MemoryMax`/
+//! `MemoryMaxScale`, `CPUWeight`), so a bad value is an error here and never a half-created unit.
+
+use std::fmt;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// A checked resource property, in the form systemd's D-Bus API takes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Property {
+    /// `TasksMax` (t): at most this many tasks (processes and threads); `u64::MAX` is infinity.
+    TasksMax(u64),
+    /// `TasksMaxScale` (u): a share of the kernel's limit, scaled to 2³².
+    TasksMaxScale(u32),
+    /// `MemoryMax` (t): bytes; `u64::MAX` is infinity.
+    MemoryMax(u64),
+    /// `MemoryMaxScale` (u): a share of physical memory, scaled to 2³².
+    MemoryMaxScale(u32),
+    /// `CPUWeight` (t): 1 to 10000.
+    CpuWeight(u64),
+}
+
+impl Property {
+    /// The D-Bus property name.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Property::TasksMax(_) => "TasksMax",
+            Property::TasksMaxScale(_) => "TasksMaxScale",
+            Property::MemoryMax(_) => "MemoryMax",
+            Property::MemoryMaxScale(_) => "MemoryMaxScale",
+            Property::CpuWeight(_) => "CPUWeight",
+        }
+    }
+}
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Property::TasksMax(v) | Property::MemoryMax(v) | Property::CpuWeight(v) => write!(f, "{}={v}", self.key()),
+            Property::TasksMaxScale(v) | Property::MemoryMaxScale(v) => write!(f, "{}={v}", self.key()),
+        }
+    }
+}
+
+/// The keys `--property` accepts.
+pub const KEYS: &[&str] = &["TasksMax", "MemoryMax", "CPUWeight"];
+
+/// Parses `KEY=VALUE`.
+pub fn parse(assignment: &str) -> Result<Property> {
+    let bad = |why: String| Err(Error::new(ErrorKind::InvalidInput, format!("invalid property {assignment:?}: {why}")));
+    let Some((key, value)) = assignment.split_once('=') else {
+        return bad("expected KEY=VALUE".into());
+    };
+    let value = value.trim();
+    match key.trim() {
+        "TasksMax" => match value {
+            "infinity" => Ok(Property::TasksMax(u64::MAX)),
+            v if v.ends_with('%') => percent(v).map(Property::TasksMaxScale).or_else(&bad),
+            v => match v.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(Property::TasksMax(n)),
+                _ => bad("TasksMax takes a count of at least 1, a percentage or \"infinity\"".into()),
+            },
+        },
+        "MemoryMax" => match value {
+            "infinity" => Ok(Property::MemoryMax(u64::MAX)),
+            v if v.ends_with('%') => percent(v).map(Property::MemoryMaxScale).or_else(&bad),
+            v => bytes(v).map(Property::MemoryMax).or_else(&bad),
+        },
+        "CPUWeight" => match value.parse::<u64>() {
+            Ok(n) if (1..=10_000).contains(&n) => Ok(Property::CpuWeight(n)),
+            _ => bad("CPUWeight takes a whole number from 1 to 10000".into()),
+        },
+        other => bad(format!("unknown key {other:?}; supported: {}", KEYS.join(", "))),
+    }
+}
+
+/// `N%` (0 to 100, up to two decimals) scaled to 2³², as systemd stores it.
+fn percent(v: &str) -> std::result::Result<u32, String> {
+    let n: f64 = v.trim_end_matches('%').parse().map_err(|_| format!("{v:?} is not a percentage"))?;
+    if !(0.0..=100.0).contains(&n) || !n.is_finite() {
+        return Err(format!("{v:?} is not between 0% and 100%"));
+    }
+    Ok(((n / 100.0) * f64::from(u32::MAX)).round() as u32)
+}
+
+/// Bytes with an optional binary suffix (`K`, `M`, `G`, `T`).
+fn bytes(v: &str) -> std::result::Result<u64, String> {
+    let (digits, shift) = match v.char_indices().last() {
+        Some((i, 'K')) => (&v[..i], 10),
+        Some((i, 'M')) => (&v[..i], 20),
+        Some((i, 'G')) => (&v[..i], 30),
+        Some((i, 'T')) => (&v[..i], 40),
+        _ => (v, 0),
+    };
+    let n: u64 = digits.parse().map_err(|_| format!("{v:?} is not a size (bytes, or a number with K, M, G or T)"))?;
+    n.checked_mul(1u64 << shift).filter(|b| *b < u64::MAX).ok_or_else(|| format!("{v:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_systemds_syntax() {
+        assert_eq!(parse("TasksMax=100").expect("tasks"), Property::TasksMax(100));
+        assert_eq!(parse("TasksMax=infinity").expect("inf"), Property::TasksMax(u64::MAX));
+        assert_eq!(parse("TasksMax=50%").expect("pct"), Property::TasksMaxScale(2_147_483_648));
+        assert_eq!(parse("MemoryMax=512M").expect("mem"), Property::MemoryMax(512 << 20));
+        assert_eq!(parse("MemoryMax=4096").expect("bytes"), Property::MemoryMax(4096));
+        assert_eq!(parse("MemoryMax=2G").expect("gib"), Property::MemoryMax(2 << 30));
+        assert_eq!(parse("MemoryMax=100%").expect("all"), Property::MemoryMaxScale(u32::MAX));
+        assert_eq!(parse("CPUWeight=100").expect("cpu"), Property::CpuWeight(100));
+        assert_eq!(parse("CPUWeight=100").expect("cpu").to_string(), "CPUWeight=100");
+    }
+
+    #[test]
+    fn refuses_everything_else_with_a_reason() {
+        for (bad, why) in [
+            ("TasksMax", "expected KEY=VALUE"),
+            ("TasksMax=0", "at least 1"),
+            ("TasksMax=-5", "at least 1"),
+            ("TasksMax=150%", "between 0% and 100%"),
+            ("MemoryMax=lots", "not a size"),
+            ("MemoryMax=99999999999T", "too large"),
+            ("MemoryMax=1.5G", "not a size"),
+            ("CPUWeight=0", "1 to 10000"),
+            ("CPUWeight=10001", "1 to 10000"),
+            ("Nice=5", "unknown key \"Nice\"; supported: TasksMax, MemoryMax, CPUWeight"),
+        ] {
+            let e = parse(bad).expect_err(bad);
+            assert_eq!(e.kind(), ErrorKind::InvalidInput);
+            assert!(e.to_string().contains(why), "{bad}: {e}");
+        }
+    }
+}
