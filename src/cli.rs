@@ -21,10 +21,9 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::Command;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{create_member_dir, no_fork_filters};
+use crate::family::{MemberDir, filters_for};
 use crate::inspect::{self, FamilyInfo};
 use crate::layout::{self, Position};
-use crate::retire::label_daemon;
 use crate::supervise::{RunOptions, run};
 use crate::sys;
 
@@ -201,40 +200,24 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     }
     let name = cmd.effective_name()?;
     let prepared = cmd.prepare()?;
-    let filters: &[Vec<libc::sock_filter>] = if daemon && !a.allow_children { no_fork_filters()? } else { &[] };
-
-    let container = layout::daemons_dir(&me.member_dir);
-    let (parent, new_container) =
-        if daemon { (container.clone(), cgroup::create(&container)?) } else { (me.member_dir.clone(), false) };
-    let dir = create_member_dir(&parent, &name, daemon, u64::from(std::process::id()))?;
+    let filters = filters_for(daemon, a.allow_children)?;
+    let made = MemberDir::create(&me, &name, daemon, u64::from(std::process::id()), a.stop_timeout, a.allow_children)?;
+    let dir = &made.dir;
     let undo = |e: Error| {
         let _ = cgroup::enter(&own);
-        let _ = cgroup::remove(&dir);
-        if new_container {
-            let _ = cgroup::remove(&container);
-        }
+        made.discard();
         e
     };
-    let placed = (|| -> Result<()> {
-        if daemon {
-            label_daemon(&dir, &container, a.stop_timeout, a.allow_children)?;
-        }
-        cgroup::enter(&dir)?;
-        cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string())
-    })();
-    placed.map_err(undo)?;
+    cgroup::enter(dir)
+        .and_then(|()| cgroup::set_attr(dir, layout::ATTR_PID, &std::process::id().to_string()))
+        .map_err(undo)?;
     for f in filters {
         sys::install_filter(f).map_err(|e| undo(Error::os("install the no-fork seccomp filter", e)))?;
     }
     let program_path =
         PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(prepared.program.as_bytes()));
     let err = std::process::Command::new(&program_path).arg0(&program).args(cmd.get_args()).exec();
-    let kind = match err.raw_os_error() {
-        Some(libc::ENOENT) => ErrorKind::ProgramNotFound,
-        Some(libc::EACCES | libc::ENOEXEC) => ErrorKind::ProgramNotExecutable,
-        _ => ErrorKind::Os,
-    };
-    Err(undo(Error::io("run program", &program_path, err).with_kind(kind)))
+    Err(undo(crate::spawn::exec_error(&program_path, err)))
 }
 
 fn ps(json: bool) -> Result<()> {

@@ -155,6 +155,56 @@ pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq
     }
 }
 
+/// A new member's cgroup directory: created below its owner (in the owner's `.daemons`
+/// directory for a daemon) and labelled, with nothing in it yet.
+pub(crate) struct MemberDir {
+    pub dir: PathBuf,
+    container: PathBuf,
+    /// Whether creating this member also created the owner's `.daemons` directory.
+    new_container: bool,
+}
+
+impl MemberDir {
+    /// Creates the directory of a member named `name` whose parent is `owner`; on error nothing
+    /// of it remains.
+    pub(crate) fn create(
+        owner: &Position,
+        name: &str,
+        daemon: bool,
+        seq: u64,
+        stop_timeout: Option<Duration>,
+        allow_children: bool,
+    ) -> Result<MemberDir> {
+        let container = layout::daemons_dir(&owner.member_dir);
+        let new_container = daemon && cgroup::create(&container)?;
+        let parent = if daemon { container.as_path() } else { owner.member_dir.as_path() };
+        let dir = create_member_dir(parent, name, daemon, seq).inspect_err(|_| {
+            if new_container {
+                let _ = cgroup::remove(&container);
+            }
+        })?;
+        let made = MemberDir { dir, container, new_container };
+        if daemon && let Err(e) = label_daemon(&made.dir, &made.container, stop_timeout, allow_children) {
+            made.discard();
+            return Err(e);
+        }
+        Ok(made)
+    }
+
+    /// Removes what [`MemberDir::create`] made, for a member that could not be started.
+    pub(crate) fn discard(&self) {
+        let _ = cgroup::remove(&self.dir);
+        if self.new_container {
+            let _ = cgroup::remove(&self.container);
+        }
+    }
+}
+
+/// The no-fork filters for a new member: none unless it is a daemon that may not have children.
+pub(crate) fn filters_for(daemon: bool, allow_children: bool) -> Result<&'static [Vec<libc::sock_filter>]> {
+    if daemon && !allow_children { no_fork_filters() } else { Ok(&[]) }
+}
+
 /// The no-fork filters of this architecture, built once.
 pub(crate) fn no_fork_filters() -> Result<&'static [Vec<libc::sock_filter>]> {
     static FILTERS: OnceLock<Vec<Vec<libc::sock_filter>>> = OnceLock::new();
@@ -316,54 +366,32 @@ impl Family {
         let daemon = cmd.get_daemon().unwrap_or(self.position.daemon);
         let name = cmd.effective_name()?;
         let prepared = cmd.prepare()?;
-        let filters: &[Vec<libc::sock_filter>] =
-            if daemon && !cmd.get_allow_children() { no_fork_filters()? } else { &[] };
+        let filters = filters_for(daemon, cmd.get_allow_children())?;
         let placement = match cmd.get_placement() {
             Placement::Auto => Placement::from_env()?,
             p => p,
         };
-
-        let container = layout::daemons_dir(&self.position.member_dir);
-        let (parent, new_container) = if daemon {
-            let made = cgroup::create(&container)?;
-            (container.as_path(), made)
-        } else {
-            (self.position.member_dir.as_path(), false)
-        };
-        let undo = |dir: Option<&Path>| {
-            if let Some(dir) = dir {
-                let _ = cgroup::remove(dir);
-            }
-            if new_container {
-                let _ = cgroup::remove(&container);
-            }
-        };
-        let dir = match create_member_dir(parent, &name, daemon, NEXT_SEQ.fetch_add(1, Ordering::Relaxed)) {
-            Ok(d) => d,
-            Err(e) => {
-                undo(None);
-                return Err(e);
-            }
-        };
-        let attrs = if daemon {
-            label_daemon(&dir, &container, cmd.get_stop_timeout(), cmd.get_allow_children())
-        } else {
-            Ok(())
-        };
-        let spawned = attrs.and_then(|()| {
-            spawn::spawn(&Request {
-                prepared: &prepared,
-                stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
-                cgroup: Some(&dir),
-                filters,
-                placement,
-                new_session: false,
-            })
+        let made = MemberDir::create(
+            &self.position,
+            &name,
+            daemon,
+            NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+            cmd.get_stop_timeout(),
+            cmd.get_allow_children(),
+        )?;
+        let dir = made.dir.clone();
+        let spawned = spawn::spawn(&Request {
+            prepared: &prepared,
+            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
+            cgroup: Some(&dir),
+            filters,
+            placement,
+            new_session: false,
         });
         let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
-                undo(Some(&dir));
+                made.discard();
                 return Err(e);
             }
         };

@@ -205,16 +205,19 @@ fn clone3_refused(e: &Error) -> bool {
     })
 }
 
+/// The error for a failed `execve` of `program`: not found, not executable, or another reason.
+pub(crate) fn exec_error(program: &Path, err: io::Error) -> Error {
+    let kind = match err.raw_os_error() {
+        Some(libc::ENOENT) => ErrorKind::ProgramNotFound,
+        Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR) => ErrorKind::ProgramNotExecutable,
+        _ => ErrorKind::Os,
+    };
+    Error::io("run program", program, err).with_kind(kind)
+}
+
 fn child_error(program: &str, cgroup: Option<&Path>, cwd: Option<&str>, stage: Stage, err: io::Error) -> Error {
     match stage {
-        Stage::Exec => {
-            let kind = match err.raw_os_error() {
-                Some(libc::ENOENT) => ErrorKind::ProgramNotFound,
-                Some(libc::EACCES | libc::ENOEXEC | libc::EISDIR) => ErrorKind::ProgramNotExecutable,
-                _ => ErrorKind::Os,
-            };
-            Error::io("run program", Path::new(&program), err).with_kind(kind)
-        }
+        Stage::Exec => exec_error(Path::new(program), err),
         Stage::JoinCgroup => Error::io(
             &format!("move the new process of {program} into the cgroup"),
             cgroup.unwrap_or(Path::new("?")),
