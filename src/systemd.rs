@@ -108,8 +108,11 @@ impl Client {
             match self.start_once(name, properties).await {
                 Err(StartError::Exists) => {
                     let _ = self.manager.reset_failed_unit(name.as_str()).await;
-                    if let Ok(job) = self.manager.stop_unit(name.as_str(), "replace").await {
-                        let _ = self.wait_job(name, &job, JOB_TIMEOUT).await;
+                    // Listen before stopping, as for starting.
+                    if let Ok(mut removed) = self.manager.receive_job_removed().await
+                        && let Ok(job) = self.manager.stop_unit(name.as_str(), "replace").await
+                    {
+                        let _ = job_result(&mut removed, &job, JOB_TIMEOUT).await;
                     }
                     match self.start_once(name, properties).await {
                         Err(StartError::Exists) => Err(Error::new(
@@ -137,20 +140,7 @@ impl Client {
             }
             Err(e) => return Err(StartError::Other(call_error(name, e))),
         };
-        let wait = async {
-            while let Some(signal) = removed.next().await {
-                let Ok(args) = signal.args() else { continue };
-                if args.job == job {
-                    return Some(args.result);
-                }
-            }
-            None
-        };
-        let timeout = async {
-            async_io::Timer::after(JOB_TIMEOUT).await;
-            None
-        };
-        match futures_lite::future::or(wait, timeout).await {
+        match job_result(&mut removed, &job, JOB_TIMEOUT).await {
             Some(result) if result == "done" => Ok(()),
             Some(result) => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
@@ -161,28 +151,6 @@ impl Client {
                 format!("failed to start unit {name}: no answer to its start job within {} s", JOB_TIMEOUT.as_secs()),
             ))),
         }
-    }
-
-    /// Waits for the end of `job` (of unit `name`), at most `timeout`; returns its result.
-    async fn wait_job(&self, name: &UnitName, job: &OwnedObjectPath, timeout: Duration) -> Result<String> {
-        let mut removed = self.manager.receive_job_removed().await.map_err(|e| call_error(name, e))?;
-        let wait = async {
-            while let Some(signal) = removed.next().await {
-                if let Ok(args) = signal.args()
-                    && &args.job == job
-                {
-                    return Some(args.result);
-                }
-            }
-            None
-        };
-        let timer = async {
-            async_io::Timer::after(timeout).await;
-            None
-        };
-        futures_lite::future::or(wait, timer)
-            .await
-            .ok_or_else(|| Error::new(ErrorKind::Os, format!("no answer from the job of unit {name}")))
     }
 
     /// Stops the unit `name` (without waiting) and forgets it if it failed.
@@ -203,6 +171,26 @@ impl Client {
     pub fn exists(&self, name: &str) -> bool {
         zbus::block_on(self.manager.get_unit(name)).is_ok()
     }
+}
+
+/// The result of `job` from a `JobRemoved` subscription opened before the job was created, or
+/// `None` when none came within `timeout`.
+async fn job_result(removed: &mut JobRemovedStream, job: &OwnedObjectPath, timeout: Duration) -> Option<String> {
+    let wait = async {
+        while let Some(signal) = removed.next().await {
+            if let Ok(args) = signal.args()
+                && &args.job == job
+            {
+                return Some(args.result);
+            }
+        }
+        None
+    };
+    let timer = async {
+        async_io::Timer::after(timeout).await;
+        None
+    };
+    futures_lite::future::or(wait, timer).await
 }
 
 enum StartError {
