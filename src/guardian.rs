@@ -233,7 +233,7 @@ impl Guardian {
     fn watch_tree(&mut self, dir: &Path) {
         // A family nested in one of our members (a member ran `daemonic run`) has a guardian of
         // its own, which must stay the only remover of its directories: not ours to watch.
-        if dir != self.family && matches!(node_of(dir), Some(Node::Family { .. })) {
+        if dir != self.family && matches!(Node::of_dir(dir), Some(Node::Family { .. })) {
             return;
         }
         let flags = WatchFlags::CREATE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
@@ -273,7 +273,7 @@ impl Guardian {
     }
 
     fn evaluate(&mut self, dir: &Path) {
-        let Some(node) = node_of(dir) else { return };
+        let Some(node) = Node::of_dir(dir) else { return };
         match node {
             Node::Member { .. } => {
                 if !Self::ended(dir) {
@@ -336,10 +336,6 @@ impl Guardian {
         self.retiring.remove(dir);
         cgroup::remove(dir)
     }
-}
-
-fn node_of(dir: &Path) -> Option<Node> {
-    dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
 }
 
 fn report(r: Result<()>) {

@@ -53,7 +53,7 @@ pub struct MemberInfo {
 pub fn families(h: &Hierarchy) -> Result<Vec<FamilyInfo>> {
     let mut out = Vec::new();
     walk(h.mount(), 0, &mut |dir| {
-        if let Some(Node::Family { id, name }) = node_of(dir) {
+        if let Some(Node::Family { id, name }) = Node::of_dir(dir) {
             out.push(describe(h, dir, id, name)?);
         }
         Ok(())
@@ -115,10 +115,6 @@ fn guardian_running(family: &FamilyInfo, dir: &Path) -> bool {
     args.next() == Some(crate::guardian::ARGV0.as_bytes()) && args.next() == Some(dir.as_os_str().as_encoded_bytes())
 }
 
-fn node_of(dir: &Path) -> Option<Node> {
-    dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
-}
-
 fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
     if depth > MAX_DEPTH {
         return Ok(());
@@ -152,7 +148,7 @@ fn describe(h: &Hierarchy, dir: &Path, id: String, name: String) -> Result<Famil
 fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
     let Ok(subdirs) = cgroup::subdirs(dir) else { return };
     for sub in subdirs {
-        match node_of(&sub) {
+        match Node::of_dir(&sub) {
             Some(Node::Member { name, daemon, .. }) => {
                 let pid: Option<u32> = cgroup::attr(&sub, layout::ATTR_PID).and_then(|p| p.parse().ok());
                 let running = pid.is_some_and(|p| cgroup::procs(&sub).is_ok_and(|procs| procs.contains(&(p as i32))));

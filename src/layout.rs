@@ -124,6 +124,11 @@ pub enum Node {
 }
 
 impl Node {
+    /// What the directory `dir` is, from its last component; `None` for one daemonic did not make.
+    pub fn of_dir(dir: &Path) -> Option<Node> {
+        dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
+    }
+
     /// Reads one directory name; `None` for directories daemonic did not make.
     pub fn parse(component: &str) -> Option<Node> {
         if let Some(id) = component.strip_prefix(FAMILY_PREFIX).and_then(|s| s.strip_suffix(FAMILY_SUFFIX)) {

@@ -69,11 +69,7 @@ impl Retirement {
             return Ok(Retirement { container: container.to_path_buf(), pending });
         }
         for dir in cgroup::subdirs(container)? {
-            let is_member = dir
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(Node::parse)
-                .is_some_and(|n| matches!(n, Node::Member { .. }));
+            let is_member = matches!(Node::of_dir(&dir), Some(Node::Member { .. }));
             let timeout = if is_member { stop_timeout(&dir, family_dir) } else { Duration::ZERO };
             if timeout.is_zero() {
                 cgroup::kill(&dir)?;
