@@ -276,7 +276,7 @@ pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration)
 // Waiting
 // ---------------------------------------------------------------------------------------------
 
-/// Polls `cond` every 10 ms until it holds (true) or `timeout` passes (false).
+/// Polls `cond` every 2 ms until it holds (true) or `timeout` passes (false).
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
@@ -286,7 +286,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 

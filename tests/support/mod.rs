@@ -183,19 +183,7 @@ pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
         .is_ok_and(|c| !marker.is_empty() && c.windows(marker.len()).any(|w| w == marker.as_bytes()))
 }
 
-/// Polls `cond` every 2 ms until it holds (true) or `timeout` has passed (false).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
-}
+pub use crate::common::wait_until;
 
 /// What is left of the family `name` right now: its directories, and processes carrying one of
 /// `markers` (guardians carry the family name in their command line, so pass it as a marker).
