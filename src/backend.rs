@@ -2,35 +2,63 @@
 //!
 //! Both backends only decide *where* the cgroups are and who creates them; placement, events,
 //! the kill and cleanup work on cgroupfs for both. `Cgroupfs` creates directories itself below a
-//! delegated cgroup (the embedded default: no daemon, no D-Bus). `Systemd` will make each member
-//! a transient scope over D-Bus; it is not part of this build yet.
+//! delegated cgroup (the embedded default: no daemon, no D-Bus). `Systemd` makes each member a
+//! transient scope in a slice of its own, over D-Bus (see [`crate::units`]). `Auto` takes
+//! systemd when a manager answers on the caller's bus, cgroupfs otherwise, and says why.
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::error::{Error, ErrorKind, Result};
+use crate::systemd::Bus;
 
 /// A backend choice, as given on the command line or in `DAEMONIC_BACKEND`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Backend {
-    /// The best backend available: cgroupfs in this build.
+    /// systemd when a manager answers, else cgroupfs.
     #[default]
     Auto,
     /// Directories below a delegated cgroup v2.
     Cgroupfs,
-    /// Transient systemd scopes (not built yet).
+    /// Transient systemd scopes.
     Systemd,
 }
 
+/// The backend a family will use, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Choice {
+    /// `None` for cgroupfs; the manager's bus for systemd.
+    pub bus: Option<Bus>,
+    /// One line for the log: what was picked and why.
+    pub reason: String,
+}
+
 impl Backend {
-    /// The backend that will actually be used, or why the requested one cannot be.
-    pub fn resolve(self) -> Result<Backend> {
+    /// The backend from `DAEMONIC_BACKEND`, `Auto` when unset.
+    pub fn from_env() -> Result<Backend> {
+        match std::env::var("DAEMONIC_BACKEND") {
+            Ok(v) if !v.is_empty() => v.parse(),
+            _ => Ok(Backend::Auto),
+        }
+    }
+
+    /// Decides the backend. `bus` overrides the default manager (the user manager for non-root
+    /// callers, the system manager for root). `Systemd` fails when that manager does not answer;
+    /// `Auto` then falls back to cgroupfs.
+    pub fn resolve(self, bus: Option<Bus>) -> Result<Choice> {
+        let bus = bus.unwrap_or_else(Bus::default_for_caller);
         match self {
-            Backend::Auto | Backend::Cgroupfs => Ok(Backend::Cgroupfs),
-            Backend::Systemd => Err(Error::new(
-                ErrorKind::BackendUnavailable,
-                "the systemd backend is not built yet; use --backend cgroupfs (or auto)",
-            )),
+            Backend::Cgroupfs => Ok(Choice { bus: None, reason: "backend cgroupfs: as requested".into() }),
+            Backend::Systemd => {
+                crate::units::client(bus)?;
+                Ok(Choice { bus: Some(bus), reason: format!("backend systemd: as requested, on the {bus} manager") })
+            }
+            Backend::Auto => match crate::units::client(bus) {
+                Ok(_) => {
+                    Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") })
+                }
+                Err(e) => Ok(Choice { bus: None, reason: format!("backend auto: cgroupfs, as {e}") }),
+            },
         }
     }
 }
@@ -65,14 +93,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parses_and_resolves() {
-        assert_eq!("auto".parse::<Backend>().expect("auto").resolve().expect("resolves"), Backend::Cgroupfs);
-        assert_eq!(
-            "systemd".parse::<Backend>().expect("systemd").resolve().expect_err("not built").kind(),
-            ErrorKind::BackendUnavailable
-        );
+    fn parses() {
+        assert_eq!("auto".parse::<Backend>().expect("auto"), Backend::Auto);
+        assert_eq!("systemd".parse::<Backend>().expect("systemd"), Backend::Systemd);
         assert!(
             "docker".parse::<Backend>().expect_err("bad").to_string().contains("expected auto, cgroupfs or systemd")
         );
+        let c = Backend::Cgroupfs.resolve(None).expect("cgroupfs needs nothing");
+        assert_eq!(c.bus, None);
     }
 }

@@ -21,16 +21,23 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::Command;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{MemberDir, filters_for};
+use crate::family::{MemberDir, filters_for, properties_need_systemd};
 use crate::inspect::{self, FamilyInfo};
-use crate::layout::{self, Position};
+use crate::layout::{self, Position, Style};
 use crate::supervise::{RunOptions, run};
-use crate::sys;
+use crate::systemd::Bus;
+use crate::{sys, units};
 
 /// Python's daemon processes, enforced by the kernel.
 #[derive(Debug, Parser)]
 #[command(name = "daemonic", version, about, long_about = None)]
 pub struct Cli {
+    /// Say more: which backend was chosen and why.
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
+    /// Say nothing but errors.
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -43,7 +50,8 @@ enum Cmd {
     Spawn(SpawnArgs),
     /// List running families and their members.
     Ps {
-        /// Print JSON: {"families":[{"id","name","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","start_time"}]}]}.
+        /// Print JSON: {"families":[{"id","name","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","unit","start_time"}]}]}
+        /// ("unit", the member's scope, only on the systemd backend).
         #[arg(long)]
         json: bool,
     },
@@ -61,10 +69,21 @@ struct RunArgs {
     /// The family's name (default: PROGRAM's file name).
     #[arg(long)]
     name: Option<String>,
-    /// Where the family's cgroups come from.
+    /// Where the family's cgroups come from: cgroupfs (directories below a delegated cgroup),
+    /// systemd (a transient scope per member), or auto (systemd when a manager answers).
     #[arg(long, env = "DAEMONIC_BACKEND", default_value = "auto", value_parser = parse_backend)]
     backend: Backend,
-    /// The cgroup to create the family under (default: the caller's own cgroup).
+    /// systemd backend: use the calling user's manager (the default for non-root callers).
+    #[arg(long, conflicts_with = "system")]
+    user: bool,
+    /// systemd backend: use the system manager (the default for root).
+    #[arg(long)]
+    system: bool,
+    /// systemd backend: a resource property of the main member, as `systemd-run -p`
+    /// (TasksMax=, MemoryMax=, CPUWeight=); repeatable.
+    #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
+    /// cgroupfs backend: the cgroup to create the family under (default: the caller's own cgroup).
     #[arg(long, env = "DAEMONIC_CGROUP", value_name = "PATH")]
     cgroup: Option<PathBuf>,
     /// Send SIGTERM to daemons and wait this long before SIGKILL (default: immediate SIGKILL).
@@ -92,6 +111,10 @@ struct SpawnArgs {
     /// For a daemon: SIGTERM and this long before SIGKILL when its family ends.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     stop_timeout: Option<Duration>,
+    /// systemd backend: a resource property of the new member, as `systemd-run -p`
+    /// (TasksMax=, MemoryMax=, CPUWeight=); repeatable.
+    #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
+    properties: Vec<String>,
     /// The program and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
@@ -126,6 +149,11 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.verbose {
+        crate::log::set_level(crate::log::Level::Info);
+    } else if cli.quiet {
+        crate::log::set_level(crate::log::Level::Quiet);
+    }
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.kind() == ErrorKind::DaemonChildren => {
@@ -147,6 +175,14 @@ fn dispatch(cli: Cli) -> Result<u8> {
             let opts = RunOptions {
                 name: a.name,
                 backend: a.backend,
+                bus: if a.user {
+                    Some(Bus::User)
+                } else if a.system {
+                    Some(Bus::System)
+                } else {
+                    None
+                },
+                properties: a.properties,
                 cgroup: a.cgroup,
                 stop_timeout: a.stop_timeout,
                 program: command.next().expect("clap requires PROGRAM"),
@@ -201,16 +237,44 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     let name = cmd.effective_name()?;
     let prepared = cmd.prepare()?;
     let filters = filters_for(daemon, a.allow_children)?;
-    let made = MemberDir::create(&me, &name, daemon, u64::from(std::process::id()), a.stop_timeout, a.allow_children)?;
-    let dir = &made.dir;
-    let undo = |e: Error| {
-        let _ = cgroup::enter(&own);
-        made.discard();
-        e
+    let properties = a.properties.iter().map(|p| crate::properties::parse(p)).collect::<Result<Vec<_>>>()?;
+    let seq = u64::from(std::process::id());
+    let undo: Box<dyn Fn(Error) -> Error> = if me.style() == Style::Units {
+        let client = units::client(units::family_bus(&me.family_dir))?;
+        let spec = units::Spec {
+            family_name: &me.family_name,
+            name: &name,
+            daemon,
+            stop_timeout: a.stop_timeout,
+            allow_children: a.allow_children,
+            properties: &properties,
+        };
+        let parent = if daemon { layout::daemons_dir(&me.member_dir) } else { me.member_dir.clone() };
+        let placed = units::place(&client, &parent, &spec, std::process::id(), seq, &mut || drop(cgroup::enter(&own)))?;
+        Box::new(move |e| {
+            let _ = cgroup::enter(&own);
+            placed.undo(&client);
+            e
+        })
+    } else {
+        if !properties.is_empty() {
+            return Err(properties_need_systemd());
+        }
+        let made = MemberDir::create(&me, &name, daemon, seq, a.stop_timeout, a.allow_children)?;
+        let dir = made.dir.clone();
+        let own = own.clone();
+        let undo = move |e: Error| {
+            let _ = cgroup::enter(&own);
+            made.discard();
+            e
+        };
+        match cgroup::enter(&dir)
+            .and_then(|()| cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string()))
+        {
+            Ok(()) => Box::new(undo),
+            Err(e) => return Err(undo(e)),
+        }
     };
-    cgroup::enter(dir)
-        .and_then(|()| cgroup::set_attr(dir, layout::ATTR_PID, &std::process::id().to_string()))
-        .map_err(undo)?;
     for f in filters {
         sys::install_filter(f).map_err(|e| undo(Error::os("install the no-fork seccomp filter", e)))?;
     }
@@ -233,7 +297,10 @@ fn ps(json: bool) -> Result<()> {
         println!("{text}");
         return Ok(());
     }
-    println!("{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} CGROUP", "FAMILY", "MEMBER", "PID", "DAEMON", "STATE", "STARTED");
+    println!(
+        "{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} UNIT/CGROUP",
+        "FAMILY", "MEMBER", "PID", "DAEMON", "STATE", "STARTED"
+    );
     for f in &families {
         for m in &f.members {
             println!(
@@ -244,7 +311,7 @@ fn ps(json: bool) -> Result<()> {
                 m.daemon,
                 m.state,
                 m.start_time.map_or("-".into(), inspect::format_utc),
-                m.cgroup
+                m.unit.as_ref().unwrap_or(&m.cgroup)
             );
         }
     }

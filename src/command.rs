@@ -96,6 +96,7 @@ pub struct Command {
     allow_children: bool,
     stop_timeout: Option<Duration>,
     placement: Placement,
+    properties: Vec<String>,
 }
 
 impl Command {
@@ -115,7 +116,21 @@ impl Command {
             allow_children: false,
             stop_timeout: None,
             placement: Placement::Auto,
+            properties: Vec::new(),
         }
+    }
+
+    /// Adds a resource property of the member's unit, as `systemd-run -p` takes it
+    /// (`TasksMax=64`, `MemoryMax=512M`, `CPUWeight=50`; see [`crate::properties`]). Needs the
+    /// systemd backend; the value is checked when the member is spawned, before anything is created.
+    pub fn property(&mut self, assignment: impl Into<String>) -> &mut Command {
+        self.properties.push(assignment.into());
+        self
+    }
+
+    /// The resource properties, checked.
+    pub(crate) fn checked_properties(&self) -> Result<Vec<crate::properties::Property>> {
+        self.properties.iter().map(|p| crate::properties::parse(p)).collect()
     }
 
     /// Adds an argument.

@@ -29,8 +29,10 @@ pub enum ErrorKind {
     NoSuchFamily,
     /// The host lacks something daemonic needs (cgroup2, a writable cgroup, a kernel feature).
     Unsupported,
-    /// The chosen backend is not available in this build.
+    /// The chosen backend is not available (not built, or its manager does not answer).
     BackendUnavailable,
+    /// Something of that name exists already and is in use.
+    AlreadyExists,
     /// An operating-system call failed.
     Os,
 }

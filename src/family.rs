@@ -17,14 +17,16 @@ use std::time::Duration;
 
 use rustix::process::{WaitId, WaitIdOptions, waitid};
 
+use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{self, Position};
+use crate::layout::{self, Position, Style};
 use crate::member::{Inner, Member};
 use crate::retire::{Retirement, label_daemon};
 use crate::spawn::{self, Request, Spawned};
-use crate::{guardian, seccomp};
+use crate::systemd::Bus;
+use crate::{guardian, seccomp, units};
 
 /// How many `Family` handles of this process are not shut down yet.
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
@@ -62,6 +64,20 @@ pub fn current_process() -> Result<ProcessInfo> {
     })
 }
 
+/// A new sequence number for a member's directory or unit.
+pub(crate) fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Removes a family's whole tree once it has no process left: directories (cgroupfs), or its
+/// slice stopped over D-Bus (systemd).
+pub(crate) fn dismantle(dir: &Path) -> Result<()> {
+    match Style::of_dir(dir) {
+        Style::Dirs => cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
+        Style::Units => units::stop_dir(dir, units::family_bus(dir)),
+    }
+}
+
 /// A family that was just created on disk, with its guardian running.
 pub(crate) struct NewFamily {
     pub id: String,
@@ -76,7 +92,7 @@ impl NewFamily {
     pub(crate) fn abandon(self) {
         let _ = rustix::process::pidfd_send_signal(&self.guardian.pidfd, rustix::process::Signal::KILL);
         let _ = reap(&self.guardian.pidfd);
-        let _ = cgroup::remove_tree(&self.dir);
+        let _ = dismantle(&self.dir);
     }
 }
 
@@ -132,7 +148,7 @@ pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duratio
         Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
         None => Ok(()),
     });
-    let guardian = made.and_then(|()| guardian::start(&dir, &main_dir));
+    let guardian = made.and_then(|()| guardian::start(&dir, &main_dir, None, None));
     let guardian = match guardian {
         Ok(g) => g,
         Err(e) => {
@@ -151,7 +167,7 @@ pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq
         if cgroup::create(&dir)? {
             return Ok(dir);
         }
-        seq = NEXT_SEQ.fetch_add(1, Ordering::Relaxed);
+        seq = next_seq();
     }
 }
 
@@ -200,6 +216,14 @@ impl MemberDir {
     }
 }
 
+/// The error for resource properties on the cgroupfs backend.
+pub(crate) fn properties_need_systemd() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "resource properties (--property) need the systemd backend; this family uses cgroupfs",
+    )
+}
+
 /// The no-fork filters for a new member: none unless it is a daemon that may not have children.
 pub(crate) fn filters_for(daemon: bool, allow_children: bool) -> Result<&'static [Vec<libc::sock_filter>]> {
     if daemon && !allow_children { no_fork_filters() } else { Ok(&[]) }
@@ -232,6 +256,8 @@ pub struct FamilyBuilder {
     name: Option<String>,
     cgroup: Option<PathBuf>,
     stop_timeout: Option<Duration>,
+    backend: Option<Backend>,
+    bus: Option<Bus>,
 }
 
 impl FamilyBuilder {
@@ -254,6 +280,19 @@ impl FamilyBuilder {
         self
     }
 
+    /// The backend of a new family (default: `DAEMONIC_BACKEND`, else [`Backend::Auto`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+
+    /// The systemd manager of a new family on the systemd backend (default: the user manager
+    /// for non-root callers, the system manager for root).
+    pub fn bus(mut self, bus: Bus) -> Self {
+        self.bus = Some(bus);
+        self
+    }
+
     /// Joins the calling process's family, or creates one and moves the process into it.
     pub fn open(self) -> Result<Family> {
         let h = Hierarchy::host()?;
@@ -261,11 +300,29 @@ impl FamilyBuilder {
         if let Some(position) = Position::of_cgroup(&own) {
             return Ok(Family::with(position));
         }
-        let base = choose_base(&h, self.cgroup.as_deref())?;
         let name = match self.name {
             Some(n) => n,
             None => crate::command::default_name(std::env::current_exe().unwrap_or_default().as_os_str()),
         };
+        let backend = match self.backend {
+            Some(b) => b,
+            None => Backend::from_env()?,
+        };
+        let explicit_base = self.cgroup.is_some() || std::env::var_os("DAEMONIC_CGROUP").is_some_and(|v| !v.is_empty());
+        let backend = if backend == Backend::Auto && explicit_base { Backend::Cgroupfs } else { backend };
+        if let Some(bus) = backend.resolve(self.bus)?.bus {
+            if self.cgroup.is_some() {
+                return Err(cgroup_with_systemd());
+            }
+            let client = units::client(bus)?;
+            let spec =
+                units::FamilySpec { bus, name: &name, stop_timeout: self.stop_timeout, parent: None, properties: &[] };
+            let (main_dir, guardian) = units::open_family(&client, &spec, &own)?;
+            let position = Position::of_cgroup(&main_dir).expect("a family's main member has a position");
+            *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
+            return Ok(Family::with(position));
+        }
+        let base = choose_base(&h, self.cgroup.as_deref())?;
         let new = start_family(&base, &name, self.stop_timeout)?;
         let entered = cgroup::enter(&new.main_dir)
             .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
@@ -278,6 +335,15 @@ impl FamilyBuilder {
         *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian: new.guardian });
         Ok(Family::with(position))
     }
+}
+
+/// The error for a cgroup base given with the systemd backend.
+pub(crate) fn cgroup_with_systemd() -> Error {
+    Error::new(
+        ErrorKind::InvalidInput,
+        "a cgroup base (--cgroup, DAEMONIC_CGROUP) applies to the cgroupfs backend; the systemd backend puts \
+         families in daemonic.slice of its manager",
+    )
 }
 
 /// What a family created by this process needs to end it.
@@ -371,6 +437,33 @@ impl Family {
             Placement::Auto => Placement::from_env()?,
             p => p,
         };
+        let properties = cmd.checked_properties()?;
+        let request = Request {
+            prepared: &prepared,
+            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
+            cgroup: None,
+            filters,
+            placement,
+            new_session: false,
+        };
+        if self.position.style() == Style::Units {
+            let client = units::client(units::family_bus(&self.position.family_dir))?;
+            let spec = units::Spec {
+                family_name: &self.position.family_name,
+                name: &name,
+                daemon,
+                stop_timeout: cmd.get_stop_timeout(),
+                allow_children: cmd.get_allow_children(),
+                properties: &properties,
+            };
+            let parent =
+                if daemon { layout::daemons_dir(&self.position.member_dir) } else { self.position.member_dir.clone() };
+            let (spawned, placed) = units::start(&client, &parent, &spec, &request, next_seq())?;
+            return Ok(self.adopt(spawned, name, daemon, placed.dir));
+        }
+        if !properties.is_empty() {
+            return Err(properties_need_systemd());
+        }
         let made = MemberDir::create(
             &self.position,
             &name,
@@ -380,14 +473,7 @@ impl Family {
             cmd.get_allow_children(),
         )?;
         let dir = made.dir.clone();
-        let spawned = spawn::spawn(&Request {
-            prepared: &prepared,
-            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
-            cgroup: Some(&dir),
-            filters,
-            placement,
-            new_session: false,
-        });
+        let spawned = spawn::spawn(&Request { cgroup: Some(&dir), ..request });
         let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {
@@ -397,6 +483,11 @@ impl Family {
         };
         // The guardian treats a member directory as "has run" once it carries the PID.
         let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
+        Ok(self.adopt(spawned, name, daemon, dir))
+    }
+
+    /// Makes a handle for a member just started, and remembers it for [`Family::shutdown`].
+    fn adopt(&self, spawned: Spawned, name: String, daemon: bool, dir: PathBuf) -> Member {
         let inner =
             Arc::new(Inner { pid: spawned.pid, pidfd: spawned.pidfd, name, daemon, dir, status: Mutex::new(None) });
         let mut children = self.lock_children();
@@ -405,7 +496,7 @@ impl Family {
         children.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
         children.push(Arc::clone(&inner));
         drop(children);
-        Ok(Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
+        Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr }
     }
 
     fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Inner>>> {

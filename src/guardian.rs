@@ -17,6 +17,12 @@
 //!
 //! When the main member is done, a last `cgroup.kill` on the family takes anything left, the
 //! family's directories are removed, and the guardian exits 0.
+//!
+//! On the systemd backend the directories are slices, and "removed" means stopped over D-Bus
+//! (the family's slice last, waiting for its job, so no unit of the family remains when the
+//! guardian exits). A slice someone else stops (`systemctl stop`) vanishes without an inotify
+//! event, so the guardian also listens for the manager's `UnitRemoved` signals of its family's
+//! slices and looks at those directories again: a member whose slice was stopped has ended.
 
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
@@ -36,14 +42,16 @@ use crate::layout::{self, Node};
 use crate::retire::Retirement;
 use crate::spawn::{self, Request, Spawned};
 use crate::sys;
+use crate::systemd::{Bus, Client};
 
 /// Environment variable present in a guardian's environment.
 pub(crate) const MARKER: &str = "DAEMONIC_GUARDIAN";
 /// A guardian's `argv[0]`.
 pub(crate) const ARGV0: &str = "daemonic-guardian";
 
-/// Starts the guardian of the family in `family_dir` whose main member is `main_dir`.
-pub(crate) fn start(family_dir: &Path, main_dir: &Path) -> Result<Spawned> {
+/// Starts the guardian of the family in `family_dir` whose main member is `main_dir`; `bus` is
+/// the manager of a family of units. It starts in the caller's cgroup, or in `cgroup`.
+pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup: Option<&Path>) -> Result<Spawned> {
     sys::guardian_hook_anchor();
     let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
     let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
@@ -57,20 +65,20 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path) -> Result<Spawned> {
         })
         .collect();
     envp.push(c(&OsString::from(format!("{MARKER}=1"))).ok_or_else(invalid)?);
-    let prepared = Prepared {
-        program: c"/proc/self/exe".to_owned(),
-        argv: vec![
-            c(ARGV0.as_ref()).ok_or_else(invalid)?,
-            c(family_dir.as_os_str()).ok_or_else(invalid)?,
-            c(main_dir.as_os_str()).ok_or_else(invalid)?,
-        ],
-        envp: Some(envp),
-        cwd: Some(c"/".to_owned()),
-    };
+    let mut argv = vec![
+        c(ARGV0.as_ref()).ok_or_else(invalid)?,
+        c(family_dir.as_os_str()).ok_or_else(invalid)?,
+        c(main_dir.as_os_str()).ok_or_else(invalid)?,
+    ];
+    if let Some(bus) = bus {
+        argv.push(c(bus.as_str().as_ref()).ok_or_else(invalid)?);
+    }
+    let prepared =
+        Prepared { program: c"/proc/self/exe".to_owned(), argv, envp: Some(envp), cwd: Some(c"/".to_owned()) };
     spawn::spawn(&Request {
         prepared: &prepared,
         stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Inherit],
-        cgroup: None,
+        cgroup,
         filters: &[],
         placement: Placement::Auto,
         new_session: true,
@@ -84,17 +92,21 @@ pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         sys::ignore_signal(sig);
     }
-    let code = match args.as_slice() {
-        [_, family, main] => match Guardian::new(PathBuf::from(family), PathBuf::from(main)).and_then(Guardian::run) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("daemonic guardian of {}: error: {e}", Path::new(family).display());
-                1
-            }
-        },
+    let (family, main, bus) = match args.as_slice() {
+        [_, family, main] => (family, main, None),
+        [_, family, main, bus] if bus.to_str().and_then(Bus::parse).is_some() => {
+            (family, main, bus.to_str().and_then(Bus::parse))
+        }
         _ => {
-            eprintln!("daemonic guardian: expected FAMILY_DIR MAIN_DIR");
-            2
+            eprintln!("daemonic guardian: expected FAMILY_DIR MAIN_DIR [user|system]");
+            std::process::exit(2)
+        }
+    };
+    let code = match Guardian::new(PathBuf::from(family), PathBuf::from(main), bus).and_then(Guardian::run) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("daemonic guardian of {}: error: {e}", Path::new(family).display());
+            1
         }
     };
     std::process::exit(code)
@@ -113,6 +125,53 @@ struct Guardian {
     done: bool,
     /// Some directory could not be watched: rescan periodically.
     degraded: bool,
+    /// The manager of a family of units.
+    units: Option<Units>,
+}
+
+/// A guardian's link to the systemd manager of its family.
+struct Units {
+    client: Client,
+    /// Names of the family's slices the manager unloaded, from the listening thread ...
+    removed: std::sync::mpsc::Receiver<String>,
+    /// ... which writes a byte here for each.
+    wake: OwnedFd,
+}
+
+impl Units {
+    /// Connects and starts a thread that passes on `UnitRemoved` of slices below `family`.
+    fn connect(bus: Bus, family: &Path) -> Result<Units> {
+        let client = Client::connect(bus)?;
+        let mut stream = client.unit_removals()?;
+        let prefix = family
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".slice"))
+            .unwrap_or_default()
+            .to_string();
+        let (tx, removed) = std::sync::mpsc::channel();
+        let (wake, wake_w) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
+                .map_err(|e| Error::os("create a pipe", e.into()))?;
+        std::thread::Builder::new()
+            .name("unit-removals".into())
+            .spawn(move || {
+                zbus::block_on(async {
+                    use futures_lite::StreamExt;
+                    while let Some(signal) = stream.next().await {
+                        let Ok(args) = signal.args() else { continue };
+                        if args.unit.starts_with(&prefix) && args.unit.ends_with(".slice") {
+                            if tx.send(args.unit.clone()).is_err() {
+                                return;
+                            }
+                            let _ = rustix::io::write(&wake_w, &[1]);
+                        }
+                    }
+                });
+            })
+            .map_err(|e| Error::os("start a thread", e))?;
+        Ok(Units { client, removed, wake })
+    }
 }
 
 /// How long the guardian lets events gather after a wake-up; added to its reaction time.
@@ -122,9 +181,10 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Guardian {
-    fn new(family: PathBuf, main: PathBuf) -> Result<Guardian> {
+    fn new(family: PathBuf, main: PathBuf, bus: Option<Bus>) -> Result<Guardian> {
         let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
             .map_err(|e| Error::os("create an inotify instance", e.into()))?;
+        let units = bus.map(|bus| Units::connect(bus, &family)).transpose()?;
         Ok(Guardian {
             family,
             main,
@@ -135,6 +195,7 @@ impl Guardian {
             queue: BTreeSet::new(),
             done: false,
             degraded: false,
+            units,
         })
     }
 
@@ -162,21 +223,50 @@ impl Guardian {
                 .min()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
-            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
-            if cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))? > 0 {
+            let woken = match &self.units {
+                Some(u) => {
+                    let mut fds = [PollFd::new(&self.inotify, PollFlags::IN), PollFd::new(&u.wake, PollFlags::IN)];
+                    cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?
+                }
+                None => {
+                    let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+                    cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?
+                }
+            };
+            if woken > 0 {
                 // A member's start and end come as a burst of events (new directory, its PID,
                 // populated 1, populated 0); gathering them for a moment lets one look at each
                 // directory serve the whole burst.
                 std::thread::sleep(COALESCE);
             }
             self.read_events(&mut buf)?;
+            self.read_removals();
             if self.degraded {
                 self.watch_tree(&family);
             }
         }
         cgroup::kill(&self.family)?;
         cgroup::wait_unpopulated(&self.family, None)?;
-        cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))
+        match &self.units {
+            Some(u) => {
+                let unit = self.family.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                u.client.stop_and_wait(unit)
+            }
+            None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e)),
+        }
+    }
+
+    /// Queues the directories of slices the manager unloaded (stopped by someone else).
+    fn read_removals(&mut self) {
+        let Some(u) = &self.units else { return };
+        let mut drain = [0u8; 64];
+        while matches!(rustix::io::read(&u.wake, &mut drain), Ok(n) if n > 0) {}
+        let names: Vec<String> = u.removed.try_iter().collect();
+        for name in names {
+            let dirs: Vec<PathBuf> =
+                self.watched.keys().filter(|d| d.file_name().is_some_and(|n| n == name.as_str())).cloned().collect();
+            self.queue.extend(dirs);
+        }
     }
 
     fn read_events(&mut self, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
@@ -326,15 +416,30 @@ impl Guardian {
     }
 
     fn remove_tree(&mut self, dir: &Path) -> std::io::Result<()> {
+        if self.units.is_some() {
+            // Stopping the slice stops everything in it; forget their watches first.
+            let below: Vec<PathBuf> = self.watched.keys().filter(|d| d.starts_with(dir)).cloned().collect();
+            for d in below {
+                self.forget(&d);
+            }
+            let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            let client = &self.units.as_ref().expect("checked").client;
+            return client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()));
+        }
         for sub in cgroup::subdirs(dir).map_err(std::io::Error::from)? {
             self.remove_tree(&sub)?;
         }
+        self.forget(dir);
+        cgroup::remove(dir)
+    }
+
+    /// Drops the watches of `dir` and any retirement of it.
+    fn forget(&mut self, dir: &Path) {
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
             let _ = inotify::remove_watch(&self.inotify, wd);
         }
         self.retiring.remove(dir);
-        cgroup::remove(dir)
     }
 }
 

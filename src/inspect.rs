@@ -45,6 +45,9 @@ pub struct MemberInfo {
     pub state: String,
     /// Its cgroup, relative to the cgroup2 root.
     pub cgroup: String,
+    /// Its scope, on the systemd backend.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
     /// When it started, in seconds since the Unix epoch.
     pub start_time: Option<u64>,
 }
@@ -83,8 +86,8 @@ pub fn find(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
 }
 
 /// Kills every process of the family at once and waits until they are gone and the family's
-/// cgroups are removed: by its guardian when it runs (it must be the one to remove them, see
-/// `guardian.rs`), else here.
+/// cgroups are removed (its units stopped, on systemd): by its guardian when it runs (it must be
+/// the one to remove them, see `guardian.rs`), else here.
 pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
     let family = find(h, key)?;
     let dir = h.join(&family.cgroup);
@@ -102,7 +105,7 @@ pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    cgroup::remove_tree(&dir).map_err(|e| Error::io("remove", &dir, e))?;
+    crate::family::dismantle(&dir)?;
     Ok(family)
 }
 
@@ -151,7 +154,10 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
         match Node::of_dir(&sub) {
             Some(Node::Member { name, daemon, .. }) => {
                 let pid: Option<u32> = cgroup::attr(&sub, layout::ATTR_PID).and_then(|p| p.parse().ok());
-                let running = pid.is_some_and(|p| cgroup::procs(&sub).is_ok_and(|procs| procs.contains(&(p as i32))));
+                // On systemd the member's own processes are in its scope, inside its slice.
+                let unit = layout::scope_of(&sub);
+                let own = unit.as_ref().map_or(sub.clone(), |scope| sub.join(scope));
+                let running = pid.is_some_and(|p| cgroup::procs(&own).is_ok_and(|procs| procs.contains(&(p as i32))));
                 out.push(MemberInfo {
                     name,
                     pid,
@@ -163,6 +169,7 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
                     }
                     .into(),
                     cgroup: h.relative(&sub).unwrap_or_default(),
+                    unit,
                     start_time: if running { pid.and_then(start_time) } else { None },
                 });
                 collect_members(h, &sub, out);

@@ -18,11 +18,30 @@
 //!
 //! Only one directory is created per member (about 50 µs of mkdir here): the `.daemons`
 //! sibling appears with a member's first daemonic child.
+//!
+//! With the systemd backend the same tree is made of units ([`Style::Units`]): each level is a
+//! slice whose name carries the levels above it (systemd's rule: `a-b.slice` lives in
+//! `a.slice`), the member's processes are in a scope inside its slice, and within a level the
+//! sequence number follows `_` so that no `-` needs escaping:
+//!
+//! ```text
+//! daemonic.slice/
+//!   daemonic-web_4242.family.slice/                                   family "web"
+//!     daemonic-web_4242.family-main_1.member.slice/                   the main member's live part
+//!       daemonic-web_4242.family-main_1.member.scope                  ... its processes
+//!       daemonic-web_4242.family-main_1.member-worker_7.member.slice  a non-daemonic child
+//!     daemonic-web_4242.family-main_1.member.daemons.slice/           the main member's daemons
+//!       daemonic-web_4242.family-main_1.member.daemons-logger_3.daemon.slice
+//!         daemonic-web_4242.family-main_1.member.daemons-logger_3.daemon.scope
+//! ```
+//!
+//! The cgroup directories are the unit names, so a path is read the same way for both styles.
 
 use std::path::{Path, PathBuf};
 
 use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
+use crate::unit_name::{self, UnitName};
 
 /// Suffix of a family's directory.
 pub const FAMILY_SUFFIX: &str = ".family";
@@ -50,6 +69,63 @@ pub(crate) const ATTR_GRACEFUL: &str = "graceful";
 pub(crate) const ATTR_ALLOW_CHILDREN: &str = "allow_children";
 /// Attribute: the PID of the guardian watching a family.
 pub(crate) const ATTR_GUARDIAN: &str = "guardian";
+/// Attribute: which manager a family of units belongs to (`user` or `system`).
+pub(crate) const ATTR_BUS: &str = "bus";
+
+/// The slice all top-level families of the systemd backend go into.
+pub const ROOT_SLICE_STEM: &str = "daemonic";
+/// Suffix of a family's level in a unit name.
+const FAMILY_UNIT_SUFFIX: &str = ".family";
+const SLICE: &str = ".slice";
+const SCOPE: &str = ".scope";
+
+/// How a family's cgroups are named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Style {
+    /// Directories daemonic makes itself (the cgroupfs backend).
+    Dirs,
+    /// systemd slices and scopes (the systemd backend).
+    Units,
+}
+
+impl Style {
+    /// The style of a directory of a family, from its name.
+    pub fn of_dir(dir: &Path) -> Style {
+        if dir.as_os_str().as_encoded_bytes().ends_with(SLICE.as_bytes()) { Style::Units } else { Style::Dirs }
+    }
+}
+
+/// The slice of a new family of units: below `parent` (the slice of the member that starts a
+/// nested family), else below `daemonic.slice`.
+pub fn family_unit(parent: Option<&Path>, name: &str, n: u64) -> Result<UnitName> {
+    let stem = parent.and_then(slice_stem).unwrap_or(ROOT_SLICE_STEM);
+    UnitName::checked(format!("{stem}-{}_{n}{FAMILY_UNIT_SUFFIX}{SLICE}", unit_name::escape(name)))
+}
+
+/// The slice of a new member below the slice directory `parent` (its owner's slice, or the
+/// owner's `.daemons` slice for a daemon).
+pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<UnitName> {
+    let stem = slice_stem(parent).ok_or_else(|| {
+        Error::new(ErrorKind::InvalidInput, format!("{} is not a slice of a daemonic family", parent.display()))
+    })?;
+    let kind = if daemon { DAEMON_SUFFIX } else { MEMBER_SUFFIX };
+    UnitName::checked(format!("{stem}-{}_{seq}{kind}{SLICE}", unit_name::escape(name)))
+}
+
+/// The scope that holds the processes of the member whose slice is `member_dir`.
+pub fn scope_of(member_dir: &Path) -> Option<String> {
+    slice_stem(member_dir).map(|stem| format!("{stem}{SCOPE}"))
+}
+
+/// The unit a directory of the systemd backend is (its name), if it is one.
+pub fn unit_of(dir: &Path) -> Option<&str> {
+    let name = dir.file_name()?.to_str()?;
+    (name.ends_with(SLICE) || name.ends_with(SCOPE)).then_some(name)
+}
+
+fn slice_stem(dir: &Path) -> Option<&str> {
+    dir.file_name()?.to_str()?.strip_suffix(SLICE)
+}
 
 /// Checks a family or member name: 1 to 64 of `A-Z a-z 0-9 _ . : @ + -`, not starting with
 /// `.` or `-`, without `..`. Everything else, `/` and NUL included, is refused, so a name can
@@ -92,6 +168,9 @@ pub fn member_dir_name(name: &str, seq: u64, daemon: bool) -> String {
 
 /// The directory that holds the daemonic children of the member in `member_dir`.
 pub fn daemons_dir(member_dir: &Path) -> PathBuf {
+    if let Some(stem) = slice_stem(member_dir) {
+        return member_dir.with_file_name(format!("{stem}{DAEMONS_SUFFIX}{SLICE}"));
+    }
     let mut name = member_dir.file_name().unwrap_or_default().to_os_string();
     name.push(DAEMONS_SUFFIX);
     member_dir.with_file_name(name)
@@ -129,8 +208,12 @@ impl Node {
         dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
     }
 
-    /// Reads one directory name; `None` for directories daemonic did not make.
+    /// Reads one directory name; `None` for directories daemonic did not make, and for the
+    /// scopes of the systemd backend (a scope is its member's processes, not a level).
     pub fn parse(component: &str) -> Option<Node> {
+        if let Some(stem) = component.strip_suffix(SLICE) {
+            return Node::parse_slice(stem);
+        }
         if let Some(id) = component.strip_prefix(FAMILY_PREFIX).and_then(|s| s.strip_suffix(FAMILY_SUFFIX)) {
             let (name, n) = id.rsplit_once('-')?;
             n.parse::<u64>().ok()?;
@@ -149,6 +232,39 @@ impl Node {
         };
         let (name, seq) = stem.rsplit_once('-')?;
         Some(Node::Member { name: name.to_string(), seq: seq.parse().ok()?, daemon })
+    }
+
+    /// Reads the name of a slice without `.slice`: its last level, unescaped, in the grammar
+    /// of [`Node::parse`] with `_` before the number.
+    fn parse_slice(stem: &str) -> Option<Node> {
+        let level = unit_name::unescape(stem.rsplit('-').next()?)?;
+        if let Some(owner) = level.strip_suffix(DAEMONS_SUFFIX) {
+            return match Node::parse_level(owner)? {
+                Node::Member { .. } => {
+                    Some(Node::Daemons { owner: format!("{}{SLICE}", stem.strip_suffix(DAEMONS_SUFFIX)?) })
+                }
+                _ => None,
+            };
+        }
+        Node::parse_level(&level)
+    }
+
+    fn parse_level(level: &str) -> Option<Node> {
+        let number = |s: &str| -> Option<(String, u64)> {
+            let (name, n) = s.rsplit_once('_')?;
+            Some((name.to_string(), n.parse().ok()?))
+        };
+        if let Some(id) = level.strip_suffix(FAMILY_UNIT_SUFFIX) {
+            let (name, n) = number(id)?;
+            return Some(Node::Family { id: format!("{name}-{n}"), name });
+        }
+        let (stem, daemon) = if let Some(stem) = level.strip_suffix(MEMBER_SUFFIX) {
+            (stem, false)
+        } else {
+            (level.strip_suffix(DAEMON_SUFFIX)?, true)
+        };
+        let (name, seq) = number(stem)?;
+        Some(Node::Member { name, seq, daemon })
     }
 }
 
@@ -197,6 +313,11 @@ impl Position {
             cur = d.parent();
         }
         None
+    }
+
+    /// How this member's family is named.
+    pub fn style(&self) -> Style {
+        Style::of_dir(&self.member_dir)
     }
 
     /// Whether this daemonic member was started with `allow_children`.
@@ -250,6 +371,37 @@ mod tests {
         for other in ["cgroup.procs", "user.slice", "x.daemons", "daemonic-web.family", "a-b.member"] {
             assert_eq!(Node::parse(other), None, "{other}");
         }
+    }
+
+    #[test]
+    fn unit_names_parse_back() {
+        let fam = PathBuf::from("/cg/daemonic.slice").join(family_unit(None, "web", 42).expect("family").as_str());
+        assert_eq!(fam.file_name().unwrap(), "daemonic-web_42.family.slice");
+        assert_eq!(Node::of_dir(&fam), Some(Node::Family { id: "web-42".into(), name: "web".into() }));
+        let main = fam.join(member_unit(&fam, MAIN_NAME, 1, false).expect("main").as_str());
+        assert_eq!(main.file_name().unwrap(), "daemonic-web_42.family-main_1.member.slice");
+        assert_eq!(scope_of(&main).as_deref(), Some("daemonic-web_42.family-main_1.member.scope"));
+        let daemons = daemons_dir(&main);
+        assert_eq!(daemons.file_name().unwrap(), "daemonic-web_42.family-main_1.member.daemons.slice");
+        assert_eq!(
+            Node::of_dir(&daemons),
+            Some(Node::Daemons { owner: "daemonic-web_42.family-main_1.member.slice".into() })
+        );
+        let log = daemons.join(member_unit(&daemons, "log-x", 3, true).expect("daemon").as_str());
+        assert_eq!(log.file_name().unwrap(), "daemonic-web_42.family-main_1.member.daemons-log\\x2dx_3.daemon.slice");
+        assert_eq!(Node::of_dir(&log), Some(Node::Member { name: "log-x".into(), seq: 3, daemon: true }));
+        let scope = log.join(scope_of(&log).expect("scope"));
+        let p = Position::of_cgroup(&scope).expect("position");
+        assert_eq!((p.family_id.as_str(), p.name.as_str(), p.daemon), ("web-42", "log-x", true));
+        assert_eq!((p.member_dir.as_path(), p.style()), (log.as_path(), Style::Units));
+        let nested = family_unit(Some(&main), "sub", 9).expect("nested");
+        assert_eq!(nested.as_str(), "daemonic-web_42.family-main_1.member-sub_9.family.slice");
+        for other in ["user.slice", "daemonic.slice", "app-x_1.slice", "init.scope", "x_1.member.scope"] {
+            assert_eq!(Node::parse(other), None, "{other}");
+        }
+        let long = "n".repeat(MAX_NAME);
+        let deep = (0..3).try_fold(main.clone(), |d, i| member_unit(&d, &long, i, false).map(|u| d.join(u.as_str())));
+        assert!(deep.expect_err("too long").to_string().contains("systemd allows 255"));
     }
 
     #[test]

@@ -38,6 +38,7 @@ mod family;
 mod guardian;
 pub mod inspect;
 pub mod layout;
+pub mod log;
 mod member;
 pub mod properties;
 mod retire;
@@ -47,6 +48,7 @@ mod supervise;
 mod sys;
 pub mod systemd;
 pub mod unit_name;
+mod units;
 
 pub use backend::Backend;
 pub use command::{Command, Placement, Stdio};

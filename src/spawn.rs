@@ -38,6 +38,7 @@ pub(crate) struct Spawned {
 type Attempt = (i32, OwnedFd, OwnedFd);
 
 /// What to start and how.
+#[derive(Clone, Copy)]
 pub(crate) struct Request<'a> {
     pub prepared: &'a Prepared,
     pub stdio: [&'a Stdio; 3],

@@ -17,15 +17,16 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal, WaitOptions, pidfd_send_signal, wait};
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Choice};
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement, Stdio, default_name};
-use crate::error::{Error, Result};
-use crate::family::{choose_base, start_family};
-use crate::layout;
+use crate::error::{Error, ErrorKind, Result};
+use crate::family::{NewFamily, cgroup_with_systemd, choose_base, dismantle, properties_need_systemd, start_family};
+use crate::layout::{self, Position, Style};
 use crate::retire::Retirement;
-use crate::spawn::{self, Request};
-use crate::sys;
+use crate::spawn::{self, Request, Spawned};
+use crate::systemd::Bus;
+use crate::{log, properties, sys, units};
 
 /// What `daemonic run` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -34,6 +35,10 @@ pub struct RunOptions {
     pub name: Option<String>,
     /// The backend.
     pub backend: Backend,
+    /// The systemd manager for the systemd backend (default: by the caller's uid).
+    pub bus: Option<Bus>,
+    /// Resource properties of the main member (`KEY=VALUE`, systemd backend only).
+    pub properties: Vec<String>,
     /// The cgroup to create the family under.
     pub cgroup: Option<PathBuf>,
     /// The default stop timeout of the family's daemons.
@@ -47,7 +52,22 @@ pub struct RunOptions {
 /// Runs a family to its end. Returns the main member's status in the shell's convention: its
 /// exit code, or 128 + the signal that killed it (C9).
 pub fn run(opts: &RunOptions) -> Result<i32> {
-    opts.backend.resolve()?;
+    // First of all, before any thread exists (the D-Bus connection starts some): a signal
+    // directed at the process goes to any thread that does not block it, and the signalfd would
+    // never see it.
+    let signals = sys::signalfd(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(|e| Error::os("set up signal handling", e))?;
+    let h = Hierarchy::host()?;
+    let own = Position::of_cgroup(&h.cgroup_of(0)?);
+    let choice = choose_backend(opts, own.as_ref())?;
+    log::info(&choice.reason);
+    let properties = opts.properties.iter().map(|p| properties::parse(p)).collect::<Result<Vec<_>>>()?;
+    if choice.bus.is_none() && !properties.is_empty() {
+        return Err(properties_need_systemd());
+    }
+    if choice.bus.is_some() && opts.cgroup.is_some() {
+        return Err(cgroup_with_systemd());
+    }
     let name = match &opts.name {
         Some(n) => n.clone(),
         None => default_name(&opts.program),
@@ -57,31 +77,32 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     cmd.args(&opts.args);
     let prepared = cmd.prepare()?;
     let placement = Placement::from_env()?;
-    let h = Hierarchy::host()?;
-    let base = choose_base(&h, opts.cgroup.as_deref())?;
+    let base = if choice.bus.is_none() { Some(choose_base(&h, opts.cgroup.as_deref())?) } else { None };
 
-    let signals = sys::signalfd(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(|e| Error::os("set up signal handling", e))?;
     rustix::process::set_child_subreaper(Some(Pid::from_raw(std::process::id() as i32).expect("own pid")))
         .map_err(|e| Error::os("become a child subreaper", e.into()))?;
 
-    let family = start_family(&base, &name, opts.stop_timeout)?;
-    let main = spawn::spawn(&Request {
+    let request = Request {
         prepared: &prepared,
         stdio: [&Stdio::Inherit, &Stdio::Inherit, &Stdio::Inherit],
-        cgroup: Some(&family.main_dir),
+        cgroup: None,
         filters: &[],
         placement,
         new_session: false,
-    });
-    let main = match main {
-        Ok(m) => m,
-        Err(e) => {
-            family.abandon();
-            return Err(e);
-        }
     };
-    let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
+    let (family, main) = match (choice.bus, base) {
+        (Some(bus), _) => {
+            let spec = units::FamilySpec {
+                bus,
+                name: &name,
+                stop_timeout: opts.stop_timeout,
+                parent: own.as_ref().map(|p| p.member_dir.as_path()),
+                properties: &properties,
+            };
+            units::start_family(&*units::client(bus)?, &spec, &request)?
+        }
+        (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &request)?,
+    };
 
     let mut main_status: Option<i32> = None;
     let mut guardian_status: Option<i32> = None;
@@ -101,13 +122,62 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         }
     }
     if guardian_status != Some(0) || family.dir.exists() {
-        eprintln!(
-            "daemonic: warning: the guardian of {} ended with status {guardian_status:?}; cleaning up here",
-            family.id
-        );
+        log::warn(format!("the guardian of {} ended with status {guardian_status:?}; cleaning up here", family.id));
         clean_up_without_guardian(&family.dir, &family.main_dir)?;
     }
     Ok(shell_status(main_status.expect("loop ends with a status")))
+}
+
+/// The backend of a new family. Nested in a family, it must be that family's: a family of
+/// units cannot live in a member's directory, nor a family of directories in a member's scope.
+fn choose_backend(opts: &RunOptions, own: Option<&Position>) -> Result<Choice> {
+    let Some(own) = own else {
+        if opts.backend == Backend::Auto && opts.cgroup.is_some() {
+            let reason = "backend auto: cgroupfs, as a cgroup base was given (--cgroup, DAEMONIC_CGROUP)".into();
+            return Ok(Choice { bus: None, reason });
+        }
+        return opts.backend.resolve(opts.bus);
+    };
+    let style = own.style();
+    let inherited = match style {
+        Style::Dirs => Choice { bus: None, reason: format!("backend cgroupfs: the one of family {}", own.family_id) },
+        Style::Units => {
+            let bus = units::family_bus(&own.family_dir);
+            Choice { bus: Some(bus), reason: format!("backend systemd: the one of family {}", own.family_id) }
+        }
+    };
+    match (opts.backend, style) {
+        (Backend::Auto, _) | (Backend::Cgroupfs, Style::Dirs) | (Backend::Systemd, Style::Units) => Ok(inherited),
+        (requested, _) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "this process is a member of family {} on the {} backend, and a nested family must use the same \
+                 backend (not {requested})",
+                own.family_id,
+                if style == Style::Units { "systemd" } else { "cgroupfs" }
+            ),
+        )),
+    }
+}
+
+/// Starts a family of directories below `base` and its main member from `request`.
+fn start_in_dirs(
+    base: &std::path::Path,
+    name: &str,
+    stop_timeout: Option<Duration>,
+    request: &Request<'_>,
+) -> Result<(NewFamily, Spawned)> {
+    let family = start_family(base, name, stop_timeout)?;
+    match spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*request }) {
+        Ok(main) => {
+            let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
+            Ok((family, main))
+        }
+        Err(e) => {
+            family.abandon();
+            Err(e)
+        }
+    }
 }
 
 /// Reaps every child that has ended; records the statuses of the main member and the guardian.
@@ -147,7 +217,7 @@ fn clean_up_without_guardian(family: &std::path::Path, main: &std::path::Path) -
     }
     cgroup::kill(family)?;
     cgroup::wait_unpopulated(family, None)?;
-    cgroup::remove_tree(family).map_err(|e| Error::io("remove", family, e))
+    dismantle(family)
 }
 
 /// Python's status (code, or minus the signal) in the shell's convention.

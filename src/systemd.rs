@@ -25,7 +25,7 @@ use crate::unit_name::UnitName;
     default_path = "/org/freedesktop/systemd1",
     gen_blocking = false
 )]
-trait Manager {
+pub(crate) trait Manager {
     /// Asks the manager to send job and unit signals to this client.
     fn subscribe(&self) -> zbus::Result<()>;
 
@@ -50,6 +50,10 @@ trait Manager {
     /// `GetUnit(name)`: the unit's object, if it is loaded.
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
 
+    /// Sent when a unit is unloaded (after it stopped and was collected).
+    #[zbus(signal)]
+    fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
+
     /// Sent when a job has finished, with its result (`done`, `failed`, `canceled`, `timeout`,
     /// `dependency`, `skipped`, or a later addition).
     #[zbus(signal)]
@@ -70,12 +74,48 @@ impl Bus {
     pub fn default_for_caller() -> Bus {
         if rustix::process::geteuid().is_root() { Bus::System } else { Bus::User }
     }
+
+    /// `user` or `system`, as recorded on a family.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Bus::User => "user",
+            Bus::System => "system",
+        }
+    }
+
+    /// Reads [`Bus::as_str`] back.
+    pub fn parse(s: &str) -> Option<Bus> {
+        match s {
+            "user" => Some(Bus::User),
+            "system" => Some(Bus::System),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `org.freedesktop.systemd1.Unit`, for a unit's state.
+#[zbus::proxy(
+    interface = "org.freedesktop.systemd1.Unit",
+    default_service = "org.freedesktop.systemd1",
+    gen_blocking = false
+)]
+trait Unit {
+    /// `active`, `inactive`, `failed`, `activating`, `deactivating`, ...
+    #[zbus(property)]
+    fn active_state(&self) -> zbus::Result<String>;
 }
 
 /// A connection to one manager.
 pub struct Client {
     manager: ManagerProxy<'static>,
     bus: Bus,
+    job_timeout: Duration,
 }
 
 /// How long a unit's start job may take.
@@ -90,10 +130,25 @@ impl Client {
                 Bus::System => zbus::Connection::system().await,
             }
             .map_err(|e| unavailable(bus, e))?;
-            let manager = ManagerProxy::new(&conn).await.map_err(|e| unavailable(bus, e))?;
-            manager.subscribe().await.map_err(|e| unavailable(bus, e))?;
-            Ok(Client { manager, bus })
+            Client::on(conn, bus).await
         })
+    }
+
+    /// A client on an established connection, e.g. a private connection to a test manager.
+    #[doc(hidden)]
+    pub fn with_connection(conn: zbus::Connection, bus: Bus) -> Result<Client> {
+        zbus::block_on(Client::on(conn, bus))
+    }
+
+    async fn on(conn: zbus::Connection, bus: Bus) -> Result<Client> {
+        let manager = ManagerProxy::new(&conn).await.map_err(|e| unavailable(bus, e))?;
+        manager.subscribe().await.map_err(|e| unavailable(bus, e))?;
+        Ok(Client { manager, bus, job_timeout: JOB_TIMEOUT })
+    }
+
+    /// How long a start or stop job may take before it counts as failed (default [`JOB_TIMEOUT`]).
+    pub fn set_job_timeout(&mut self, timeout: Duration) {
+        self.job_timeout = timeout;
     }
 
     /// Which bus this client is on.
@@ -104,19 +159,41 @@ impl Client {
     /// Creates and starts the transient unit `name` with `properties` and waits until its job
     /// is done. A stale unit of the same name is reset and the start retried once.
     pub fn start_transient(&self, name: &UnitName, properties: &[(&str, Value<'_>)]) -> Result<()> {
+        self.start_transient_with(name, properties, &[])
+    }
+
+    /// [`Client::start_transient`] that also creates the transient units `aux` (e.g. the slice
+    /// the unit goes into, with its own description) in the same call.
+    pub fn start_transient_with(
+        &self,
+        name: &UnitName,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> Result<()> {
         zbus::block_on(async {
-            match self.start_once(name, properties).await {
+            match self.start_once(name, properties, aux).await {
                 Err(StartError::Exists) => {
+                    // Only a leftover is reset; a unit in use belongs to someone else.
+                    let state = self.active_state(name.as_str()).await;
+                    if !matches!(state.as_deref(), Some("inactive" | "failed") | None) {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!(
+                                "failed to start unit {name}: a unit of that name is {}",
+                                state.unwrap_or_default()
+                            ),
+                        ));
+                    }
                     let _ = self.manager.reset_failed_unit(name.as_str()).await;
                     // Listen before stopping, as for starting.
                     if let Ok(mut removed) = self.manager.receive_job_removed().await
                         && let Ok(job) = self.manager.stop_unit(name.as_str(), "replace").await
                     {
-                        let _ = job_result(&mut removed, &job, JOB_TIMEOUT).await;
+                        let _ = job_result(&mut removed, &job, self.job_timeout).await;
                     }
-                    match self.start_once(name, properties).await {
+                    match self.start_once(name, properties, aux).await {
                         Err(StartError::Exists) => Err(Error::new(
-                            ErrorKind::Os,
+                            ErrorKind::AlreadyExists,
                             format!("failed to start unit {name}: a unit of that name exists and could not be reset"),
                         )),
                         Err(StartError::Other(e)) => Err(e),
@@ -129,18 +206,23 @@ impl Client {
         })
     }
 
-    async fn start_once(&self, name: &UnitName, properties: &[(&str, Value<'_>)]) -> Result<(), StartError> {
+    async fn start_once(
+        &self,
+        name: &UnitName,
+        properties: &[(&str, Value<'_>)],
+        aux: &[(&str, &[(&str, Value<'_>)])],
+    ) -> Result<(), StartError> {
         // Listen before starting: the job may be gone before the call returns.
         let mut removed =
             self.manager.receive_job_removed().await.map_err(|e| StartError::Other(call_error(name, e)))?;
-        let job = match self.manager.start_transient_unit(name.as_str(), "fail", properties, &[]).await {
+        let job = match self.manager.start_transient_unit(name.as_str(), "fail", properties, aux).await {
             Ok(job) => job,
             Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.UnitExists" => {
                 return Err(StartError::Exists);
             }
             Err(e) => return Err(StartError::Other(call_error(name, e))),
         };
-        match job_result(&mut removed, &job, JOB_TIMEOUT).await {
+        match job_result(&mut removed, &job, self.job_timeout).await {
             Some(result) if result == "done" => Ok(()),
             Some(result) => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
@@ -148,7 +230,10 @@ impl Client {
             ))),
             None => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
-                format!("failed to start unit {name}: no answer to its start job within {} s", JOB_TIMEOUT.as_secs()),
+                format!(
+                    "failed to start unit {name}: no answer to its start job within {:.1} s",
+                    self.job_timeout.as_secs_f64()
+                ),
             ))),
         }
     }
@@ -162,14 +247,61 @@ impl Client {
                 Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => {
                     Ok(())
                 }
-                Err(e) => Err(Error::new(ErrorKind::Os, format!("failed to stop unit {name}: {e}"))),
+                Err(e) => Err(unit_error("stop", name, e)),
             }
         })
+    }
+
+    /// Stops the unit `name` and waits until its stop job is done; forgets it if it failed.
+    /// A unit that is not loaded counts as stopped.
+    pub fn stop_and_wait(&self, name: &str) -> Result<()> {
+        zbus::block_on(async {
+            let _ = self.manager.reset_failed_unit(name).await;
+            let mut removed = self.manager.receive_job_removed().await.map_err(|e| unit_error("stop", name, e))?;
+            let job = match self.manager.stop_unit(name, "replace").await {
+                Ok(job) => job,
+                Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => {
+                    return Ok(());
+                }
+                Err(e) => return Err(unit_error("stop", name, e)),
+            };
+            let result = job_result(&mut removed, &job, self.job_timeout).await;
+            let _ = self.manager.reset_failed_unit(name).await;
+            match result.as_deref() {
+                Some("done") => Ok(()),
+                Some(other) => Err(Error::new(
+                    ErrorKind::Os,
+                    format!("failed to stop unit {name}: its stop job ended with result \"{other}\""),
+                )),
+                None => Err(Error::new(
+                    ErrorKind::Os,
+                    format!("failed to stop unit {name}: no answer within {:.1} s", self.job_timeout.as_secs_f64()),
+                )),
+            }
+        })
+    }
+
+    /// Sends `signal` to the processes of unit `name` (`whom`: `all`, `main` or `control`).
+    pub fn kill(&self, name: &str, whom: &str, signal: i32) -> Result<()> {
+        zbus::block_on(self.manager.kill_unit(name, whom, signal)).map_err(|e| unit_error("kill", name, e))
     }
 
     /// Whether a unit of that name is loaded.
     pub fn exists(&self, name: &str) -> bool {
         zbus::block_on(self.manager.get_unit(name)).is_ok()
+    }
+
+    /// The unit's `ActiveState`, or `None` when it is not loaded.
+    async fn active_state(&self, name: &str) -> Option<String> {
+        let path = self.manager.get_unit(name).await.ok()?;
+        let unit = UnitProxy::builder(self.manager.inner().connection()).path(path).ok()?.build().await.ok()?;
+        unit.active_state().await.ok()
+    }
+
+    /// A stream of the names of units as they are unloaded.
+    pub(crate) fn unit_removals(&self) -> Result<UnitRemovedStream> {
+        zbus::block_on(self.manager.receive_unit_removed())
+            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to listen for removed units: {e}")))
     }
 }
 
@@ -209,7 +341,19 @@ fn unavailable(bus: Bus, e: zbus::Error) -> Error {
 }
 
 fn call_error(name: &UnitName, e: zbus::Error) -> Error {
-    Error::new(ErrorKind::Os, format!("failed to start unit {name}: {e}"))
+    unit_error("start", name.as_str(), e)
+}
+
+/// "failed to {op} unit {name}: …"; a lost connection is [`ErrorKind::BackendUnavailable`] and
+/// says so, anything else the manager's own answer.
+fn unit_error(op: &str, name: &str, e: zbus::Error) -> Error {
+    match e {
+        zbus::Error::InputOutput(io) => Error::new(
+            ErrorKind::BackendUnavailable,
+            format!("failed to {op} unit {name}: the connection to the systemd manager was lost ({io})"),
+        ),
+        e => Error::new(ErrorKind::Os, format!("failed to {op} unit {name}: {e}")),
+    }
 }
 
 /// Starts `cmd` as the only process of a new transient scope `unit`, the way the systemd

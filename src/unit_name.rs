@@ -91,6 +91,21 @@ impl UnitName {
         Ok(UnitName(name))
     }
 
+    /// A whole unit name made by the caller from escaped parts; fails when it is too long.
+    pub fn checked(name: String) -> Result<UnitName> {
+        if name.len() > UNIT_NAME_MAX {
+            return Err(Error::new(
+                ErrorKind::InvalidInput,
+                format!(
+                    "the unit name {}… would be {} bytes long; systemd allows {UNIT_NAME_MAX} (use shorter names)",
+                    &name[..60],
+                    name.len()
+                ),
+            ));
+        }
+        Ok(UnitName(name))
+    }
+
     /// The name as systemd sees it.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -1,0 +1,329 @@
+//! The systemd backend: every member a transient scope in a slice of its own.
+//!
+//! The tree is the one of the cgroupfs backend, made of units (see [`crate::layout`]): a
+//! member's slice is its live part, its processes are in a scope inside it, its daemons in a
+//! sibling `.daemons` slice. A member is placed in three steps, alike for a child of the library
+//! (held at a gate until its scope exists, so its first instruction already runs there) and
+//! for the calling process itself (`daemonic spawn`, [`crate::Family::open`]):
+//! `StartTransientUnit` of the scope with `PIDs=[pid]` and `Slice=` the member's slice (systemd
+//! creates that slice and any missing parent slice), then daemonic's attributes on the slice's
+//! cgroup, then the process goes on. On an error, what was started is stopped again and a gated
+//! child ends before it ran anything.
+//!
+//! From then on the runtime is the cgroupfs one: `populated` of the slices, which systemd keeps
+//! while they are active, `cgroup.kill` and the guardian. Only removal differs: the guardian
+//! stops a finished member's slice over D-Bus instead of removing a directory, and scopes are
+//! collected by systemd itself (`CollectMode=inactive-or-failed`, so a failed one too).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use zbus::zvariant::Value;
+
+use crate::cgroup::{self, Hierarchy};
+use crate::error::{Error, ErrorKind, Result};
+use crate::family::NewFamily;
+use crate::guardian;
+use crate::layout::{self, MAIN_NAME, Style};
+use crate::properties::Property;
+use crate::retire::label_daemon;
+use crate::spawn::{self, Request, Spawned};
+use crate::systemd::{Bus, Client, resource_property};
+use crate::unit_name::UnitName;
+
+/// One connection per manager for the life of the process (connecting costs about 1 ms).
+static CLIENTS: Mutex<Vec<(Bus, Arc<Client>)>> = Mutex::new(Vec::new());
+
+/// The process's connection to the manager on `bus`, made on first use.
+pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(b, _)| *b == bus) {
+        return Ok(Arc::clone(c));
+    }
+    let c = Arc::new(Client::connect(bus)?);
+    clients.push((bus, Arc::clone(&c)));
+    Ok(c)
+}
+
+/// The manager of the family of units in `family_dir`, as recorded at its start.
+pub(crate) fn family_bus(family_dir: &Path) -> Bus {
+    cgroup::attr(family_dir, layout::ATTR_BUS).and_then(|b| Bus::parse(&b)).unwrap_or_else(Bus::default_for_caller)
+}
+
+/// What daemonic knows of a new member.
+pub(crate) struct Spec<'a> {
+    pub family_name: &'a str,
+    pub name: &'a str,
+    pub daemon: bool,
+    pub stop_timeout: Option<Duration>,
+    pub allow_children: bool,
+    pub properties: &'a [Property],
+}
+
+impl Spec<'_> {
+    /// The scope's `Description=`: `daemonic daemon "logger" of family "web"`.
+    fn description(&self) -> String {
+        let kind = if self.daemon { "daemon" } else { "member" };
+        format!("daemonic {kind} \"{}\" of family \"{}\"", self.name, self.family_name)
+    }
+
+    /// The transient slices created with the member's scope, with their descriptions: its own
+    /// slice, and those of its parents that do not exist yet.
+    fn slices(&self, slice: &str, parent: &Path, new_parent: bool) -> Vec<(String, String)> {
+        let mut out = vec![(slice.to_string(), format!("{} and its children", self.description()))];
+        if new_parent && let Some(p) = parent.file_name().and_then(|n| n.to_str()) {
+            let what = if self.daemon {
+                format!("daemons of a member of daemonic family \"{}\"", self.family_name)
+            } else {
+                format!("daemonic family \"{}\"", self.family_name)
+            };
+            out.push((p.to_string(), what));
+        }
+        out
+    }
+}
+
+/// A member placed in its scope.
+#[derive(Debug)]
+pub(crate) struct Placed {
+    /// The member's slice directory: its live part.
+    pub dir: PathBuf,
+    /// The member's slice.
+    pub slice: String,
+    /// The owner's `.daemons` slice, when this placement brought it into being.
+    new_container: Option<String>,
+}
+
+impl Placed {
+    /// Stops what the placement started and waits for it (the slice's stop takes its scope).
+    pub(crate) fn undo(&self, client: &Client) {
+        let _ = client.stop_and_wait(&self.slice);
+        if let Some(c) = &self.new_container {
+            let _ = client.stop_and_wait(c);
+        }
+    }
+}
+
+/// Puts process `pid`, which must not run the member's program yet, into a new scope for the
+/// member `spec` below the slice directory `parent` (a new family's slice when `new_family`),
+/// and labels the member's slice. A name in use gets the next sequence number. On error,
+/// `before_undo` runs (it must stop `pid` from being in the scope: end a gated child, or move
+/// the caller back), then everything started here is stopped.
+pub(crate) fn place(
+    client: &Client,
+    parent: &Path,
+    spec: &Spec<'_>,
+    pid: u32,
+    mut seq: u64,
+    before_undo: &mut dyn FnMut(),
+) -> Result<Placed> {
+    let new_family = Style::of_dir(parent) == Style::Units && !parent.is_absolute();
+    let new_parent = new_family || (spec.daemon && !parent.exists());
+    let new_container =
+        (spec.daemon && new_parent).then(|| parent.file_name().map(|c| c.to_string_lossy().into_owned())).flatten();
+    let mut tries = 0;
+    let (slice, scope) = loop {
+        let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
+        let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
+        let mut props: Vec<(&str, Value<'_>)> = vec![
+            ("Description", Value::from(spec.description())),
+            ("PIDs", Value::from(vec![pid])),
+            ("CollectMode", Value::from("inactive-or-failed")),
+            ("Slice", Value::from(slice.to_string())),
+        ];
+        props.extend(spec.properties.iter().map(resource_property));
+        let slices = spec.slices(slice.as_str(), parent, new_parent);
+        let slice_props: Vec<[(&str, Value<'_>); 1]> =
+            slices.iter().map(|(_, d)| [("Description", Value::from(d.as_str()))]).collect();
+        let aux: Vec<(&str, &[(&str, Value<'_>)])> =
+            slices.iter().zip(&slice_props).map(|((n, _), p)| (n.as_str(), &p[..])).collect();
+        match client.start_transient_with(&scope, &props, &aux) {
+            Ok(()) => break (slice, scope),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 16 => {
+                tries += 1;
+                seq = crate::family::next_seq();
+            }
+            Err(e) => {
+                before_undo();
+                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container }.undo(client);
+                return Err(e);
+            }
+        }
+    };
+    let placed = Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container };
+    match label(&placed.slice, &scope, spec, pid) {
+        Ok(dir) => Ok(Placed { dir, ..placed }),
+        Err(e) => {
+            before_undo();
+            placed.undo(client);
+            Err(e)
+        }
+    }
+}
+
+/// Finds the slice directory systemd made for `pid` and writes daemonic's attributes on it.
+fn label(slice: &str, scope: &UnitName, spec: &Spec<'_>, pid: u32) -> Result<PathBuf> {
+    let cg = Hierarchy::host()?.cgroup_of(pid)?;
+    let dir = cg.parent().map(Path::to_path_buf).unwrap_or_default();
+    if cg.file_name().and_then(|n| n.to_str()) != Some(scope.as_str())
+        || dir.file_name().and_then(|n| n.to_str()) != Some(slice)
+    {
+        return Err(Error::new(
+            ErrorKind::Os,
+            format!(
+                "systemd started unit {scope}, but process {pid} is in cgroup {}, not in slice {slice}",
+                cg.display()
+            ),
+        ));
+    }
+    cgroup::set_attr(&dir, layout::ATTR_PID, &pid.to_string())?;
+    if spec.daemon {
+        let container = dir.parent().unwrap_or(Path::new("/"));
+        label_daemon(&dir, container, spec.stop_timeout, spec.allow_children)?;
+    }
+    Ok(dir)
+}
+
+/// Starts the program of `req` as a new member: created held at a gate, placed, then let go.
+pub(crate) fn start(
+    client: &Client,
+    parent: &Path,
+    spec: &Spec<'_>,
+    req: &Request<'_>,
+    seq: u64,
+) -> Result<(Spawned, Placed)> {
+    let started = spawn::start(req, true)?;
+    let pid = started.pid as u32;
+    let mut held = Some(started);
+    let placed = place(client, parent, spec, pid, seq, &mut || {
+        if let Some(s) = held.take() {
+            s.abort();
+        }
+    })?;
+    match held.take().expect("held until placed").release() {
+        Ok(spawned) => Ok((spawned, placed)),
+        Err(e) => {
+            placed.undo(client);
+            Err(e)
+        }
+    }
+}
+
+/// A family slice not loaded yet: `<parent>-<name>_<n>.family.slice`, starting at this PID.
+fn new_family_unit(client: &Client, parent: Option<&Path>, name: &str) -> Result<UnitName> {
+    layout::validate_name("family", name)?;
+    let mut n = u64::from(std::process::id());
+    loop {
+        let unit = layout::family_unit(parent, name, n)?;
+        if !client.exists(unit.as_str()) {
+            return Ok(unit);
+        }
+        n += 1_000_000;
+    }
+}
+
+/// Settings of a new family of units.
+pub(crate) struct FamilySpec<'a> {
+    pub bus: Bus,
+    pub name: &'a str,
+    pub stop_timeout: Option<Duration>,
+    /// The slice of the member that starts this family, for a nested family.
+    pub parent: Option<&'a Path>,
+    /// Resource properties of the main member.
+    pub properties: &'a [Property],
+}
+
+/// `daemonic run` on systemd: the family's main member is started from `req`, held until its
+/// scope, the family's slices and the guardian exist. Nothing is left on error.
+pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_>) -> Result<(NewFamily, Spawned)> {
+    let unit = new_family_unit(client, f.parent, f.name)?;
+    let family_rel = PathBuf::from(unit.as_str());
+    let spec = main_spec(f);
+    let started = spawn::start(req, true)?;
+    let pid = started.pid as u32;
+    let mut held = Some(started);
+    let mut abort = || {
+        if let Some(s) = held.take() {
+            s.abort();
+        }
+    };
+    let placed = place(client, &family_rel, &spec, pid, 1, &mut abort)?;
+    let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let guardian =
+        label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), None));
+    let guardian = match guardian {
+        Ok(g) => g,
+        Err(e) => {
+            abort();
+            let _ = client.stop_and_wait(unit.as_str());
+            return Err(e);
+        }
+    };
+    let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
+    let new =
+        NewFamily { id: format!("{}-{}", f.name, id_number(&unit)), dir: family_dir, main_dir: placed.dir, guardian };
+    match held.take().expect("held until the family exists").release() {
+        Ok(main) => Ok((new, main)),
+        Err(e) => {
+            new.abandon();
+            Err(e)
+        }
+    }
+}
+
+/// [`crate::Family::open`] on systemd: the calling process becomes the main member of a new
+/// family; its guardian is started in `own`, the process's cgroup before. Nothing is left on
+/// error, and the process is back in `own`.
+pub(crate) fn open_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
+    let unit = new_family_unit(client, f.parent, f.name)?;
+    let spec = main_spec(f);
+    let placed =
+        place(client, Path::new(unit.as_str()), &spec, std::process::id(), 1, &mut || drop(cgroup::enter(own)))?;
+    let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    let guardian =
+        label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), Some(own)));
+    match guardian {
+        Ok(g) => {
+            let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &g.pid.to_string());
+            Ok((placed.dir, g))
+        }
+        Err(e) => {
+            let _ = cgroup::enter(own);
+            let _ = client.stop_and_wait(unit.as_str());
+            Err(e)
+        }
+    }
+}
+
+fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {
+    Spec {
+        family_name: f.name,
+        name: MAIN_NAME,
+        daemon: false,
+        stop_timeout: None,
+        allow_children: false,
+        properties: f.properties,
+    }
+}
+
+fn label_family(dir: &Path, f: &FamilySpec<'_>) -> Result<()> {
+    cgroup::set_attr(dir, layout::ATTR_BUS, f.bus.as_str())?;
+    if let Some(t) = f.stop_timeout {
+        cgroup::set_attr(dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
+    }
+    Ok(())
+}
+
+/// The `N` of `…-<name>_<N>.family.slice`.
+fn id_number(unit: &UnitName) -> &str {
+    let stem = unit.as_str().trim_end_matches(".family.slice");
+    stem.rsplit_once('_').map_or("0", |(_, n)| n)
+}
+
+/// Stops the unit of a family directory (a slice, and everything in it) and waits.
+pub(crate) fn stop_dir(dir: &Path, bus: Bus) -> Result<()> {
+    let unit = layout::unit_of(dir)
+        .ok_or_else(|| Error::new(ErrorKind::InvalidInput, format!("{} is not a systemd unit", dir.display())))?;
+    client(bus)?.stop_and_wait(unit)
+}
