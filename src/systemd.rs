@@ -70,8 +70,12 @@ pub enum Bus {
 }
 
 impl Bus {
-    /// The user manager for non-root callers, the system manager for root.
+    /// `DAEMONIC_BUS` (`user` or `system`) when set, else the user manager for non-root
+    /// callers and the system manager for root.
     pub fn default_for_caller() -> Bus {
+        if let Some(bus) = std::env::var("DAEMONIC_BUS").ok().as_deref().and_then(Bus::parse) {
+            return bus;
+        }
         if rustix::process::geteuid().is_root() { Bus::System } else { Bus::User }
     }
 

@@ -119,11 +119,12 @@ pub(crate) fn place(
     before_undo: &mut dyn FnMut(),
 ) -> Result<Placed> {
     let new_family = Style::of_dir(parent) == Style::Units && !parent.is_absolute();
-    let new_parent = new_family || (spec.daemon && !parent.exists());
-    let new_container =
-        (spec.daemon && new_parent).then(|| parent.file_name().map(|c| c.to_string_lossy().into_owned())).flatten();
     let mut tries = 0;
-    let (slice, scope) = loop {
+    // A member's first daemons race to bring its `.daemons` slice into being: the one whose aux
+    // unit loses gets UnitExists and goes on without creating it.
+    let mut container_taken = false;
+    let (slice, scope, new_container) = loop {
+        let new_container = spec.daemon && !container_taken && !parent.exists();
         let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
         let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
         let mut props: Vec<(&str, Value<'_>)> = vec![
@@ -133,20 +134,26 @@ pub(crate) fn place(
             ("Slice", Value::from(slice.to_string())),
         ];
         props.extend(spec.properties.iter().map(resource_property));
-        let slices = spec.slices(slice.as_str(), parent, new_parent);
+        let slices = spec.slices(slice.as_str(), parent, new_family || new_container);
         let slice_props: Vec<[(&str, Value<'_>); 1]> =
             slices.iter().map(|(_, d)| [("Description", Value::from(d.as_str()))]).collect();
         let aux: Vec<(&str, &[(&str, Value<'_>)])> =
             slices.iter().zip(&slice_props).map(|((n, _), p)| (n.as_str(), &p[..])).collect();
+        let new_container = new_container.then(|| parent.file_name().map(|c| c.to_string_lossy().into_owned()));
         match client.start_transient_with(&scope, &props, &aux) {
-            Ok(()) => break (slice, scope),
+            Ok(()) => break (slice, scope, new_container.flatten()),
             Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 16 => {
                 tries += 1;
-                seq = crate::family::next_seq();
+                if new_container.is_some() {
+                    container_taken = true;
+                } else {
+                    seq = crate::family::next_seq();
+                }
             }
             Err(e) => {
                 before_undo();
-                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container }.undo(client);
+                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container: new_container.flatten() }
+                    .undo(client);
                 return Err(e);
             }
         }

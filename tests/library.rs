@@ -11,6 +11,9 @@
 //! `python3` shim is a forking shell script) or this test binary itself.
 
 mod common; // the CLI tests' helpers (it allows dead code itself); only require_cgroup is used here
+
+/// The backend of the CLI helpers in `common`.
+const BACKEND: common::Backend = common::Backend::Cgroupfs;
 mod support;
 
 use std::os::unix::fs::PermissionsExt;

@@ -21,6 +21,61 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
 
+/// The backend a test crate's scenarios run on (each crate that uses these helpers defines
+/// `const BACKEND`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// Directories below the test's own cgroup.
+    Cgroupfs,
+    /// Transient units of the test user manager (`scripts/user-manager`), on its session bus.
+    Systemd,
+}
+
+impl Backend {
+    /// The value of `--backend`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Cgroupfs => "cgroupfs",
+            Backend::Systemd => "systemd",
+        }
+    }
+}
+
+/// The backend of this test crate.
+pub fn backend() -> Backend {
+    crate::BACKEND
+}
+
+/// A cgroup path as the cgroupfs backend would name it, whichever backend made it: on systemd,
+/// each slice becomes its last level unescaped with `-N` for `_N` (`daemonic-web_42.family.slice`
+/// becomes `daemonic-web-42.family`), and scopes are dropped (they are their member's processes).
+/// So one assertion on paths holds for both backends.
+pub fn logical(cg: &str) -> String {
+    let level = |comp: &str| -> Option<String> {
+        if comp.ends_with(".scope") {
+            return Some(String::new());
+        }
+        let stem = comp.strip_suffix(".slice")?;
+        let last = daemonic::unit_name::unescape(stem.rsplit('-').next()?)?;
+        for kind in [".family", ".member", ".daemon", ".member.daemons", ".daemon.daemons"] {
+            if let Some(body) = last.strip_suffix(kind)
+                && let Some((name, n)) = body.rsplit_once('_')
+                && !n.is_empty()
+                && n.bytes().all(|b| b.is_ascii_digit())
+            {
+                let prefix = if kind == ".family" { "daemonic-" } else { "" };
+                return Some(format!("{prefix}{name}-{n}{kind}"));
+            }
+        }
+        None
+    };
+    cg.split('/')
+        .map(|c| level(c).unwrap_or_else(|| c.to_string()))
+        .filter(|c| !c.is_empty())
+        .fold(String::new(), |acc, c| acc + "/" + &c)
+        .replacen("/", if cg.starts_with('/') { "/" } else { "" }, 1)
+}
+
 /// Path of the `daemonic` binary built by cargo for these tests.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_daemonic")
@@ -113,7 +168,13 @@ fn probe_cgroup() -> Result<PathBuf, String> {
 /// otherwise prints a loud SKIPPED line and returns `false` so the test returns early.
 pub fn require_cgroup() -> bool {
     static RESULT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match RESULT.get_or_init(probe_cgroup) {
+    let manager = || {
+        if backend() == Backend::Systemd && std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() != Ok("1") {
+            return Err("and a systemd --user manager: run eval \"$(scripts/user-manager start)\"".to_string());
+        }
+        probe_cgroup()
+    };
+    match RESULT.get_or_init(manager) {
         Ok(_) => true,
         Err(e) => {
             if std::env::var("CI").as_deref() == Ok("true") {
@@ -165,8 +226,12 @@ pub fn cgroup_dirs_where(pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
     out
 }
 
-/// Is `dirname` the directory of a family named `name` (`daemonic-<name>-<N>.family`)?
+/// Is `dirname` the directory of a family named `name` (`daemonic-<name>-<N>.family`), or its
+/// slice on systemd (`…-<escaped name>_<N>.family.slice`)?
 pub fn is_family_dir_of(dirname: &str, name: &str) -> bool {
+    if dirname.ends_with(".slice") {
+        return logical(dirname).strip_prefix('/').is_some_and(|l| is_family_dir_of(l, name));
+    }
     let Some(rest) = dirname.strip_prefix(&format!("daemonic-{name}-")) else {
         return false;
     };
@@ -237,13 +302,47 @@ pub fn leftovers(name: &str, markers: &[&str]) -> Vec<String> {
         }
     }
     // Helpers of the family (e.g. a guardian) that name its cgroup dir on their command line.
-    for (pid, cmd) in marked_processes(&format!("daemonic-{name}-")) {
+    for (pid, cmd) in marked_processes(".family") {
         let names_family = cmd.split(['/', ' ']).any(|part| is_family_dir_of(part, name));
         if names_family {
             left.push(format!("process {pid}: {cmd}"));
         }
     }
+    if backend() == Backend::Systemd {
+        left.extend(family_units(name).into_iter().map(|u| format!("unit {u}")));
+    }
     left
+}
+
+/// Units of the test user manager that belong to the family `name` (its slice and everything
+/// named below it), loaded in any state, failed ones included.
+pub fn family_units(name: &str) -> Vec<String> {
+    let Ok(out) = Command::new("systemctl")
+        .args(["--user", "list-units", "--all", "--plain", "--no-legend", "--no-pager", "daemonic-*"])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    else {
+        return Vec::new();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|unit| {
+            let slice = unit.strip_suffix(".scope").map_or(unit.to_string(), |s| format!("{s}.slice"));
+            family_slice_prefix_of(&slice, name)
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// Whether some prefix of the slice `slice` is a family slice of `name`.
+fn family_slice_prefix_of(slice: &str, name: &str) -> bool {
+    let stem = slice.trim_end_matches(".slice");
+    stem.match_indices('-')
+        .map(|(i, _)| &stem[..i])
+        .chain(std::iter::once(stem))
+        .any(|p| is_family_dir_of(&format!("{p}.slice"), name))
 }
 
 /// C10: nothing of the family `name` remains (no `daemonic-<name>-*.family` dir anywhere under
@@ -440,8 +539,12 @@ where
     new_path.push(":");
     new_path.push(path);
     cmd.env("PATH", new_path);
-    for var in ["DAEMONIC_BACKEND", "DAEMONIC_CGROUP", "DAEMONIC_PLACEMENT"] {
+    for var in ["DAEMONIC_CGROUP", "DAEMONIC_PLACEMENT", "DAEMONIC_BUS", "DAEMONIC_LOG"] {
         cmd.env_remove(var);
+    }
+    cmd.env("DAEMONIC_BACKEND", backend().name());
+    if backend() == Backend::Systemd {
+        cmd.env("DAEMONIC_BUS", "user");
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let family = family_of_args(&args);
