@@ -105,6 +105,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     };
 
     let mut main_status: Option<i32> = None;
+    let mut forwarded: Option<i32> = None;
     let mut guardian_status: Option<i32> = None;
     while main_status.is_none() || guardian_status.is_none() {
         let mut fds = [PollFd::new(&signals, PollFlags::IN)];
@@ -115,8 +116,9 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             if sig == libc::SIGCHLD {
                 reap_children(main.pid, family.guardian.pid, &mut main_status, &mut guardian_status)?;
             } else if main_status.is_none() && !from_terminal {
-                if let Some(sig) = Signal::from_named_raw(sig) {
-                    let _ = pidfd_send_signal(&main.pidfd, sig);
+                if let Some(s) = Signal::from_named_raw(sig) {
+                    let _ = pidfd_send_signal(&main.pidfd, s);
+                    forwarded = Some(sig);
                 }
             }
         }
@@ -125,7 +127,37 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         log::warn(format!("the guardian of {} ended with status {guardian_status:?}; cleaning up here", family.id));
         clean_up_without_guardian(&family.dir, &family.main_dir)?;
     }
-    Ok(shell_status(main_status.expect("loop ends with a status")))
+    let status = main_status.expect("loop ends with a status");
+    if status < 0 && forwarded != Some(-status) {
+        // Not a signal daemonic passed on: someone stopped the member from outside
+        // (`systemctl stop` of its scope or of the family's slice, `kill`, the OOM killer).
+        log::warn(format!(
+            "the main member of family {} (pid {}) was killed by {} from outside daemonic",
+            family.id,
+            main.pid,
+            signal_name(-status)
+        ));
+    }
+    Ok(shell_status(status))
+}
+
+/// `SIGTERM` for 15, `signal 40` for what has no name here.
+pub(crate) fn signal_name(sig: i32) -> String {
+    let name = match sig {
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGINT => "SIGINT",
+        libc::SIGQUIT => "SIGQUIT",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGPIPE => "SIGPIPE",
+        libc::SIGALRM => "SIGALRM",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGUSR1 => "SIGUSR1",
+        libc::SIGUSR2 => "SIGUSR2",
+        _ => return format!("signal {sig}"),
+    };
+    name.to_string()
 }
 
 /// The backend of a new family. Nested in a family, it must be that family's: a family of

@@ -145,7 +145,12 @@ impl Client {
     }
 
     async fn on(conn: zbus::Connection, bus: Bus) -> Result<Client> {
-        let manager = ManagerProxy::new(&conn).await.map_err(|e| unavailable(bus, e))?;
+        // No property cache: it would subscribe to PropertiesChanged, one more queue to fill.
+        let manager = ManagerProxy::builder(&conn)
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .map_err(|e| unavailable(bus, e))?;
         manager.subscribe().await.map_err(|e| unavailable(bus, e))?;
         Ok(Client { manager, bus, job_timeout: JOB_TIMEOUT })
     }
@@ -190,7 +195,7 @@ impl Client {
                     }
                     let _ = self.manager.reset_failed_unit(name.as_str()).await;
                     // Listen before stopping, as for starting.
-                    if let Ok(mut removed) = self.manager.receive_job_removed().await
+                    if let Ok(mut removed) = self.job_removals(name.as_str()).await
                         && let Ok(job) = self.manager.stop_unit(name.as_str(), "replace").await
                     {
                         let _ = job_result(&mut removed, &job, self.job_timeout).await;
@@ -217,8 +222,7 @@ impl Client {
         aux: &[(&str, &[(&str, Value<'_>)])],
     ) -> Result<(), StartError> {
         // Listen before starting: the job may be gone before the call returns.
-        let mut removed =
-            self.manager.receive_job_removed().await.map_err(|e| StartError::Other(call_error(name, e)))?;
+        let mut removed = self.job_removals(name.as_str()).await.map_err(|e| StartError::Other(call_error(name, e)))?;
         let job = match self.manager.start_transient_unit(name.as_str(), "fail", properties, aux).await {
             Ok(job) => job,
             Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.UnitExists" => {
@@ -261,7 +265,7 @@ impl Client {
     pub fn stop_and_wait(&self, name: &str) -> Result<()> {
         zbus::block_on(async {
             let _ = self.manager.reset_failed_unit(name).await;
-            let mut removed = self.manager.receive_job_removed().await.map_err(|e| unit_error("stop", name, e))?;
+            let mut removed = self.job_removals(name).await.map_err(|e| unit_error("stop", name, e))?;
             let job = match self.manager.stop_unit(name, "replace").await {
                 Ok(job) => job,
                 Err(zbus::Error::MethodError(err, _, _)) if err.as_str() == "org.freedesktop.systemd1.NoSuchUnit" => {
@@ -295,10 +299,24 @@ impl Client {
         zbus::block_on(self.manager.get_unit(name)).is_ok()
     }
 
+    /// `JobRemoved` signals of the unit `name` only. The bus filters them (`arg2`): a stream
+    /// that is not read while a call is awaited holds at most the few signals of this unit,
+    /// where an unfiltered one fills its queue (64) with other units' jobs on a busy manager,
+    /// and a full queue stops zbus from reading the reply of that very call.
+    async fn job_removals(&self, name: &str) -> zbus::Result<JobRemovedStream> {
+        self.manager.receive_job_removed_with_args(&[(2, name)]).await
+    }
+
     /// The unit's `ActiveState`, or `None` when it is not loaded.
     async fn active_state(&self, name: &str) -> Option<String> {
         let path = self.manager.get_unit(name).await.ok()?;
-        let unit = UnitProxy::builder(self.manager.inner().connection()).path(path).ok()?.build().await.ok()?;
+        let unit = UnitProxy::builder(self.manager.inner().connection())
+            .path(path)
+            .ok()?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()?;
         unit.active_state().await.ok()
     }
 

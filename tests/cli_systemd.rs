@@ -12,3 +12,295 @@ mod common;
 const BACKEND: common::Backend = common::Backend::Systemd;
 
 include!("scenarios/cli.rs");
+
+// =============================================================================================
+// systemd only
+// =============================================================================================
+
+/// `systemctl --user ARGS`, its stdout.
+fn systemctl(args: &[&str]) -> String {
+    let out = std::process::Command::new("systemctl")
+        .arg("--user")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run systemctl");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The loaded units of family `name` whose name ends with `suffix`.
+fn units_ending(name: &str, suffix: &str) -> Vec<String> {
+    family_units(name).into_iter().filter(|u| u.ends_with(suffix)).collect()
+}
+
+/// One property of a unit, as `systemctl show --value` prints it.
+fn unit_property(unit: &str, property: &str) -> String {
+    systemctl(&["show", "--value", "-p", property, unit]).trim().to_string()
+}
+
+/// Starts a family whose main member runs `script`, waits until `ready` appears in the tempdir
+/// and returns the running `daemonic run`.
+fn start_family(name: &str, script: &str, m: &str, extra: &[&str]) -> Running {
+    let mut args = vec!["run".to_string(), "--name".into(), name.into()];
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args.extend(["--".into(), "sh".into(), "-c".into(), script.into(), format!("sh-{m}")]);
+    daemonic(&args).timeout(30.0).spawn()
+}
+
+/// Units read at a glance: `daemonic-<family>_<N>.family-…-<member>_<k>.member|.daemon.scope`,
+/// described as `daemonic daemon "logger" of family "web"`; `systemctl status` shows the
+/// process; `daemonic ps` lists the scopes.
+#[test]
+fn units_tell_family_member_and_kind_apart() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("units");
+    let dir = tempdir();
+    let m = marker(30);
+    let script = tpl(
+        "daemonic spawn --daemon --name logger -- sleep @M@ &\n\
+         daemonic spawn --name worker -- sleep @M@ &\n\
+         touch @D@/ready; sleep @M@",
+        &[("M", &m), ("D", &d(&dir))],
+    );
+    let run = start_family(&name, &script, &m, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || family_units(&name).iter().filter(|u| u.ends_with(".scope")).count()
+            == 3),
+        "three scopes expected, found {:?}\n{}",
+        family_units(&name),
+        run.stderr_now()
+    );
+    let escaped = daemonic::unit_name::escape(&name);
+    let main = units_ending(&name, "-main_1.member.scope");
+    let logger: Vec<_> = family_units(&name)
+        .into_iter()
+        .filter(|u| u.contains(".daemons-logger_") && u.ends_with(".daemon.scope"))
+        .collect();
+    let worker: Vec<_> =
+        family_units(&name).into_iter().filter(|u| u.contains("-worker_") && u.ends_with(".member.scope")).collect();
+    assert_eq!((main.len(), logger.len(), worker.len()), (1, 1, 1), "{:?}", family_units(&name));
+    assert!(main[0].starts_with(&format!("daemonic-{escaped}_")), "{}", main[0]);
+    assert_eq!(unit_property(&logger[0], "Description"), format!("daemonic daemon \"logger\" of family \"{name}\""));
+    assert_eq!(unit_property(&worker[0], "Description"), format!("daemonic member \"worker\" of family \"{name}\""));
+    let slice = units_ending(&name, ".family.slice");
+    assert_eq!(slice.len(), 1, "{:?}", family_units(&name));
+    assert_eq!(unit_property(&slice[0], "Description"), format!("daemonic family \"{name}\""));
+
+    let pid = unit_property(&logger[0], "MainPID");
+    let pids = systemctl(&["show", "--value", "-p", "ControlGroup", &logger[0]]);
+    let status = systemctl(&["status", "--no-pager", "--lines=0", &logger[0]]);
+    assert!(status.contains(&m), "systemctl status should show the daemon's process:\n{status}\n{pid} {pids}");
+
+    let ps = daemonic(["ps"]).timeout(10.0).run();
+    for unit in [&main[0], &logger[0], &worker[0]] {
+        assert!(ps.stdout.contains(unit.as_str()), "ps should list {unit}\n{}", ps.dump());
+    }
+    let k = daemonic(["kill", &name]).timeout(10.0).run();
+    k.assert_code(0);
+    let out = run.wait();
+    assert_eq!(out.code, Some(137), "{}", out.dump());
+    assert_no_leftovers(&name, &[&m]);
+}
+
+/// `--property` reaches the scope; bad values are refused before anything exists.
+#[test]
+fn properties_reach_the_scope_and_bad_ones_create_nothing() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("props");
+    let m = marker(30);
+    let script = tpl("daemonic spawn -p TasksMax=7 -p MemoryMax=32M --name w -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
+    let run = start_family(&name, &script, &m, &["-p", "TasksMax=50", "-p", "MemoryMax=64M", "-p", "CPUWeight=50"]);
+    assert!(
+        wait_until(Duration::from_secs(10), || family_units(&name)
+            .iter()
+            .any(|u| u.contains("-w_") && u.ends_with(".scope"))),
+        "the worker never started: {:?}\n{}",
+        family_units(&name),
+        run.stderr_now()
+    );
+    let main = units_ending(&name, "-main_1.member.scope").pop().expect("main scope");
+    let w = family_units(&name).into_iter().find(|u| u.contains("-w_") && u.ends_with(".scope")).expect("w scope");
+    assert_eq!(unit_property(&main, "TasksMax"), "50");
+    assert_eq!(unit_property(&main, "MemoryMax"), (64u64 << 20).to_string());
+    assert_eq!(unit_property(&main, "CPUWeight"), "50");
+    assert_eq!(unit_property(&w, "TasksMax"), "7");
+    assert_eq!(unit_property(&w, "MemoryMax"), (32u64 << 20).to_string());
+    daemonic(["kill", &name]).timeout(10.0).run().assert_code(0);
+    run.wait();
+    assert_no_leftovers(&name, &[&m]);
+
+    for bad in ["MemoryMax=lots", "TasksMax=-1", "CPUWeight=0", "Nice=5", "MemoryMax"] {
+        let out = daemonic(["run", "--name", &name, "-p", bad, "--", "echo", "ran"]).timeout(10.0).run();
+        assert_clean_error(&out, &["property"]);
+        assert_eq!(out.code, Some(2), "{}", out.dump());
+        assert!(!out.stdout.contains("ran"), "{}", out.dump());
+        assert_no_leftovers(&name, &[]);
+    }
+    // On cgroupfs there is no unit to carry them: said so, nothing created.
+    let out = daemonic(["run", "--name", &name, "--backend", "cgroupfs", "-p", "TasksMax=5", "--", "echo", "ran"])
+        .timeout(10.0)
+        .run();
+    assert_clean_error(&out, &["need the systemd backend"]);
+    assert_no_leftovers(&name, &[]);
+}
+
+/// `systemctl stop` of a member's scope: the member ends by SIGTERM (its parent sees 143), its
+/// daemon dies with it, the family goes on and `ps` shows it without the member.
+#[test]
+fn systemctl_stop_of_a_member_scope_ends_that_member() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("stopscope");
+    let dir = tempdir();
+    let m = marker(30);
+    let script = tpl(
+        "daemonic spawn --name worker -- sh -c 'daemonic spawn --daemon --name wd -- sleep @M@ & sleep @M@'\n\
+         echo worker-rc=$?\n\
+         while [ ! -e @D@/done ]; do sleep 0.05; done",
+        &[("M", &m), ("D", &d(&dir))],
+    );
+    let mut run = start_family(&name, &script, &m, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || units_ending(&name, ".daemon.scope").len() == 1),
+        "the worker's daemon never started: {:?}\n{}",
+        family_units(&name),
+        run.stderr_now()
+    );
+    let worker = family_units(&name).into_iter().find(|u| u.contains("-worker_") && u.ends_with(".member.scope"));
+    let worker = worker.expect("worker scope");
+    let stopped = std::process::Command::new("systemctl").args(["--user", "stop", &worker]).status().expect("stop");
+    assert!(stopped.success());
+    run.wait_stdout("worker-rc=143", Duration::from_secs(10));
+    let sleeping = || marked_processes(&m).into_iter().filter(|(_, cmd)| cmd.starts_with("sleep")).count();
+    assert!(
+        wait_until(Duration::from_secs(5), || sleeping() == 0),
+        "the worker's sleep and its daemon must have ended: {:?}",
+        marked_processes(&m)
+    );
+    assert!(
+        wait_until(Duration::from_secs(5), || units_ending(&name, ".scope").len() == 1),
+        "only the main scope may remain: {:?}",
+        family_units(&name)
+    );
+    let mut fam = Value::Null;
+    let only_main = wait_until(Duration::from_secs(5), || {
+        let doc = ps_json();
+        fam = find_family(&doc, &name).cloned().unwrap_or_else(|| panic!("the family must go on: {doc}"));
+        let members: Vec<&str> =
+            fam["members"].as_array().expect("members").iter().filter_map(|x| x["name"].as_str()).collect();
+        members == ["main"]
+    });
+    assert!(only_main, "ps must list main alone: {fam}\n{}", run.stderr_now());
+    std::fs::write(dir.path().join("done"), "").expect("done");
+    let out = run.wait();
+    assert_eq!(out.code, Some(0), "{}", out.dump());
+    assert_no_leftovers(&name, &[&m]);
+}
+
+/// `systemctl stop` of a family's slice ends the whole family: the main member gets SIGTERM
+/// (run exits 143 and says it was stopped from outside), nothing of it remains.
+#[test]
+fn systemctl_stop_of_the_family_slice_ends_the_family() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("stopslice");
+    let m = marker(30);
+    let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@ & wait", &[("M", &m)]);
+    let run = start_family(&name, &script, &m, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || units_ending(&name, ".daemon.scope").len() == 1),
+        "the daemon never started: {:?}\n{}",
+        family_units(&name),
+        run.stderr_now()
+    );
+    let slice = units_ending(&name, ".family.slice").pop().expect("family slice");
+    let t = Instant::now();
+    let stopped = std::process::Command::new("systemctl").args(["--user", "stop", &slice]).status().expect("stop");
+    assert!(stopped.success());
+    let out = run.wait();
+    eprintln!("stopslice: run ended {:?} after systemctl stop", t.elapsed());
+    assert_eq!(out.code, Some(143), "{}", out.dump());
+    assert!(out.stderr.contains("was killed by SIGTERM from outside daemonic"), "{}", out.dump());
+    assert_no_leftovers(&name, &[&m]);
+}
+
+/// A family whose supervisor and guardian were SIGKILLed is still ended by `daemonic kill`,
+/// its units stopped over D-Bus.
+#[test]
+fn kill_stops_the_units_of_a_family_without_guardian() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("orphan");
+    let m = marker(30);
+    let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
+    let mut run = start_family(&name, &script, &m, &[]);
+    let mut guardian = None;
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            let doc = ps_json();
+            guardian = find_family(&doc, &name)
+                .filter(|f| f["members"].as_array().is_some_and(|ms| ms.len() == 2))
+                .and_then(|f| f["guardian"].as_u64());
+            guardian.is_some()
+        }),
+        "family never listed with two members"
+    );
+    let guardian = guardian.expect("guardian") as i32;
+    run.kill();
+    let gpid = rustix::process::Pid::from_raw(guardian).expect("pid");
+    let gfd = rustix::process::pidfd_open(gpid, rustix::process::PidfdFlags::empty()).expect("guardian pidfd");
+    rustix::process::pidfd_send_signal(&gfd, Signal::KILL).expect("kill the guardian");
+    assert!(!family_units(&name).is_empty(), "the units must still be there");
+    let out = daemonic(["kill", &name]).timeout(15.0).run();
+    out.assert_code(0);
+    assert_no_leftovers(&name, &[&m]);
+}
+
+/// A name whose unit would exceed systemd's 255 bytes is refused with a clear error, and
+/// nothing of that member is created.
+#[test]
+fn names_too_long_for_a_unit_are_refused() {
+    if !require_cgroup() {
+        return;
+    }
+    // At least 9 + 20 bytes of family slice, 14 of main member, 72 per member level below:
+    // the third level needs a slice of at least 265 bytes.
+    let name = family_name("long");
+    let long = "n".repeat(64);
+    // Each level a script file: main -> a -> b -> c, where c's unit name is too long.
+    let dir = tempdir();
+    let level = |next: &str| format!("#!/bin/sh\ndaemonic spawn --name {long} -- {next}\necho rc=$?\n");
+    let c = write_file(dir.path(), "c.sh", &level("echo ran"), 0o755);
+    let b = write_file(dir.path(), "b.sh", &level(&c), 0o755);
+    let script = level(&b);
+    let out = daemonic(run_sh(&name, &script, &marker(0))).timeout(20.0).run();
+    out.assert_code(0);
+    assert!(out.stdout.contains("rc=2"), "{}", out.dump());
+    assert!(!out.stdout.contains("ran"), "{}", out.dump());
+    assert!(out.stderr.contains("systemd allows 255"), "{}", out.dump());
+    assert_clean_at_exit(&name, &[]);
+}
+
+/// `auto` takes systemd when the manager answers, and says so with `-v`.
+#[test]
+fn auto_picks_systemd_when_a_manager_answers() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("auto");
+    let out = daemonic(["-v", "run", "--name", &name, "--", "grep", "^0::", "/proc/self/cgroup"])
+        .env("DAEMONIC_BACKEND", "auto")
+        .timeout(10.0)
+        .run();
+    out.assert_code(0);
+    assert!(out.stderr.contains("backend auto: systemd, the user manager answers"), "{}", out.dump());
+    assert!(out.stdout.contains(".family.slice/") && out.stdout.contains(".member.scope"), "{}", out.dump());
+    assert_clean_at_exit(&name, &[]);
+}

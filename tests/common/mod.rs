@@ -230,7 +230,8 @@ pub fn cgroup_dirs_where(pred: &dyn Fn(&str) -> bool) -> Vec<PathBuf> {
 /// slice on systemd (`…-<escaped name>_<N>.family.slice`)?
 pub fn is_family_dir_of(dirname: &str, name: &str) -> bool {
     if dirname.ends_with(".slice") {
-        return logical(dirname).strip_prefix('/').is_some_and(|l| is_family_dir_of(l, name));
+        let l = logical(dirname);
+        return !l.ends_with(".slice") && is_family_dir_of(l.trim_start_matches('/'), name);
     }
     let Some(rest) = dirname.strip_prefix(&format!("daemonic-{name}-")) else {
         return false;
