@@ -311,8 +311,8 @@ impl FamilyBuilder {
         let explicit_base = self.cgroup.is_some() || std::env::var_os("DAEMONIC_CGROUP").is_some_and(|v| !v.is_empty());
         let backend = if backend == Backend::Auto && explicit_base { Backend::Cgroupfs } else { backend };
         if let Some(bus) = backend.resolve(self.bus)?.bus {
-            if self.cgroup.is_some() {
-                return Err(cgroup_with_systemd());
+            if let Some(base) = &self.cgroup {
+                return Err(cgroup_with_systemd(base));
             }
             let client = units::client(bus)?;
             let spec =
@@ -338,11 +338,14 @@ impl FamilyBuilder {
 }
 
 /// The error for a cgroup base given with the systemd backend.
-pub(crate) fn cgroup_with_systemd() -> Error {
+pub(crate) fn cgroup_with_systemd(base: &Path) -> Error {
     Error::new(
         ErrorKind::InvalidInput,
-        "a cgroup base (--cgroup, DAEMONIC_CGROUP) applies to the cgroupfs backend; the systemd backend puts \
-         families in daemonic.slice of its manager",
+        format!(
+            "a cgroup base ({}, from --cgroup or DAEMONIC_CGROUP) applies to the cgroupfs backend; the systemd \
+             backend puts families in daemonic.slice of its manager",
+            base.display()
+        ),
     )
 }
 

@@ -65,8 +65,8 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     if choice.bus.is_none() && !properties.is_empty() {
         return Err(properties_need_systemd());
     }
-    if choice.bus.is_some() && opts.cgroup.is_some() {
-        return Err(cgroup_with_systemd());
+    if let (Some(_), Some(base)) = (choice.bus, &opts.cgroup) {
+        return Err(cgroup_with_systemd(base));
     }
     let name = match &opts.name {
         Some(n) => n.clone(),

@@ -302,17 +302,21 @@ pub fn leftovers(name: &str, markers: &[&str]) -> Vec<String> {
             left.push(format!("process {pid}: {cmd}"));
         }
     }
-    // Helpers of the family (e.g. a guardian) that name its cgroup dir on their command line.
-    for (pid, cmd) in marked_processes(".family") {
-        let names_family = cmd.split(['/', ' ']).any(|part| is_family_dir_of(part, name));
-        if names_family {
-            left.push(format!("process {pid}: {cmd}"));
-        }
+    for (pid, cmd) in guardians_of(name) {
+        left.push(format!("process {pid}: {cmd}"));
     }
     if backend() == Backend::Systemd {
         left.extend(family_units(name).into_iter().map(|u| format!("unit {u}")));
     }
     left
+}
+
+/// Helpers of the family (its guardian): processes that name its cgroup dir on their command line.
+pub fn guardians_of(name: &str) -> Vec<(u32, String)> {
+    marked_processes(".family")
+        .into_iter()
+        .filter(|(_, cmd)| cmd.split(['/', ' ']).any(|part| is_family_dir_of(part, name)))
+        .collect()
 }
 
 /// Units of the test user manager that belong to the family `name` (its slice and everything

@@ -132,25 +132,7 @@ fn walk_dirs(dir: &Path, found: &mut dyn FnMut(&Path, &str)) {
     }
 }
 
-/// Is `dirname` the directory of a family named `name` (`daemonic-<name>-<N>.family`)?
-pub fn is_family_dir_of(dirname: &str, name: &str) -> bool {
-    dirname
-        .strip_prefix(&format!("daemonic-{name}-"))
-        .and_then(|rest| rest.strip_suffix(".family"))
-        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-}
-
-/// Every directory of the family named `name`, anywhere under the cgroup2 mount.
-pub fn family_dirs(name: &str) -> Vec<PathBuf> {
-    let Some(mount) = cgroup2_mount() else { return Vec::new() };
-    let mut out = Vec::new();
-    walk_dirs(&mount, &mut |p, n| {
-        if is_family_dir_of(n, name) {
-            out.push(p.to_path_buf());
-        }
-    });
-    out
-}
+pub use crate::common::family_dirs;
 
 // ---------------------------------------------------------------------------------------------
 // Processes
@@ -185,16 +167,9 @@ pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
 
 pub use crate::common::wait_until;
 
-/// What is left of the family `name` right now: its directories, and processes carrying one of
-/// `markers` (guardians carry the family name in their command line, so pass it as a marker).
-pub fn leftovers(name: &str, markers: &[&str]) -> Vec<String> {
-    let mut left: Vec<String> =
-        family_dirs(name).into_iter().map(|p| format!("cgroup directory {}", p.display())).collect();
-    for m in markers {
-        left.extend(marked_processes(m).into_iter().map(|(pid, cmd)| format!("process {pid}: {cmd}")));
-    }
-    left
-}
+/// What is left of the family `name` right now: its directories (or units), its guardian, and
+/// processes carrying one of `markers`.
+pub use crate::common::leftovers;
 
 /// C10: within 3 s, no `daemonic-<name>-*.family` directory remains anywhere under the cgroup2
 /// mount and no process carries one of `markers`. Returns how long the cleanup took.
@@ -317,6 +292,9 @@ impl Child {
         let stderr = std::fs::File::create(&stderr_path).expect("create the child's stderr file");
         let exe = std::env::current_exe().expect("the path of the test binary");
         let mut cmd = std::process::Command::new(&exe);
+        if crate::BACKEND == crate::common::Backend::Systemd {
+            cmd.env("DAEMONIC_BUS", "user");
+        }
         cmd.args(harness_args(test, &marker))
             .env(ENV_SCENARIO, scenario)
             .env(ENV_FAMILY, &family)
@@ -325,6 +303,7 @@ impl Child {
             .env(ENV_TMP, tmp.path())
             .env(ENV_TEST, test)
             .env("RUST_BACKTRACE", "0")
+            .env("DAEMONIC_BACKEND", crate::BACKEND.name())
             .stdin(std::process::Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
