@@ -356,10 +356,15 @@ impl Guardian {
         }
     }
 
-    /// Whether the member in `dir` has ended: unpopulated after it ran, or gone. Most looks
-    /// find it populated, so that is asked first (one open, read, close).
+    /// Whether the member in `dir` has ended: unpopulated after it ran, or gone.
+    ///
+    /// The order matters: "has run" (the `pid` attribute, written once the member's process is in
+    /// the directory) must be read before `populated`. Read the other way round, a look that
+    /// found the directory still empty, then the attribute just written, took a member that had
+    /// only just started for one that had ended, and the guardian killed a running family.
     fn ended(dir: &Path) -> bool {
-        matches!(cgroup::populated(dir), Ok(false)) && (cgroup::attr(dir, layout::ATTR_PID).is_some() || !dir.exists())
+        let ran = cgroup::attr(dir, layout::ATTR_PID).is_some() || !dir.exists();
+        ran && matches!(cgroup::populated(dir), Ok(false))
     }
 
     fn evaluate(&mut self, dir: &Path) {
