@@ -1059,3 +1059,25 @@ fn bad_input_stop_timeout() {
 // =============================================================================================
 // Fork fallback placement
 // =============================================================================================
+
+/// The README's main command: `scripts/demo` (the seed's "terminated abruptly" example) prints
+/// `Daemon process: True`, about 30 counter lines, and `Main process exiting...` last.
+#[test]
+fn readme_demo_prints_the_seeds_lines() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("demo");
+    let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
+    let out = daemonic(["run", "--name", &name, "--", demo]).timeout(20.0).run();
+    out.assert_code(0);
+    let lines = out.lines();
+    assert_eq!(lines.first().copied(), Some("Daemon process: True"), "{}", out.dump());
+    assert_eq!(lines.last().copied(), Some("Main process exiting..."), "{}", out.dump());
+    let counters = &lines[1..lines.len() - 1];
+    assert!((20..=35).contains(&counters.len()), "about 30 counter lines expected\n{}", out.dump());
+    for (i, l) in counters.iter().enumerate() {
+        assert_eq!(*l, i.to_string(), "{}", out.dump());
+    }
+    assert_clean_at_exit(&name, &[]);
+}
