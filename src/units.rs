@@ -91,25 +91,23 @@ pub(crate) struct Placed {
     pub dir: PathBuf,
     /// The member's slice.
     pub slice: String,
-    /// The owner's `.daemons` slice, when this placement brought it into being.
-    new_container: Option<String>,
+    /// The parent slice this placement brought into being: a new family's slice, or the owner's
+    /// `.daemons` slice for its first daemon. Stopping it takes the member's slice with it.
+    new_parent: Option<String>,
 }
 
 impl Placed {
-    /// Stops what the placement started and waits for it (the slice's stop takes its scope).
+    /// Stops what the placement started and waits for it (a slice's stop takes what is in it).
     pub(crate) fn undo(&self, client: &Client) {
-        let _ = client.stop_and_wait(&self.slice);
-        if let Some(c) = &self.new_container {
-            let _ = client.stop_and_wait(c);
-        }
+        let _ = client.stop_and_wait(self.new_parent.as_deref().unwrap_or(&self.slice));
     }
 }
 
 /// Puts process `pid`, which must not run the member's program yet, into a new scope for the
-/// member `spec` below the slice directory `parent` (a new family's slice when `new_family`),
-/// and labels the member's slice. A name in use gets the next sequence number. On error,
-/// `before_undo` runs (it must stop `pid` from being in the scope: end a gated child, or move
-/// the caller back), then everything started here is stopped.
+/// member `spec` below the slice directory `parent` (a new family's slice when `parent` is a
+/// relative path: its unit name alone), and labels the member's slice. A name in use gets the
+/// next sequence number. On error, `before_undo` runs (it must stop `pid` from being in the
+/// scope: end a gated child, or move the caller back), then everything started here is stopped.
 pub(crate) fn place(
     client: &Client,
     parent: &Path,
@@ -119,12 +117,13 @@ pub(crate) fn place(
     before_undo: &mut dyn FnMut(),
 ) -> Result<Placed> {
     let new_family = Style::of_dir(parent) == Style::Units && !parent.is_absolute();
+    let parent_unit = parent.file_name().map(|c| c.to_string_lossy().into_owned());
     let mut tries = 0;
     // A member's first daemons race to bring its `.daemons` slice into being: the one whose aux
     // unit loses gets UnitExists and goes on without creating it.
     let mut container_taken = false;
-    let (slice, scope, new_container) = loop {
-        let new_container = spec.daemon && !container_taken && !parent.exists();
+    let (slice, scope, new_parent) = loop {
+        let new_parent = new_family || (spec.daemon && !container_taken && !parent.exists());
         let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
         let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
         let mut props: Vec<(&str, Value<'_>)> = vec![
@@ -134,17 +133,17 @@ pub(crate) fn place(
             ("Slice", Value::from(slice.to_string())),
         ];
         props.extend(spec.properties.iter().map(resource_property));
-        let slices = spec.slices(slice.as_str(), parent, new_family || new_container);
+        let slices = spec.slices(slice.as_str(), parent, new_parent);
         let slice_props: Vec<[(&str, Value<'_>); 1]> =
             slices.iter().map(|(_, d)| [("Description", Value::from(d.as_str()))]).collect();
         let aux: Vec<(&str, &[(&str, Value<'_>)])> =
             slices.iter().zip(&slice_props).map(|((n, _), p)| (n.as_str(), &p[..])).collect();
-        let new_container = new_container.then(|| parent.file_name().map(|c| c.to_string_lossy().into_owned()));
+        let new_parent = if new_parent { parent_unit.clone() } else { None };
         match client.start_transient_with(&scope, &props, &aux) {
-            Ok(()) => break (slice, scope, new_container.flatten()),
+            Ok(()) => break (slice, scope, new_parent),
             Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 16 => {
                 tries += 1;
-                if new_container.is_some() {
+                if new_parent.is_some() && !new_family {
                     container_taken = true;
                 } else {
                     seq = crate::family::next_seq();
@@ -152,13 +151,12 @@ pub(crate) fn place(
             }
             Err(e) => {
                 before_undo();
-                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container: new_container.flatten() }
-                    .undo(client);
+                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_parent }.undo(client);
                 return Err(e);
             }
         }
     };
-    let placed = Placed { dir: PathBuf::new(), slice: slice.to_string(), new_container };
+    let placed = Placed { dir: PathBuf::new(), slice: slice.to_string(), new_parent };
     match label(&placed.slice, &scope, spec, pid) {
         Ok(dir) => Ok(Placed { dir, ..placed }),
         Err(e) => {
@@ -263,7 +261,7 @@ pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_
         Ok(g) => g,
         Err(e) => {
             abort();
-            let _ = client.stop_and_wait(unit.as_str());
+            placed.undo(client);
             return Err(e);
         }
     };
@@ -297,7 +295,7 @@ pub(crate) fn open_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Re
         }
         Err(e) => {
             let _ = cgroup::enter(own);
-            let _ = client.stop_and_wait(unit.as_str());
+            placed.undo(client);
             Err(e)
         }
     }
