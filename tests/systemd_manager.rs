@@ -51,6 +51,23 @@ struct Output {
     stderr: String,
 }
 
+/// Waits up to `limit` for `child` to end; on timeout kills and reaps it (by its PID) and
+/// returns `None`.
+fn wait_or_kill(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 /// Runs `prog args`, killing it (by its PID) if it takes longer than [`CALL_TIMEOUT`].
 fn run(prog: &str, args: &[&str]) -> Output {
     let shown = format!("{prog} {}", args.join(" "));
@@ -62,18 +79,8 @@ fn run(prog: &str, args: &[&str]) -> Output {
         .spawn()
         .unwrap_or_else(|e| panic!("cannot run {shown}: {e}"));
     let readers = [child.stdout.take().map(reader), child.stderr.take().map(reader)];
-    let deadline = Instant::now() + CALL_TIMEOUT;
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("{shown} did not finish within {CALL_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    };
+    let status = wait_or_kill(&mut child, CALL_TIMEOUT)
+        .unwrap_or_else(|| panic!("{shown} did not finish within {CALL_TIMEOUT:?}"));
     let [out, err] = readers.map(|r| r.map(|h| h.join().unwrap_or_default()).unwrap_or_default());
     Output { ok: status.success(), status: status.to_string(), stdout: out, stderr: err }
 }
@@ -244,18 +251,8 @@ fn a_stopped_scope_leaves_nothing() {
     run_ok("systemctl", &["--user", "stop", &scope]);
 
     let mut child = guard.child.take().expect("the child");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let status = loop {
-        if let Some(st) = child.try_wait().expect("try_wait") {
-            break st;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the scope's process {pid} survived systemctl --user stop {scope} by 5 s");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_or_kill(&mut child, Duration::from_secs(5))
+        .unwrap_or_else(|| panic!("the scope's process {pid} survived systemctl --user stop {scope} by 5 s"));
     assert!(!status.success(), "sleep 30 ended normally ({status}), not by the stop");
 
     let gone = wait_for(Duration::from_secs(5), || !listed_units("daemonic-test-*").contains(&scope));
