@@ -32,7 +32,7 @@ use crate::{sys, units};
 #[derive(Debug, Parser)]
 #[command(name = "daemonic", version, about, long_about = None)]
 pub struct Cli {
-    /// Say more: which backend was chosen and why.
+    /// Say more: what was decided and done (which backend and why, each spawn and exit).
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     verbose: bool,
     /// Say nothing but errors.
@@ -62,6 +62,10 @@ enum Cmd {
         /// The family's id (as `daemonic ps` shows it) or its name, when unique.
         family: String,
     },
+    /// Check this host (cgroup v2, delegation, kernel features, systemd managers) and explain
+    /// what works, what is missing and how to fix it; exit 0 when `daemonic run` can work here
+    /// on its default backend, 1 when not.
+    Doctor,
 }
 
 #[derive(Debug, Args)]
@@ -149,11 +153,14 @@ pub fn exit_code(e: &Error) -> u8 {
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    if cli.verbose {
-        crate::log::set_level(crate::log::Level::Info);
+    let level = if cli.verbose {
+        Some(crate::log::Level::Info)
     } else if cli.quiet {
-        crate::log::set_level(crate::log::Level::Quiet);
-    }
+        Some(crate::log::Level::Quiet)
+    } else {
+        None
+    };
+    crate::log::init(level, "daemonic");
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.kind() == ErrorKind::DaemonChildren => {
@@ -203,6 +210,9 @@ fn dispatch(cli: Cli) -> Result<u8> {
             eprintln!("killed family {} ({} members)", killed.id, killed.members.len());
             Ok(0)
         }
+        Cmd::Doctor => crate::doctor::run(&mut std::io::stdout().lock())
+            .map(|works| if works { 0 } else { 1 })
+            .map_err(|e| Error::os("write the doctor's report", e)),
     }
 }
 
@@ -278,6 +288,8 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     for f in filters {
         sys::install_filter(f).map_err(|e| undo(Error::os("install the no-fork seccomp filter", e)))?;
     }
+    let family = crate::log::FamilyRef { name: &me.family_name, id: &me.family_id };
+    crate::log::spawned(crate::log::MemberRef { family, name: &name, daemon, pid: std::process::id() });
     let program_path =
         PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(prepared.program.as_bytes()));
     let err = std::process::Command::new(&program_path).arg0(&program).args(cmd.get_args()).exec();

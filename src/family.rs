@@ -319,6 +319,7 @@ impl FamilyBuilder {
                 units::FamilySpec { bus, name: &name, stop_timeout: self.stop_timeout, parent: None, properties: &[] };
             let (main_dir, guardian) = units::open_family(&client, &spec, &own)?;
             let position = Position::of_cgroup(&main_dir).expect("a family's main member has a position");
+            log_opened(&position, "systemd");
             *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
             return Ok(Family::with(position));
         }
@@ -332,9 +333,18 @@ impl FamilyBuilder {
             return Err(e);
         }
         let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
+        log_opened(&position, "cgroupfs");
         *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian: new.guardian });
         Ok(Family::with(position))
     }
+}
+
+/// Logs a family that the calling process opened and now is the main member of.
+fn log_opened(position: &Position, backend: &str) {
+    let family = crate::log::FamilyRef { name: &position.family_name, id: &position.family_id };
+    crate::log::family_started(family, backend, &position.family_dir);
+    let pid = std::process::id();
+    crate::log::spawned(crate::log::MemberRef { family, name: &position.name, daemon: false, pid });
 }
 
 /// The error for a cgroup base given with the systemd backend.
@@ -491,8 +501,23 @@ impl Family {
 
     /// Makes a handle for a member just started, and remembers it for [`Family::shutdown`].
     fn adopt(&self, spawned: Spawned, name: String, daemon: bool, dir: PathBuf) -> Member {
-        let inner =
-            Arc::new(Inner { pid: spawned.pid, pidfd: spawned.pidfd, name, daemon, dir, status: Mutex::new(None) });
+        let inner = Arc::new(Inner {
+            pid: spawned.pid,
+            pidfd: spawned.pidfd,
+            name,
+            daemon,
+            dir,
+            family_name: self.position.family_name.clone(),
+            family_id: self.position.family_id.clone(),
+            status: Mutex::new(None),
+        });
+        let family = crate::log::FamilyRef { name: &inner.family_name, id: &inner.family_id };
+        crate::log::spawned(crate::log::MemberRef {
+            family,
+            name: &inner.name,
+            daemon: inner.daemon,
+            pid: inner.pid as u32,
+        });
         let mut children = self.lock_children();
         // Forget members that were reaped (their handles may be gone): keeps their pidfds from
         // piling up in a long-lived family.

@@ -41,8 +41,8 @@ use crate::error::{Error, Result};
 use crate::layout::{self, Node};
 use crate::retire::Retirement;
 use crate::spawn::{self, Request, Spawned};
-use crate::sys;
 use crate::systemd::{Bus, Client};
+use crate::{log, sys};
 
 /// Environment variable present in a guardian's environment.
 pub(crate) const MARKER: &str = "DAEMONIC_GUARDIAN";
@@ -56,7 +56,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
     let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
     let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
     let mut envp: Vec<_> = std::env::vars_os()
-        .filter(|(k, _)| k != MARKER)
+        .filter(|(k, _)| k != MARKER && k != log::ENV)
         .filter_map(|(k, v)| {
             let mut kv = k;
             kv.push("=");
@@ -65,6 +65,8 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
         })
         .collect();
     envp.push(c(&OsString::from(format!("{MARKER}=1"))).ok_or_else(invalid)?);
+    // The guardian logs at the level of the process that started it (`-v`, `-q`).
+    envp.push(c(&OsString::from(format!("{}={}", log::ENV, log::level().as_str()))).ok_or_else(invalid)?);
     let mut argv = vec![
         c(ARGV0.as_ref()).ok_or_else(invalid)?,
         c(family_dir.as_os_str()).ok_or_else(invalid)?,
@@ -89,6 +91,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
 /// The guardian's whole life; called from the `.init_array` hook.
 pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
     sys::close_descriptors_from(3);
+    log::init(None, "daemonic guardian");
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         sys::ignore_signal(sig);
     }
@@ -98,14 +101,14 @@ pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
             (family, main, bus.to_str().and_then(Bus::parse))
         }
         _ => {
-            eprintln!("daemonic guardian: expected FAMILY_DIR MAIN_DIR [user|system]");
+            log::error("expected FAMILY_DIR MAIN_DIR [user|system]");
             std::process::exit(2)
         }
     };
     let code = match Guardian::new(PathBuf::from(family), PathBuf::from(main), bus).and_then(Guardian::run) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("daemonic guardian of {}: error: {e}", Path::new(family).display());
+            log::error(format!("of {}: {e}", Path::new(family).display()));
             1
         }
     };
@@ -114,6 +117,12 @@ pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
 
 struct Guardian {
     family: PathBuf,
+    /// The family's name and id, for the log.
+    family_name: String,
+    family_id: String,
+    started: Instant,
+    /// How many of the family's directories (slices) were removed, for the log.
+    removed: usize,
     main: PathBuf,
     inotify: OwnedFd,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
@@ -185,7 +194,18 @@ impl Guardian {
         let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
             .map_err(|e| Error::os("create an inotify instance", e.into()))?;
         let units = bus.map(|bus| Units::connect(bus, &family)).transpose()?;
+        let (family_id, family_name) = match Node::of_dir(&family) {
+            Some(Node::Family { id, name }) => (id, name),
+            _ => {
+                let name = family.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (name.clone(), name)
+            }
+        };
         Ok(Guardian {
+            family_name,
+            family_id,
+            started: Instant::now(),
+            removed: 0,
             family,
             main,
             inotify,
@@ -247,13 +267,23 @@ impl Guardian {
         }
         cgroup::kill(&self.family)?;
         cgroup::wait_unpopulated(&self.family, None)?;
+        let left = count_dirs(&self.family);
         match &self.units {
             Some(u) => {
                 let unit = self.family.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                u.client.stop_and_wait(unit)
+                u.client.stop_and_wait(unit)?;
             }
-            None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e)),
+            None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))?,
         }
+        let family = log::FamilyRef { name: &self.family_name, id: &self.family_id };
+        log::family_ended(family, self.removed + left, self.started.elapsed());
+        Ok(())
+    }
+
+    /// The member in `dir`, for the log.
+    fn member_ref<'a>(&'a self, dir: &Path, name: &'a str, daemon: bool) -> log::MemberRef<'a> {
+        let pid = cgroup::attr(dir, layout::ATTR_PID).and_then(|p| p.parse().ok()).unwrap_or(0);
+        log::MemberRef { family: log::FamilyRef { name: &self.family_name, id: &self.family_id }, name, daemon, pid }
     }
 
     /// Queues the directories of slices the manager unloaded (stopped by someone else).
@@ -348,10 +378,7 @@ impl Guardian {
 
     fn degrade(&mut self, why: &Error) {
         if !self.degraded {
-            eprintln!(
-                "daemonic guardian: warning: {why}; looking at the whole family every {} ms instead",
-                RESCAN.as_millis()
-            );
+            log::warn(format!("{why}; looking at the whole family every {} ms instead", RESCAN.as_millis()));
             self.degraded = true;
         }
     }
@@ -370,15 +397,21 @@ impl Guardian {
     fn evaluate(&mut self, dir: &Path) {
         let Some(node) = Node::of_dir(dir) else { return };
         match node {
-            Node::Member { .. } => {
+            Node::Member { name, daemon, .. } => {
                 if !Self::ended(dir) {
                     return;
                 }
                 let daemons = layout::daemons_dir(dir);
                 if daemons.exists() {
                     if !self.retiring.contains_key(&daemons) {
+                        let count = cgroup::subdirs(&daemons)
+                            .map(|d| d.iter().filter(|d| matches!(Node::of_dir(d), Some(Node::Member { .. }))).count())
+                            .unwrap_or(0);
+                        let member = self.member_ref(dir, &name, daemon);
+                        log::ended(member);
                         match Retirement::start(&daemons, &self.family) {
                             Ok(r) => {
+                                log::daemons_killed(member, count, r.is_graceful());
                                 self.retiring.insert(daemons.clone(), r);
                             }
                             Err(e) => report(Err(e)),
@@ -386,6 +419,11 @@ impl Guardian {
                         self.queue.insert(daemons);
                     }
                     return;
+                }
+                // A daemon being retired with its siblings is counted in their event.
+                let retired = dir.parent().is_some_and(|p| self.retiring.contains_key(p));
+                if !retired && dir.exists() {
+                    log::ended(self.member_ref(dir, &name, daemon));
                 }
                 self.remove(dir);
             }
@@ -413,7 +451,7 @@ impl Guardian {
     /// the end of that member.
     fn remove(&mut self, dir: &Path) {
         if let Err(e) = self.remove_tree(dir) {
-            eprintln!("daemonic guardian: warning: failed to remove {}: {e}", dir.display());
+            log::warn(format!("failed to remove {}: {e}", dir.display()));
         }
         if dir == self.main {
             self.done = true;
@@ -429,13 +467,17 @@ impl Guardian {
             }
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let client = &self.units.as_ref().expect("checked").client;
-            return client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()));
+            client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.removed += 1;
+            return Ok(());
         }
         for sub in cgroup::subdirs(dir).map_err(std::io::Error::from)? {
             self.remove_tree(&sub)?;
         }
         self.forget(dir);
-        cgroup::remove(dir)
+        cgroup::remove(dir)?;
+        self.removed += 1;
+        Ok(())
     }
 
     /// Drops the watches of `dir` and any retirement of it.
@@ -448,8 +490,13 @@ impl Guardian {
     }
 }
 
+/// How many directories `dir` holds, itself included.
+fn count_dirs(dir: &Path) -> usize {
+    1 + cgroup::subdirs(dir).map(|subs| subs.iter().map(|s| count_dirs(s)).sum()).unwrap_or(0)
+}
+
 fn report(r: Result<()>) {
     if let Err(e) = r {
-        eprintln!("daemonic guardian: warning: {e}");
+        log::warn(e);
     }
 }

@@ -136,15 +136,20 @@ fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path) -> Result<()>) ->
 }
 
 fn describe(h: &Hierarchy, dir: &Path, id: String, name: String) -> Result<FamilyInfo> {
-    let mut members = Vec::new();
-    collect_members(h, dir, &mut members);
     Ok(FamilyInfo {
         id,
         name,
         cgroup: h.relative(dir).unwrap_or_default(),
         guardian: cgroup::attr(dir, layout::ATTR_GUARDIAN).and_then(|p| p.parse().ok()),
-        members,
+        members: members_of(h, dir),
     })
+}
+
+/// The members of the family in `dir`, in tree order, without those of nested families.
+pub(crate) fn members_of(h: &Hierarchy, dir: &Path) -> Vec<MemberInfo> {
+    let mut members = Vec::new();
+    collect_members(h, dir, &mut members);
+    members
 }
 
 /// The members below `dir`, not descending into nested families.

@@ -26,6 +26,9 @@ pub(crate) struct Inner {
     pub name: String,
     pub daemon: bool,
     pub dir: PathBuf,
+    /// The family's name and id, for the log (empty outside a family).
+    pub family_name: String,
+    pub family_id: String,
     /// Python-convention status once reaped.
     pub status: Mutex<Option<i32>>,
 }
@@ -132,6 +135,13 @@ impl Inner {
                 (None, None) => return Ok(None),
             };
             *status = Some(code);
+            if !self.family_name.is_empty() {
+                let family = crate::log::FamilyRef { name: &self.family_name, id: &self.family_id };
+                crate::log::exited(
+                    crate::log::MemberRef { family, name: &self.name, daemon: self.daemon, pid: self.pid as u32 },
+                    code,
+                );
+            }
             // The member's directory is left to the family's guardian, which removes it once
             // nothing runs in it any more (and retires its daemons first); see guardian.rs for
             // why nobody else removes directories.

@@ -57,6 +57,11 @@ pub(crate) fn stop_timeout(daemon_dir: &Path, family_dir: &Path) -> Duration {
 }
 
 impl Retirement {
+    /// Whether some daemons got SIGTERM and wait for their stop timeouts.
+    pub(crate) fn is_graceful(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// Starts ending the daemons in `container`: kills those without a stop timeout and sends
     /// SIGTERM to the others.
     pub(crate) fn start(container: &Path, family_dir: &Path) -> Result<Retirement> {

@@ -23,6 +23,7 @@ use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, ErrorKind, Result};
 use crate::family::{NewFamily, cgroup_with_systemd, choose_base, dismantle, properties_need_systemd, start_family};
 use crate::layout::{self, Position, Style};
+use crate::notify::Notifier;
 use crate::retire::Retirement;
 use crate::spawn::{self, Request, Spawned};
 use crate::systemd::Bus;
@@ -75,6 +76,10 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     layout::validate_name("family", &name)?;
     let mut cmd = Command::new(&opts.program);
     cmd.args(&opts.args);
+    if std::env::var_os(log::ENV).is_none() && log::level() != log::Level::Warn {
+        // `-v` and `-q` reach the daemonic commands the family runs (`daemonic spawn`).
+        cmd.env(log::ENV, log::level().as_str());
+    }
     let prepared = cmd.prepare()?;
     let placement = Placement::from_env()?;
     let base = if choice.bus.is_none() { Some(choose_base(&h, opts.cgroup.as_deref())?) } else { None };
@@ -104,23 +109,48 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &request)?,
     };
 
+    let family_ref = log::FamilyRef { name: &name, id: &family.id };
+    let main_ref = log::MemberRef { family: family_ref, name: layout::MAIN_NAME, daemon: false, pid: main.pid as u32 };
+    log::family_started(family_ref, if choice.bus.is_some() { "systemd" } else { "cgroupfs" }, &family.dir);
+    log::spawned(main_ref);
+
+    let mut notifier = Notifier::new(&h, &family.dir, &family.id);
+    if let Some(n) = &mut notifier {
+        n.ready();
+    }
+
     let mut main_status: Option<i32> = None;
     let mut forwarded: Option<i32> = None;
     let mut guardian_status: Option<i32> = None;
     while main_status.is_none() || guardian_status.is_none() {
-        let mut fds = [PollFd::new(&signals, PollFlags::IN)];
-        cgroup::poll(&mut fds, None).map_err(|e| Error::os("wait for signals", e))?;
+        let timeout = notifier.as_ref().and_then(Notifier::timeout);
+        let mut fds = vec![PollFd::new(&signals, PollFlags::IN)];
+        if let Some(n) = &notifier {
+            fds.push(PollFd::from_borrowed_fd(n.fd(), PollFlags::IN));
+        }
+        cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for signals", e))?;
+        drop(fds);
         while let Some((sig, from_terminal)) =
             sys::read_signal(signals.as_fd()).map_err(|e| Error::os("read signals", e))?
         {
             if sig == libc::SIGCHLD {
+                let was_running = main_status.is_none();
                 reap_children(main.pid, family.guardian.pid, &mut main_status, &mut guardian_status)?;
+                if let (true, Some(status)) = (was_running, main_status) {
+                    log::exited(main_ref, status);
+                    if let Some(n) = &mut notifier {
+                        n.stopping(status);
+                    }
+                }
             } else if main_status.is_none() && !from_terminal {
                 if let Some(s) = Signal::from_named_raw(sig) {
                     let _ = pidfd_send_signal(&main.pidfd, s);
                     forwarded = Some(sig);
                 }
             }
+        }
+        if let Some(n) = &mut notifier {
+            n.update();
         }
     }
     if guardian_status != Some(0) || family.dir.exists() {

@@ -438,6 +438,8 @@ pub fn spawn_in_scope(
         name: unit.to_string(),
         daemon: false,
         dir,
+        family_name: String::new(),
+        family_id: String::new(),
         status: std::sync::Mutex::new(None),
     });
     Ok(crate::Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })

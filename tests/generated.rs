@@ -45,7 +45,7 @@ cgroupfs backend: the cgroup to create families under (as \fB\-\-cgroup\fR).
 .TP
 \fBDAEMONIC_LOG\fR
 quiet, warn, info or debug: how much daemonic logs (\fB\-q\fR and \fB\-v\fR override it).
-Standard error shows warnings by default; the journal gets one level more.
+Standard error shows warnings by default; the journal always gets the family's life.
 .TP
 \fBNOTIFY_SOCKET\fR
 Set by systemd for \fBType=notify\fR services: \fBrun\fR sends READY=1 once the main member
@@ -90,7 +90,7 @@ fn generate() -> Vec<(PathBuf, Vec<u8>)> {
         let sub = sub.clone().display_name(&name).bin_name(format!("daemonic {}", sub.get_name()));
         let mut page = Vec::new();
         man_page(sub).render(&mut page).expect("render a subcommand's page");
-        page.extend_from_slice(format!(".SH \"SEE ALSO\"\n\\fBdaemonic\\fR(1)\n").as_bytes());
+        page.extend_from_slice(b".SH \"SEE ALSO\"\n\\fBdaemonic\\fR(1)\n");
         files.push((repo().join(format!("docs/man/{name}.1")), page));
     }
 

@@ -16,6 +16,9 @@ _daemonic() {
             ",$1")
                 cmd="daemonic"
                 ;;
+            daemonic,doctor)
+                cmd="daemonic__subcmd__doctor"
+                ;;
             daemonic,help)
                 cmd="daemonic__subcmd__help"
                 ;;
@@ -33,6 +36,9 @@ _daemonic() {
                 ;;
             daemonic,spawn)
                 cmd="daemonic__subcmd__spawn"
+                ;;
+            daemonic__subcmd__help,doctor)
+                cmd="daemonic__subcmd__help__subcmd__doctor"
                 ;;
             daemonic__subcmd__help,help)
                 cmd="daemonic__subcmd__help__subcmd__help"
@@ -59,7 +65,7 @@ _daemonic() {
 
     case "${cmd}" in
         daemonic)
-            opts="-v -q -h -V --verbose --quiet --help --version run spawn ps is-daemon kill help"
+            opts="-v -q -h -V --verbose --quiet --help --version run spawn ps is-daemon kill doctor help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -72,9 +78,37 @@ _daemonic() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        daemonic__subcmd__help)
-            opts="run spawn ps is-daemon kill help"
+        daemonic__subcmd__doctor)
+            opts="-v -q -h --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        daemonic__subcmd__help)
+            opts="run spawn ps is-daemon kill doctor help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        daemonic__subcmd__help__subcmd__doctor)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
