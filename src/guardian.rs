@@ -123,6 +123,11 @@ struct Guardian {
     started: Instant,
     /// How many of the family's directories (slices) were removed, for the log.
     removed: usize,
+    /// Members whose end was logged, until their directory is removed.
+    logged: std::collections::HashSet<PathBuf>,
+    /// Slices this guardian stopped whose `UnitRemoved` has not come yet: a stop is only queued
+    /// when `StopUnit` returns, and a look at such a directory would take it for a new end.
+    stopping: std::collections::HashSet<PathBuf>,
     main: PathBuf,
     inotify: OwnedFd,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
@@ -206,6 +211,8 @@ impl Guardian {
             family_id,
             started: Instant::now(),
             removed: 0,
+            logged: Default::default(),
+            stopping: Default::default(),
             family,
             main,
             inotify,
@@ -292,6 +299,7 @@ impl Guardian {
         let mut drain = [0u8; 64];
         while matches!(rustix::io::read(&u.wake, &mut drain), Ok(n) if n > 0) {}
         let names: Vec<String> = u.removed.try_iter().collect();
+        self.stopping.retain(|d| !names.iter().any(|n| d.file_name().is_some_and(|f| f == n.as_str())));
         for name in names {
             let dirs: Vec<PathBuf> =
                 self.watched.keys().filter(|d| d.file_name().is_some_and(|n| n == name.as_str())).cloned().collect();
@@ -396,6 +404,9 @@ impl Guardian {
 
     fn evaluate(&mut self, dir: &Path) {
         let Some(node) = Node::of_dir(dir) else { return };
+        if self.stopping.contains(dir) {
+            return;
+        }
         match node {
             Node::Member { name, daemon, .. } => {
                 if !Self::ended(dir) {
@@ -407,11 +418,10 @@ impl Guardian {
                         let count = cgroup::subdirs(&daemons)
                             .map(|d| d.iter().filter(|d| matches!(Node::of_dir(d), Some(Node::Member { .. }))).count())
                             .unwrap_or(0);
-                        let member = self.member_ref(dir, &name, daemon);
-                        log::ended(member);
+                        self.log_ended(dir);
                         match Retirement::start(&daemons, &self.family) {
                             Ok(r) => {
-                                log::daemons_killed(member, count, r.is_graceful());
+                                log::daemons_killed(self.member_ref(dir, &name, daemon), count, r.is_graceful());
                                 self.retiring.insert(daemons.clone(), r);
                             }
                             Err(e) => report(Err(e)),
@@ -423,7 +433,7 @@ impl Guardian {
                 // A daemon being retired with its siblings is counted in their event.
                 let retired = dir.parent().is_some_and(|p| self.retiring.contains_key(p));
                 if !retired && dir.exists() {
-                    log::ended(self.member_ref(dir, &name, daemon));
+                    self.log_ended(dir);
                 }
                 self.remove(dir);
             }
@@ -450,11 +460,39 @@ impl Guardian {
     /// notification, so a directory removed by anyone else would leave the guardian blind to
     /// the end of that member.
     fn remove(&mut self, dir: &Path) {
+        self.log_ended_below(dir);
         if let Err(e) = self.remove_tree(dir) {
             log::warn(format!("failed to remove {}: {e}", dir.display()));
         }
         if dir == self.main {
             self.done = true;
+        }
+    }
+
+    /// Logs the end of the member in `dir`, once.
+    fn log_ended(&mut self, dir: &Path) {
+        if let Some(Node::Member { name, daemon, .. }) = Node::of_dir(dir)
+            && self.logged.insert(dir.to_path_buf())
+        {
+            log::ended(self.member_ref(dir, &name, daemon));
+        }
+    }
+
+    /// Logs the end of the non-daemonic members in `dir`'s tree not logged yet: they ended with
+    /// it, but their own look may come only after the tree is gone (events of one burst are
+    /// looked at in path order, the owner's `.daemons` directory before a nested member).
+    /// Daemons below a `.daemons` directory are counted in their owner's event instead.
+    fn log_ended_below(&mut self, dir: &Path) {
+        let is_daemons = |p: &Path| matches!(Node::of_dir(p), Some(Node::Daemons { .. }));
+        let below: Vec<PathBuf> = self
+            .watched
+            .keys()
+            .filter(|d| d.starts_with(dir) && *d != dir)
+            .filter(|d| !d.ancestors().take_while(|a| a.starts_with(dir)).any(is_daemons))
+            .cloned()
+            .collect();
+        for d in below {
+            self.log_ended(&d);
         }
     }
 
@@ -464,7 +502,9 @@ impl Guardian {
             let below: Vec<PathBuf> = self.watched.keys().filter(|d| d.starts_with(dir)).cloned().collect();
             for d in below {
                 self.forget(&d);
+                self.stopping.insert(d);
             }
+            self.stopping.insert(dir.to_path_buf());
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let client = &self.units.as_ref().expect("checked").client;
             client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -482,6 +522,7 @@ impl Guardian {
 
     /// Drops the watches of `dir` and any retirement of it.
     fn forget(&mut self, dir: &Path) {
+        self.logged.remove(dir);
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
             let _ = inotify::remove_watch(&self.inotify, wd);

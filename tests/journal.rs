@@ -111,13 +111,16 @@ fn one<'a>(entries: &'a [Entry], want: &[(&str, &str)]) -> &'a Entry {
 }
 
 /// The life of a family that runs a daemon and a worker that exits with 3, on `backend`: every
-/// step is an entry with the family's fields, in order.
+/// step is an entry with the family's fields, in order. The main member waits until the daemon
+/// runs its program: a main member that ends while its daemon is still being placed ends that
+/// daemon before it ever logs its start (rightly so: C2).
 fn family_life_is_in_the_journal(backend: &str) {
     let name = unique_name("jlife");
     let marker = marker(60);
     let script = format!(
-        "daemonic spawn --daemon --name logger -- sleep {marker} & echo logger=$!\n\
+        "daemonic spawn --daemon --name logger -- sleep {marker} & logger=$!; echo logger=$logger\n\
          daemonic spawn --name worker -- sh -c 'exit 3'; echo worker=$?\n\
+         until [ \"$(cat /proc/$logger/comm)\" = sleep ]; do sleep 0.01; done\n\
          exit 5"
     );
     let mut run = daemonic(["run", "--backend", backend, "--name", &name, "--", "sh", "-c", &script]);
