@@ -70,8 +70,13 @@ pub(crate) fn next_seq() -> u64 {
 }
 
 /// Removes a family's whole tree once it has no process left: directories (cgroupfs), or its
-/// slice stopped over D-Bus (systemd).
+/// slice stopped over D-Bus (systemd). A tree that is gone already (its guardian removed it) is
+/// done: in particular its manager is not asked, for the bus is read from the family's slice,
+/// and the caller's own default may be a manager that does not even run.
 pub(crate) fn dismantle(dir: &Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
     match Style::of_dir(dir) {
         Style::Dirs => cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
         Style::Units => units::stop_dir(dir, units::family_bus(dir)),

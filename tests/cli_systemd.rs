@@ -250,6 +250,33 @@ fn kill_stops_the_units_of_a_family_without_guardian() {
     assert_no_leftovers(&name, &[&m]);
 }
 
+/// `daemonic kill` of a family of the user manager, by root whose own default is the system
+/// manager (absent here): the family's bus is read from the family, and a tree its guardian
+/// already removed is not an error. (It printed "cannot reach the system's systemd manager" and
+/// exited 1 after killing everything.)
+#[test]
+fn kill_uses_the_familys_bus_not_the_callers() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("killbus");
+    let m = marker(30);
+    let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
+    let mut run = start_family(&name, &script, &m, &[]);
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            find_family(&ps_json(), &name).is_some_and(|f| f["members"].as_array().is_some_and(|ms| ms.len() == 2))
+        }),
+        "family never listed with two members"
+    );
+    let out = daemonic(["kill", &name]).env_remove("DAEMONIC_BUS").timeout(15.0).run();
+    out.assert_code(0);
+    assert_eq!(out.error_lines(), Vec::<&str>::new(), "{}", out.dump());
+    let status = run.wait();
+    assert_eq!(status.code, Some(137), "{}", status.dump());
+    assert_no_leftovers(&name, &[&m]);
+}
+
 /// A name whose unit would exceed systemd's 255 bytes is refused with a clear error, and
 /// nothing of that member is created.
 #[test]
