@@ -365,13 +365,7 @@ fn controllers(mount: Option<&Path>) -> Controllers {
 /// The base cgroup `daemonic run` would use without `--cgroup`: its candidate path (as
 /// `family::choose_base` computes it) and `choose_base`'s verdict on it.
 fn find_base(h: &Hierarchy) -> crate::Result<Base> {
-    let from_env = std::env::var_os("DAEMONIC_CGROUP").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let given = from_env.is_some();
-    let candidate = match from_env {
-        Some(p) if p.starts_with(h.mount()) => p,
-        Some(p) => h.join(&p.to_string_lossy()),
-        None => h.cgroup_of(0)?,
-    };
+    let (candidate, given) = crate::family::base_candidate(h, None)?;
     let usable = match crate::family::choose_base(h, None) {
         Ok(_) => Ok(()),
         // `choose_base` says InvalidInput for a path that is not a cgroup directory, and
@@ -396,7 +390,7 @@ fn ask_manager(bus: Bus) -> impl FnOnce() -> Result<Option<String>, String> {
     let (tx, rx) = mpsc::channel();
     let started = std::time::Instant::now();
     let thread = std::thread::Builder::new().name(format!("doctor-{bus}-bus")).spawn(move || {
-        let answer = Client::connect(bus).map(|_client| manager_version(bus)).map_err(|e| e.to_string());
+        let answer = Client::connect(bus).map(|client| client.version()).map_err(|e| e.to_string());
         let _ = tx.send(answer);
     });
     move || {
@@ -407,29 +401,6 @@ fn ask_manager(bus: Bus) -> impl FnOnce() -> Result<Option<String>, String> {
         rx.recv_timeout(left)
             .unwrap_or_else(|_| Err(format!("the {bus} bus gave no answer within {} s", MANAGER_TIMEOUT.as_secs())))
     }
-}
-
-/// The manager's `Version` property, or `None` when it cannot be read.
-fn manager_version(bus: Bus) -> Option<String> {
-    zbus::block_on(async {
-        let conn = match bus {
-            Bus::User => zbus::Connection::session().await,
-            Bus::System => zbus::Connection::system().await,
-        }
-        .ok()?;
-        let proxy = zbus::proxy::Builder::<zbus::Proxy<'_>>::new(&conn)
-            .destination("org.freedesktop.systemd1")
-            .ok()?
-            .path("/org/freedesktop/systemd1")
-            .ok()?
-            .interface("org.freedesktop.systemd1.Manager")
-            .ok()?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .ok()?;
-        proxy.get_property::<String>("Version").await.ok()
-    })
 }
 
 /// Probes the kernel features, in a temporary cgroup under `base` when it is usable.

@@ -101,15 +101,21 @@ impl NewFamily {
     }
 }
 
-/// The base cgroup under which a new family goes: `explicit`, else `DAEMONIC_CGROUP`, else the
-/// caller's own cgroup. Checked to be a writable cgroup v2 directory.
-pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<PathBuf> {
+/// The path [`choose_base`] checks: `explicit`, else `DAEMONIC_CGROUP` (absolute below the
+/// cgroup2 mount, or relative to it), else the caller's own cgroup; and whether it was given.
+pub(crate) fn base_candidate(h: &Hierarchy, explicit: Option<&Path>) -> Result<(PathBuf, bool)> {
     let from_env = std::env::var_os("DAEMONIC_CGROUP").filter(|v| !v.is_empty()).map(PathBuf::from);
-    let (base, given) = match explicit.map(Path::to_path_buf).or(from_env) {
+    Ok(match explicit.map(Path::to_path_buf).or(from_env) {
         Some(p) if p.starts_with(h.mount()) => (p, true),
         Some(p) => (h.join(&p.to_string_lossy()), true),
         None => (h.cgroup_of(0)?, false),
-    };
+    })
+}
+
+/// The base cgroup under which a new family goes: `explicit`, else `DAEMONIC_CGROUP`, else the
+/// caller's own cgroup. Checked to be a writable cgroup v2 directory.
+pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<PathBuf> {
+    let (base, given) = base_candidate(h, explicit)?;
     if !base.join("cgroup.procs").exists() {
         return Err(Error::new(
             ErrorKind::InvalidInput,

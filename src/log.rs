@@ -256,32 +256,33 @@ pub(crate) fn family_started(f: FamilyRef<'_>, backend: &str, cgroup: &std::path
     );
 }
 
+/// An info event about member `$m` (a [`MemberRef`]) with all its fields, then `$rest`: more
+/// fields and the message.
+macro_rules! member_event {
+    ($event:expr, $m:expr, $($rest:tt)+) => {{
+        let m: MemberRef<'_> = $m;
+        tracing::info!(
+            daemonic_event = $event.as_str(),
+            daemonic_family = m.family.name,
+            daemonic_family_id = m.family.id,
+            daemonic_member = m.name,
+            daemonic_daemon = m.daemon,
+            daemonic_pid = m.pid,
+            $($rest)+
+        )
+    }};
+}
+
 /// A member was started.
 pub(crate) fn spawned(m: MemberRef<'_>) {
-    tracing::info!(
-        daemonic_event = Event::Spawned.as_str(),
-        daemonic_family = m.family.name,
-        daemonic_family_id = m.family.id,
-        daemonic_member = m.name,
-        daemonic_daemon = m.daemon,
-        daemonic_pid = m.pid,
-        "{} {} of family {} started, pid {}",
-        kind(m.daemon),
-        m.name,
-        m.family.id,
-        m.pid
-    );
+    member_event!(Event::Spawned, m, "{} {} of family {} started, pid {}", kind(m.daemon), m.name, m.family.id, m.pid);
 }
 
 /// A member's process ended with `exitcode` (Python's convention).
 pub(crate) fn exited(m: MemberRef<'_>, exitcode: i32) {
-    tracing::info!(
-        daemonic_event = Event::Exited.as_str(),
-        daemonic_family = m.family.name,
-        daemonic_family_id = m.family.id,
-        daemonic_member = m.name,
-        daemonic_daemon = m.daemon,
-        daemonic_pid = m.pid,
+    member_event!(
+        Event::Exited,
+        m,
         daemonic_exitcode = exitcode,
         "{} {} of family {} (pid {}) {}",
         kind(m.daemon),
@@ -294,13 +295,9 @@ pub(crate) fn exited(m: MemberRef<'_>, exitcode: i32) {
 
 /// A member and its non-daemonic descendants have ended.
 pub(crate) fn ended(m: MemberRef<'_>) {
-    tracing::info!(
-        daemonic_event = Event::Ended.as_str(),
-        daemonic_family = m.family.name,
-        daemonic_family_id = m.family.id,
-        daemonic_member = m.name,
-        daemonic_daemon = m.daemon,
-        daemonic_pid = m.pid,
+    member_event!(
+        Event::Ended,
+        m,
         "{} {} of family {} (pid {}) and its non-daemonic descendants have ended",
         kind(m.daemon),
         m.name,
@@ -311,13 +308,9 @@ pub(crate) fn ended(m: MemberRef<'_>) {
 
 /// The `count` daemons of `owner` are being ended (`graceful`: SIGTERM first).
 pub(crate) fn daemons_killed(owner: MemberRef<'_>, count: usize, graceful: bool) {
-    tracing::info!(
-        daemonic_event = Event::DaemonsKilled.as_str(),
-        daemonic_family = owner.family.name,
-        daemonic_family_id = owner.family.id,
-        daemonic_member = owner.name,
-        daemonic_daemon = owner.daemon,
-        daemonic_pid = owner.pid,
+    member_event!(
+        Event::DaemonsKilled,
+        owner,
         daemonic_daemons = count,
         "{} {} of family {} has ended: {} its {count} daemon{}",
         kind(owner.daemon),
@@ -346,7 +339,7 @@ fn kind(daemon: bool) -> &'static str {
 }
 
 /// "exited with code 3", "was killed by SIGTERM".
-fn describe_exit(exitcode: i32) -> String {
+pub(crate) fn describe_exit(exitcode: i32) -> String {
     if exitcode < 0 {
         format!("was killed by {}", crate::supervise::signal_name(-exitcode))
     } else {

@@ -55,13 +55,9 @@ pub(crate) fn running_status(family_id: &str, c: Counts) -> String {
 
 /// The text of `STATUS=` after the main member ended with `exitcode`.
 pub(crate) fn stopping_status(family_id: &str, exitcode: i32, c: Counts) -> String {
-    let how = if exitcode < 0 {
-        format!("was killed by {}", crate::supervise::signal_name(-exitcode))
-    } else {
-        format!("exited with code {exitcode}")
-    };
     format!(
-        "family {family_id}: main member {how}; waiting for {} before ending {}",
+        "family {family_id}: main member {}; waiting for {} before ending {}",
+        log::describe_exit(exitcode),
         plural(c.members, "member"),
         plural(c.daemons, "daemon")
     )

@@ -50,6 +50,10 @@ pub(crate) trait Manager {
     /// `GetUnit(name)`: the unit's object, if it is loaded.
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
 
+    /// The manager's version (`252.38-1~deb12u1`).
+    #[zbus(property)]
+    fn version(&self) -> zbus::Result<String>;
+
     /// Sent when a unit is unloaded (after it stopped and was collected).
     #[zbus(signal)]
     fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
@@ -292,6 +296,11 @@ impl Client {
     /// Sends `signal` to the processes of unit `name` (`whom`: `all`, `main` or `control`).
     pub fn kill(&self, name: &str, whom: &str, signal: i32) -> Result<()> {
         zbus::block_on(self.manager.kill_unit(name, whom, signal)).map_err(|e| unit_error("kill", name, e))
+    }
+
+    /// The manager's version, or `None` when it cannot be read.
+    pub fn version(&self) -> Option<String> {
+        zbus::block_on(self.manager.version()).ok()
     }
 
     /// Whether a unit of that name is loaded.

@@ -262,7 +262,7 @@ fn kill_uses_the_familys_bus_not_the_callers() {
     let name = family_name("killbus");
     let m = marker(30);
     let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
-    let mut run = start_family(&name, &script, &m, &[]);
+    let run = start_family(&name, &script, &m, &[]);
     assert!(
         wait_until(Duration::from_secs(10), || {
             find_family(&ps_json(), &name).is_some_and(|f| f["members"].as_array().is_some_and(|ms| ms.len() == 2))

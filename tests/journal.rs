@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,18 +20,6 @@ const BACKEND: common::Backend = common::Backend::Cgroupfs;
 
 /// One journal entry's fields.
 type Entry = BTreeMap<String, String>;
-
-fn skip_or_fail(what: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {what}");
-    }
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {} ({what}) ***\n",
-        std::thread::current().name().unwrap_or("test")
-    );
-    false
-}
 
 /// Whether a journald runs (its socket exists and `journalctl` works).
 fn require_journal() -> bool {

@@ -176,20 +176,22 @@ pub fn require_cgroup() -> bool {
     };
     match RESULT.get_or_init(manager) {
         Ok(_) => true,
-        Err(e) => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but no writable cgroup v2 is available: {e}");
-            }
-            // Written to the stderr handle, not with eprintln!, so that libtest's output
-            // capture cannot hide it: a skip must be loud.
-            let _ = writeln!(
-                std::io::stderr(),
-                "\n*** SKIPPED: {} (needs a writable cgroup v2: {e}) ***\n",
-                std::thread::current().name().unwrap_or("test")
-            );
-            false
-        }
+        Err(e) => skip_or_fail(&format!("no writable cgroup v2 is available: {e}")),
     }
+}
+
+/// What a test does when something it needs (`why` says what is missing) is not there: panics
+/// when `CI=true` (tests must fail in CI, never skip), otherwise prints a loud SKIPPED line and
+/// returns `false` so the test returns early.
+pub fn skip_or_fail(why: &str) -> bool {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("CI=true but {why}");
+    }
+    // Written to the stderr handle, not with eprintln!, so that libtest's output capture cannot
+    // hide it: a skip must be loud.
+    let _ =
+        writeln!(std::io::stderr(), "\n*** SKIPPED: {} ({why}) ***\n", std::thread::current().name().unwrap_or("test"));
+    false
 }
 
 // ---------------------------------------------------------------------------------------------
