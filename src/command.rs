@@ -97,6 +97,10 @@ pub struct Command {
     stop_timeout: Option<Duration>,
     placement: Placement,
     properties: Vec<String>,
+    /// `argv[0]` when it is not the program (a Rust target's process shows its program's name).
+    arg0: Option<OsString>,
+    /// A descriptor the program inherits (a Rust target's channel); see [`Request::keep`](crate::spawn::Request).
+    keep: Option<OwnedFd>,
 }
 
 impl Command {
@@ -117,6 +121,8 @@ impl Command {
             stop_timeout: None,
             placement: Placement::Auto,
             properties: Vec::new(),
+            arg0: None,
+            keep: None,
         }
     }
 
@@ -237,6 +243,23 @@ impl Command {
         self
     }
 
+    /// Sets `argv[0]`, which is the program by default.
+    pub(crate) fn arg0(&mut self, arg0: impl AsRef<OsStr>) -> &mut Command {
+        self.arg0 = Some(arg0.as_ref().to_owned());
+        self
+    }
+
+    /// Passes `fd` (close-on-exec, numbered 3 or above) to the program under the same number.
+    pub(crate) fn keep_fd(&mut self, fd: OwnedFd) -> &mut Command {
+        self.keep = Some(fd);
+        self
+    }
+
+    /// The number of the descriptor passed with [`Command::keep_fd`].
+    pub(crate) fn inherited_fd(&self) -> Option<std::os::fd::RawFd> {
+        self.keep.as_ref().map(std::os::fd::AsRawFd::as_raw_fd)
+    }
+
     /// The program.
     pub fn get_program(&self) -> &OsStr {
         &self.program
@@ -307,7 +330,7 @@ impl Command {
                 Error::new(ErrorKind::InvalidInput, format!("{what} {:?} contains a NUL byte", s.to_string_lossy()))
             })
         };
-        let argv = std::iter::once(self.program.as_os_str())
+        let argv = std::iter::once(self.arg0.as_deref().unwrap_or(&self.program))
             .chain(self.args.iter().map(OsString::as_os_str))
             .map(|a| cstr(a, "argument"))
             .collect::<Result<Vec<_>>>()?;

@@ -573,6 +573,7 @@ fn request<'a>(
         filters,
         placement,
         new_session: false,
+        keep: None,
     }
 }
 

@@ -33,6 +33,10 @@ pub enum ErrorKind {
     BackendUnavailable,
     /// Something of that name exists already and is in use.
     AlreadyExists,
+    /// A Rust target running in its own process panicked; the message is the panic's.
+    TargetPanicked,
+    /// A Rust target's process ended without returning a value, or could not run it.
+    TargetFailed,
     /// An operating-system call failed.
     Os,
 }

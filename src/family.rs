@@ -469,6 +469,7 @@ impl Family {
             filters,
             placement,
             new_session: false,
+            keep: cmd.inherited_fd(),
         };
         if self.position.style() == Style::Units {
             let client = units::client(units::family_bus(&self.position.family_dir))?;

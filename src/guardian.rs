@@ -52,7 +52,7 @@ pub(crate) const ARGV0: &str = "daemonic-guardian";
 /// Starts the guardian of the family in `family_dir` whose main member is `main_dir`; `bus` is
 /// the manager of a family of units. It starts in the caller's cgroup, or in `cgroup`.
 pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup: Option<&Path>) -> Result<Spawned> {
-    sys::guardian_hook_anchor();
+    sys::startup_hook_anchor();
     let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
     let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
     let mut envp: Vec<_> = std::env::vars_os()
@@ -84,6 +84,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
         filters: &[],
         placement: Placement::Auto,
         new_session: true,
+        keep: None,
     })
     .map_err(|e| Error::new(e.kind(), format!("failed to start the guardian of {}: {e}", family_dir.display())))
 }

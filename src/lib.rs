@@ -42,6 +42,8 @@ pub mod layout;
 pub mod log;
 mod member;
 mod notify;
+mod pool;
+mod process;
 pub mod properties;
 mod retire;
 mod seccomp;
@@ -49,6 +51,7 @@ pub(crate) mod spawn;
 mod supervise;
 mod sys;
 pub mod systemd;
+mod target;
 pub mod unit_name;
 mod units;
 
@@ -57,4 +60,9 @@ pub use command::{Command, Placement, Stdio};
 pub use error::{DAEMON_CHILDREN, Error, ErrorKind, Result};
 pub use family::{Family, FamilyBuilder, ProcessInfo, current_process};
 pub use member::Member;
+pub use pool::Pool;
+pub use process::{JoinHandle, ParentProcess, Process, implicit_family, parent_process};
 pub use supervise::{RunOptions, run};
+#[doc(hidden)]
+pub use target::__private;
+pub use target::{EXIT_NO_TARGET, EXIT_PANICKED, Target, init};

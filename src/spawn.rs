@@ -47,6 +47,8 @@ pub(crate) struct Request<'a> {
     pub filters: &'a [Vec<libc::sock_filter>],
     pub placement: Placement,
     pub new_session: bool,
+    /// A close-on-exec descriptor (3 or above) the program inherits under the same number.
+    pub keep: Option<RawFd>,
 }
 
 /// Starts `req`. On error nothing runs any more (a child that failed was reaped).
@@ -155,6 +157,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             new_session: req.new_session,
             report: report_w.as_raw_fd(),
             gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
+            keep: req.keep,
         };
         let (pid, pidfd) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
         Ok((pid, pidfd, report_r))

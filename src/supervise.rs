@@ -94,6 +94,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         filters: &[],
         placement,
         new_session: false,
+        keep: None,
     };
     let (family, main) = match (choice.bus, base) {
         (Some(bus), _) => {

@@ -13,7 +13,9 @@
 //! - installing a prepared seccomp program;
 //! - blocking signals and reading them from a signalfd, for the supervisor;
 //! - the `.init_array` hook that turns a re-executed copy of the current binary into a guardian
-//!   before `main` runs (see [`crate::guardian`]).
+//!   before `main` runs (see [`crate::guardian`]), and takes the channel of a process started
+//!   to run a Rust target out of the environment (see [`crate::target`]);
+//! - `atexit`, which ends the implicit family of [`crate::Process`] when the program exits.
 
 #![allow(unsafe_code)]
 
@@ -22,6 +24,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -68,6 +71,9 @@ pub(crate) struct ChildSpec<'a> {
     /// copy of the write end, then one byte lets it go on and end of file makes it exit. Used
     /// to hold a child until systemd has put it into its scope.
     pub gate: Option<(RawFd, RawFd)>,
+    /// A close-on-exec descriptor (3 or above) that the program inherits under the same number:
+    /// the channel of a process that runs a Rust target (see [`crate::target`]).
+    pub keep: Option<RawFd>,
 }
 
 unsafe extern "C" {
@@ -226,6 +232,11 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
                 }
             }
         }
+        if let Some(fd) = spec.keep
+            && libc::fcntl(fd, libc::F_SETFD, 0) != 0
+        {
+            fail(Stage::Stdio);
+        }
         if let Some(cwd) = spec.cwd
             && libc::chdir(cwd.as_ptr()) != 0
         {
@@ -349,9 +360,25 @@ pub(crate) fn close_descriptors_from(first: c_int) {
     unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
 }
 
-/// The `.init_array` entry: runs before `main` in every binary that links daemonic. When this
-/// process was started as a guardian, it never returns; otherwise it does nothing.
-extern "C" fn guardian_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+/// The channel descriptor of a process started to run a Rust target, taken out of the
+/// environment by [`startup_hook`]; -1 when there is none (or it was taken).
+static TARGET_CHANNEL: AtomicI32 = AtomicI32::new(-1);
+
+/// The `.init_array` entry: runs before `main` in every binary that links daemonic.
+///
+/// - Started as a guardian: runs the guardian and never returns.
+/// - Started to run a Rust target (`DAEMONIC_TARGET=<fd>`): removes the variable, so that
+///   nothing the target starts inherits it, and keeps the descriptor's number for
+///   [`crate::target::init`].
+/// - Otherwise it does nothing.
+extern "C" fn startup_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
+    if let Some(value) = std::env::var_os(crate::target::ENV) {
+        // SAFETY: `.init_array` entries run before `main`, on the only thread of the process:
+        // nothing can read the environment concurrently.
+        unsafe { std::env::remove_var(crate::target::ENV) };
+        let fd = value.to_str().and_then(|v| v.parse::<RawFd>().ok()).filter(|fd| *fd >= 3).unwrap_or(i32::MAX);
+        TARGET_CHANNEL.store(fd, Ordering::SeqCst);
+    }
     if std::env::var_os(crate::guardian::MARKER).is_none() || argv.is_null() || argc < 1 {
         return;
     }
@@ -368,14 +395,50 @@ extern "C" fn guardian_hook(argc: c_int, argv: *const *const c_char, _envp: *con
     crate::guardian::run_and_exit(args)
 }
 
-/// Registered in `.init_array`; [`guardian_hook_anchor`] keeps it linked.
+/// Registered in `.init_array`; [`startup_hook_anchor`] keeps it linked.
 #[used]
 // SAFETY: `.init_array` entries are called by the loader with (argc, argv, envp), which is the
-// signature of `guardian_hook`.
+// signature of `startup_hook`.
 #[unsafe(link_section = ".init_array")]
-static GUARDIAN_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = guardian_hook;
+static STARTUP_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = startup_hook;
 
-/// Referenced by the code that starts guardians, so the linker keeps the object with the hook.
-pub(crate) fn guardian_hook_anchor() {
-    std::hint::black_box(&GUARDIAN_HOOK);
+/// Referenced by the code that starts guardians and by [`crate::target::init`], so that the
+/// linker keeps the object with the hook.
+pub(crate) fn startup_hook_anchor() {
+    std::hint::black_box(&STARTUP_HOOK);
+}
+
+/// The channel this process was started with to run a Rust target, once: `None` in any other
+/// process (and on every later call). An error when the number it was given is not an open
+/// socket, for example a `DAEMONIC_TARGET` set by hand.
+pub(crate) fn take_target_channel() -> Option<io::Result<OwnedFd>> {
+    let fd = TARGET_CHANNEL.swap(-1, Ordering::SeqCst);
+    if fd < 0 {
+        return None;
+    }
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "it is not an open socket");
+    if fd == i32::MAX {
+        return Some(Err(invalid()));
+    }
+    // SAFETY: fstat only writes the structure; a closed or foreign number just fails.
+    let is_socket = unsafe {
+        let mut st = MaybeUninit::<libc::stat>::uninit();
+        libc::fstat(fd, st.as_mut_ptr()) == 0 && (st.assume_init().st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    };
+    if !is_socket {
+        return Some(Err(invalid()));
+    }
+    // SAFETY: the number came from our parent through the environment and names an open
+    // socket; the swap above hands it out once, so this is its only owner.
+    Some(Ok(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// Runs `f` when the process exits through `exit(3)`: after `main` returns or at
+/// `std::process::exit`, not after a signal or `_exit`.
+pub(crate) fn at_exit(f: extern "C" fn()) -> io::Result<()> {
+    // SAFETY: atexit only records the function pointer, which is valid for the whole program.
+    if unsafe { libc::atexit(f) } != 0 {
+        return Err(io::Error::other("atexit refused another handler"));
+    }
+    Ok(())
 }

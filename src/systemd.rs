@@ -410,6 +410,7 @@ pub fn spawn_in_scope(
             filters: &[],
             placement: crate::Placement::Auto,
             new_session: false,
+            keep: None,
         },
         true,
     )?;
