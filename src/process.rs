@@ -188,6 +188,8 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
         .args(args)
         .env(target::ENV, rustix::fd::AsRawFd::as_raw_fd(&theirs).to_string())
         .name(spec.name.clone())
+        // As in Python's children: two processes reading one terminal is never what was meant.
+        .stdin(crate::Stdio::Null)
         .allow_children(spec.allow_children)
         .keep_fd(theirs);
     if let Some(daemon) = spec.daemon {
