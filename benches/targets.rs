@@ -145,9 +145,7 @@ fn python_chunk(python: &str, script: &std::path::Path, method: &str, n: usize) 
     }
     let text = String::from_utf8(out.stdout)?;
     let list = text.trim().trim_start_matches('[').trim_end_matches(']');
-    list.split(',')
-        .map(|v| Ok(Duration::from_nanos(v.trim().parse::<u64>()?)))
-        .collect::<BenchResult<Vec<_>>>()
+    list.split(',').map(|v| Ok(Duration::from_nanos(v.trim().parse::<u64>()?))).collect::<BenchResult<Vec<_>>>()
 }
 
 /// The interpreter itself (`python3` may be a pyenv shim script).

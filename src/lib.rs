@@ -24,6 +24,25 @@
 //! `exitcode`, `sentinel` and `close`; `current_process()` is [`current_process`] and
 //! `active_children()` is [`Family::active_children`].
 //!
+//! A Rust function runs in a process of its own the way Python's *spawn* start method does it:
+//! register it with [`target!`], call [`init`] first thing in `main`, and start a [`Process`]
+//! (its [`JoinHandle`] returns the function's value); [`parent_process`] is the target's handle
+//! on its parent, and [`Pool`] maps a function over inputs on N worker processes.
+//!
+//! ```no_run
+//! fn square(x: u64) -> u64 {
+//!     x * x
+//! }
+//! daemonic::target!(square);
+//!
+//! fn main() -> daemonic::Result<()> {
+//!     daemonic::init();
+//!     let p = daemonic::Process::with_args(square, (7,)).daemon(true).start()?;
+//!     assert_eq!(p.wait()?, 49);
+//!     Ok(())
+//! }
+//! ```
+//!
 //! Modules, each for one kernel mechanism: [`cgroup`] (cgroupfs), [`layout`] (the family's
 //! directories and what a path says), `spawn`/`sys` (clone3 into a cgroup, the only unsafe
 //! code), `seccomp` (the no-fork filter), `retire` (SIGTERM grace and `cgroup.kill`),

@@ -14,7 +14,7 @@
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -130,7 +130,8 @@ impl<R: DeserializeOwned> Process<R> {
         self.target
     }
 
-    /// Starts the process in the implicit family (see the [module](self) documentation).
+    /// Starts the process in the [implicit family](implicit_family): the one [`Family::new`]
+    /// joins or creates, shut down when the program exits, as Python's exit handler does.
     pub fn start(&self) -> Result<JoinHandle<R>> {
         self.start_in(implicit_family()?)
     }
@@ -153,7 +154,7 @@ impl<R: DeserializeOwned> Process<R> {
         Ok(JoinHandle {
             member,
             target,
-            channel: Mutex::new(Channel { fd: Some(channel), inbox: Inbox::default(), reply: None }),
+            channel: Mutex::new(Channel { fd: Some(Arc::new(channel)), inbox: Inbox::default(), reply: None }),
             output: PhantomData,
         })
     }
@@ -252,8 +253,9 @@ fn parent_of_caller() -> Parent {
 /// The channel of a running target process and what arrived on it.
 #[derive(Debug)]
 struct Channel {
-    /// `None` once the stream has ended.
-    fd: Option<OwnedFd>,
+    /// `None` once the stream has ended; shared so that a join can wait on it without holding
+    /// the lock.
+    fd: Option<Arc<OwnedFd>>,
     inbox: Inbox,
     reply: Option<Reply>,
 }
@@ -355,14 +357,17 @@ impl<R: DeserializeOwned> JoinHandle<R> {
     pub fn join(&self, timeout: Option<Duration>) -> Result<Option<i32>> {
         let deadline = timeout.map(|t| Instant::now() + t);
         loop {
-            let mut channel = self.channel();
-            channel.collect()?;
-            if let Some(code) = self.member.exitcode() {
-                // Everything it sent before it ended is in the socket by now.
+            let fd = {
+                let mut channel = self.channel();
                 channel.collect()?;
-                channel.fd = None;
-                return Ok(Some(code));
-            }
+                if let Some(code) = self.member.exitcode() {
+                    // Everything it sent before it ended is in the socket by now.
+                    channel.collect()?;
+                    channel.fd = None;
+                    return Ok(Some(code));
+                }
+                channel.fd.clone()
+            };
             let left = match deadline {
                 Some(d) => match d.checked_duration_since(Instant::now()) {
                     Some(left) => Some(left),
@@ -372,8 +377,8 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             };
             let pidfd = self.member.sentinel();
             let mut fds = vec![PollFd::new(&pidfd, PollFlags::IN)];
-            if let Some(fd) = &channel.fd {
-                fds.push(PollFd::new(fd, PollFlags::IN));
+            if let Some(fd) = &fd {
+                fds.push(PollFd::new(fd.as_ref(), PollFlags::IN));
             }
             cgroup::poll(&mut fds, left).map_err(|e| Error::os(format!("wait for process {}", self.name()), e))?;
         }
