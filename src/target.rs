@@ -343,6 +343,8 @@ impl Inbox {
 /// once, and it must have been called before a process can start targets.
 ///
 /// Code before `init()` runs in every target process too, so nothing should come before it.
+/// With an async runtime, call it in a plain `fn main` before the runtime is built (not inside
+/// `#[tokio::main]`), so that a target does not run inside a runtime it never asked for.
 pub fn init() {
     sys::startup_hook_anchor();
     INIT_CALLED.store(true, Ordering::Release);
