@@ -5,7 +5,8 @@
 //! time over its channel until the channel ends. The parent hands a worker its next input as
 //! soon as it answers, so slow inputs do not hold the others up. A panic in the function is
 //! caught in the worker, which goes on serving; `map` then fails with the panic's message once
-//! the tasks already running have answered.
+//! the tasks already running have answered. A worker that died (killed, or a panic where panics
+//! abort) is taken out and the others go on; it is not replaced.
 //!
 //! Unlike CPython's workers, these are non-daemonic, so a daemon started with `allow_children`
 //! may use a pool: its workers are confined to its cgroup subtree and die with it.
@@ -136,6 +137,9 @@ impl Pool {
                 if running[w].is_some() || next >= tasks.len() || failure.is_some() {
                     continue;
                 }
+                if worker.channel.is_some() && worker.member.exitcode().is_some() {
+                    worker.channel = None; // it ended between two maps
+                }
                 let Some(channel) = &worker.channel else { continue };
                 match target::send_all(channel.as_fd(), &tasks[next]) {
                     Ok(()) => {
@@ -146,10 +150,10 @@ impl Pool {
                 }
             }
             if running.iter().all(Option::is_none) {
+                if next < tasks.len() && failure.is_none() {
+                    failure = Some(Error::new(ErrorKind::TargetFailed, "every worker of the pool has ended"));
+                }
                 break;
-            }
-            if next < tasks.len() && failure.is_none() && workers.iter().all(|w| w.channel.is_none()) {
-                failure = Some(Error::new(ErrorKind::TargetFailed, "every worker of the pool has ended"));
             }
             // Wait for any busy worker to answer.
             let busy: Vec<usize> = (0..workers.len()).filter(|w| running[*w].is_some()).collect();
@@ -174,14 +178,22 @@ impl Pool {
                             format!("cannot decode the value {name} returned for input {index}: {e}"),
                         )
                     }),
-                    Ok(Some(Reply::Panicked(message))) => Err(Error::new(
-                        ErrorKind::TargetPanicked,
-                        format!(
-                            "{name} panicked on input {index} (worker {}, pid {}): {message}",
-                            worker.member.name(),
-                            worker.member.pid()
-                        ),
-                    )),
+                    Ok(Some(Reply::Panicked(message))) => {
+                        // Built with panic = "abort" (the parent is the same binary), the
+                        // worker replied from its panic hook and is dying: it serves no more.
+                        if cfg!(panic = "abort") {
+                            worker.channel = None;
+                            let _ = worker.member.join(Some(std::time::Duration::from_secs(1)));
+                        }
+                        Err(Error::new(
+                            ErrorKind::TargetPanicked,
+                            format!(
+                                "{name} panicked on input {index} (worker {}, pid {}): {message}",
+                                worker.member.name(),
+                                worker.member.pid()
+                            ),
+                        ))
+                    }
                     Ok(Some(Reply::Failed(message))) => Err(Error::new(ErrorKind::TargetFailed, message)),
                     Ok(None) => Err(lost(worker, index, "it ended")),
                     Err(e) => Err(lost(worker, index, &e.to_string())),
