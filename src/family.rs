@@ -436,6 +436,11 @@ impl Family {
         &self.position.family_dir
     }
 
+    /// The calling process's member name in this family.
+    pub(crate) fn member_name(&self) -> &str {
+        &self.position.name
+    }
+
     /// Whether the calling process is a daemonic member.
     pub fn daemon(&self) -> bool {
         self.position.daemon

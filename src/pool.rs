@@ -21,8 +21,8 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind, Result};
 use crate::family::Family;
 use crate::member::Member;
-use crate::process::{Spec, implicit_family, spawn};
-use crate::target::{self, Inbox, Parent, Reply, Request, Target, Task};
+use crate::process::{Spec, implicit_family, parent_in, spawn};
+use crate::target::{self, Inbox, Reply, Request, Target, Task};
 use crate::{cgroup, log};
 
 /// N worker processes that run registered functions (Python's `multiprocessing.Pool`).
@@ -64,10 +64,7 @@ impl Pool {
         if processes == 0 {
             return Err(Error::new(ErrorKind::InvalidInput, "a pool needs at least one worker process"));
         }
-        let parent = Parent {
-            pid: std::process::id(),
-            name: crate::current_process().map(|p| p.name).unwrap_or_else(|_| crate::layout::MAIN_NAME.into()),
-        };
+        let parent = parent_in(family);
         let mut workers = Vec::with_capacity(processes);
         for i in 1..=processes {
             let spec = Spec {

@@ -26,7 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::family::Family;
 use crate::member::Member;
 use crate::target::{self, Inbox, Parent, Reply, Request, Target};
-use crate::{Command, cgroup, layout, sys};
+use crate::{Command, cgroup, sys};
 
 /// A Rust function to run in a new process: Python's `Process(target=…, args=…)` before
 /// `start()`.
@@ -149,7 +149,7 @@ impl<R: DeserializeOwned> Process<R> {
             allow_children: self.allow_children,
             stop_timeout: self.stop_timeout,
         };
-        let request = Request::Call { target: target.to_string(), args, parent: parent_of_caller() };
+        let request = Request::Call { target: target.to_string(), args, parent: parent_in(family) };
         let (member, channel) = spawn(family, &spec, &request)?;
         Ok(JoinHandle {
             member,
@@ -244,10 +244,9 @@ fn send_until_exit(fd: BorrowedFd<'_>, member: &Member, buf: &[u8]) -> std::io::
     Ok(())
 }
 
-/// The caller as the parent of a new process.
-fn parent_of_caller() -> Parent {
-    let name = crate::current_process().map(|p| p.name).unwrap_or_else(|_| layout::MAIN_NAME.into());
-    Parent { pid: std::process::id(), name }
+/// The caller, a member of `family`, as the parent of a new process.
+pub(crate) fn parent_in(family: &Family) -> Parent {
+    Parent { pid: std::process::id(), name: family.member_name().to_string() }
 }
 
 /// The channel of a running target process and what arrived on it.

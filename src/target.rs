@@ -519,6 +519,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_target_is_a_failure_not_a_run() {
+        match run("no::such::target", &[]) {
+            Reply::Failed(msg) => {
+                assert!(msg.contains("no::such::target is not a registered target in this program"), "{msg}");
+                assert_eq!(exit_code(&Reply::Failed(msg)), EXIT_NO_TARGET);
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(exit_code(&Reply::Panicked(String::new())), EXIT_PANICKED);
+    }
+
+    #[test]
     fn closures_are_named_as_such() {
         let name = std::any::type_name::<fn(u8)>();
         assert!(unregistered(name).contains("only a function item"), "{}", unregistered(name));
