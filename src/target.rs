@@ -505,6 +505,33 @@ mod tests {
         assert!(inbox.buf.is_empty());
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 3000, failure_persistence: None, ..Default::default()
+        })]
+
+        /// Whatever arrives on a channel, reading it is an error or messages, never a panic.
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            // As they come, and as the body of a frame whose length is right.
+            let mut framed = (bytes.len() as u32).to_le_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            for (kind, buf) in (0..3).flat_map(|k| [(k, bytes.clone()), (k, framed.clone())]) {
+                let mut inbox = Inbox { buf };
+                loop {
+                    let more = match kind {
+                        0 => matches!(inbox.take::<Request>(), Ok(Some(_))),
+                        1 => matches!(inbox.take::<Task>(), Ok(Some(_))),
+                        _ => matches!(inbox.take::<Reply>(), Ok(Some(_))),
+                    };
+                    if !more {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn oversized_frames_are_refused() {
         let mut inbox = Inbox { buf: (u32::MAX).to_le_bytes().to_vec() };
