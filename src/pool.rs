@@ -138,7 +138,7 @@ impl Pool {
                     worker.channel = None; // it ended between two maps
                 }
                 let Some(channel) = &worker.channel else { continue };
-                match target::send_all(channel.as_fd(), &tasks[next]) {
+                match target::send_all(channel.as_fd(), &tasks[next], None) {
                     Ok(()) => {
                         running[w] = Some(next);
                         next += 1;

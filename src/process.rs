@@ -182,10 +182,10 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
     // may have set up as its standard streams.
     let theirs = rustix::io::fcntl_dupfd_cloexec(&theirs, 3)
         .map_err(|e| Error::os("create the channel for a new process", e.into()))?;
-    let exe = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+    let exe = || std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
     let mut cmd = Command::new("/proc/self/exe");
     let mut args = std::env::args_os();
-    cmd.arg0(args.next().unwrap_or_else(|| exe.clone().into_os_string()))
+    cmd.arg0(args.next().unwrap_or_else(|| exe().into_os_string()))
         .args(args)
         .env(target::ENV, rustix::fd::AsRawFd::as_raw_fd(&theirs).to_string())
         .name(spec.name.clone())
@@ -201,10 +201,10 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
     }
     let member = family.spawn(&mut cmd).map_err(|e| match e.kind() {
         ErrorKind::DaemonChildren => e,
-        _ => Error::new(e.kind(), format!("cannot start {} again for {}: {e}", exe.display(), spec.name)),
+        _ => Error::new(e.kind(), format!("cannot start {} again for {}: {e}", exe().display(), spec.name)),
     })?;
     drop(cmd); // closes our copy of the child's end: the channel ends when the child does
-    let sent = target::frame(request).and_then(|f| send_until_exit(ours.as_fd(), &member, &f));
+    let sent = target::frame(request).and_then(|f| target::send_all(ours.as_fd(), &f, Some(member.sentinel())));
     if let Err(e) = sent {
         let _ = member.kill();
         let status = member.wait().map(crate::log::describe_exit).unwrap_or_else(|e| e.to_string());
@@ -219,29 +219,6 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
         ));
     }
     Ok((member, ours))
-}
-
-/// Sends `buf` on `fd` unless the member ends first.
-fn send_until_exit(fd: BorrowedFd<'_>, member: &Member, buf: &[u8]) -> std::io::Result<()> {
-    rustix::io::ioctl_fionbio(fd, true)?;
-    let mut rest = buf;
-    while !rest.is_empty() {
-        match rustix::net::send(fd, rest, rustix::net::SendFlags::NOSIGNAL) {
-            Ok(n) => rest = &rest[n..],
-            Err(rustix::io::Errno::INTR) => {}
-            Err(rustix::io::Errno::AGAIN) => {
-                let pidfd = member.sentinel();
-                let mut fds = [PollFd::new(&fd, PollFlags::OUT), PollFd::new(&pidfd, PollFlags::IN)];
-                cgroup::poll(&mut fds, None)?;
-                if fds[1].revents().contains(PollFlags::IN) {
-                    return Err(std::io::Error::other("it ended"));
-                }
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    rustix::io::ioctl_fionbio(fd, false)?;
-    Ok(())
 }
 
 /// The caller, a member of `family`, as the parent of a new process.

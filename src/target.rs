@@ -253,14 +253,22 @@ pub(crate) fn frame<T: Serialize>(msg: &T) -> io::Result<Vec<u8>> {
 }
 
 /// Sends all of `buf`, waiting while the socket is full. No SIGPIPE: a peer that is gone is an
-/// `EPIPE` error.
-pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8]) -> io::Result<()> {
+/// `EPIPE` error. With `until`, a pidfd, the wait also ends (with an error) when that process
+/// has ended, so a child that never reads cannot hold the sender.
+pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8], until: Option<BorrowedFd<'_>>) -> io::Result<()> {
     while !buf.is_empty() {
-        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL) {
+        match rustix::net::send(fd, buf, SendFlags::NOSIGNAL | SendFlags::DONTWAIT) {
             Ok(n) => buf = &buf[n..],
             Err(rustix::io::Errno::INTR) => {}
             Err(rustix::io::Errno::AGAIN) => {
-                crate::cgroup::poll(&mut [PollFd::new(&fd, PollFlags::OUT)], None)?;
+                let mut fds = vec![PollFd::new(&fd, PollFlags::OUT)];
+                if let Some(pidfd) = &until {
+                    fds.push(PollFd::new(pidfd, PollFlags::IN));
+                }
+                crate::cgroup::poll(&mut fds, None)?;
+                if fds.get(1).is_some_and(|p| p.revents().contains(PollFlags::IN)) {
+                    return Err(io::Error::other("it ended"));
+                }
             }
             Err(e) => return Err(e.into()),
         }
@@ -393,7 +401,7 @@ fn serve(fd: OwnedFd) -> i32 {
                 eprintln!("daemonic: error: {msg}");
             }
             // A parent that stopped listening (its handle was dropped) does not change the outcome.
-            let _ = frame(&reply).and_then(|f| send_all(fd.as_fd(), &f));
+            let _ = frame(&reply).and_then(|f| send_all(fd.as_fd(), &f, None));
             code
         }
         Request::Worker { parent } => {
@@ -408,7 +416,7 @@ fn serve(fd: OwnedFd) -> i32 {
                     }
                 };
                 let reply = run(&task.target, &task.args);
-                if frame(&reply).and_then(|f| send_all(fd.as_fd(), &f)).is_err() {
+                if frame(&reply).and_then(|f| send_all(fd.as_fd(), &f, None)).is_err() {
                     return 0; // the pool is gone
                 }
             }
@@ -476,7 +484,7 @@ fn install_panic_hook() {
             if cfg!(panic = "abort")
                 && let Some(fd) = CHANNEL.get()
             {
-                let _ = frame(&Reply::Panicked(message.clone())).and_then(|f| send_all(fd.as_fd(), &f));
+                let _ = frame(&Reply::Panicked(message.clone())).and_then(|f| send_all(fd.as_fd(), &f, None));
             }
             *lock(&PANIC_MESSAGE) = Some(message);
         }
