@@ -1,0 +1,337 @@
+//! Section "escapes": a daemon with `allow_children` tries to get processes out of its family
+//! (`escape.py` does the trying). The report says what the kernel refused and whether what got
+//! away from its parent was still caught by the family's end: every process the daemon made must
+//! be dead within 100 ms of its family's end, and nothing of the family may remain.
+//!
+//! The family is opened by this program in the `escape-main` role (a library supervisor, as in
+//! the endings section), whose one daemon runs the escape.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use daemonic::systemd::Bus;
+use daemonic::{Backend, Command, Family};
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::Env;
+use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+use crate::trial::LATE;
+use crate::v1::V1Cgroup;
+
+/// The escape script, written to the scratch directory at start.
+pub(crate) const SCRIPT: &str = include_str!("escape.py");
+/// The fork bomb's tasks limit.
+const BOMB_LIMIT: u32 = 64;
+/// The unprivileged user of the `move-cgroup` trial as a user (nobody).
+const NOBODY: u32 = 65534;
+
+/// One way out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Escape {
+    DoubleFork,
+    Setsid,
+    Daemon3,
+    ForkBomb,
+    MoveAsRoot,
+    MoveAsUser,
+}
+
+impl Escape {
+    pub(crate) const ALL: [Escape; 6] =
+        [Escape::DoubleFork, Escape::Setsid, Escape::Daemon3, Escape::ForkBomb, Escape::MoveAsRoot, Escape::MoveAsUser];
+
+    fn kind(self) -> &'static str {
+        match self {
+            Escape::DoubleFork => "double-fork",
+            Escape::Setsid => "setsid",
+            Escape::Daemon3 => "daemon3",
+            Escape::ForkBomb => "fork-bomb",
+            Escape::MoveAsRoot | Escape::MoveAsUser => "move-cgroup",
+        }
+    }
+
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Escape::DoubleFork => "double fork",
+            Escape::Setsid => "fork + setsid",
+            Escape::Daemon3 => "daemon(3)",
+            Escape::ForkBomb => "fork bomb under a tasks limit (64)",
+            Escape::MoveAsRoot => "move into another cgroup, as root",
+            Escape::MoveAsUser => "move into another cgroup it owns, as nobody",
+        }
+    }
+
+    fn letter(self) -> char {
+        b"dsabmu"[self as usize] as char
+    }
+}
+
+/// What one escape trial saw.
+#[derive(Debug, Default)]
+pub(crate) struct EscapeOutcome {
+    /// What the kernel answered to each step, in the script's words.
+    pub(crate) said: BTreeMap<String, String>,
+    /// Processes the daemon made that were watched.
+    pub(crate) watched: usize,
+    /// Of those, the ones dead within 100 ms of the family's end.
+    pub(crate) caught: usize,
+    /// Family end → the last of them dead.
+    pub(crate) latency: Option<Duration>,
+    /// Processes alive after the family's end (plus its grace of 100 ms).
+    pub(crate) survivors: usize,
+    /// Cgroups and units of the family left behind.
+    pub(crate) leaked_cgroups: usize,
+    pub(crate) leaked_units: usize,
+    pub(crate) error: Option<String>,
+}
+
+impl EscapeOutcome {
+    pub(crate) fn leaks(&self) -> usize {
+        self.survivors + self.leaked_cgroups + self.leaked_units
+    }
+
+    pub(crate) fn failed(&self) -> bool {
+        self.leaks() > 0 || self.error.is_some()
+    }
+}
+
+/// The `escape-main` role: opens a family, starts the escaping daemon, waits for a line on
+/// standard input, then ends the family the ordinary way.
+pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
+    let mut opt = BTreeMap::new();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        opt.insert(flag, value);
+    }
+    let get = |k: &str| opt.get(k).cloned().ok_or_else(|| format!("{k} is required"));
+    let backend = crate::parse_backend(&get("--backend")?)?;
+    let mut builder = Family::builder().name(get("--name")?).backend(backend);
+    if backend == Backend::Systemd {
+        builder = builder.bus(Bus::User);
+    }
+    let family = builder.open().map_err(|e| format!("open the family: {e}"))?;
+    let script_args = [get("--script")?, get("--kind")?, get("--report")?, get("--outside")?, get("--pids")?];
+    let mut cmd = match opt.get("--as-user") {
+        Some(uid) => {
+            let mut c = Command::new("setpriv");
+            c.args([format!("--reuid={uid}"), format!("--regid={uid}"), "--clear-groups".into(), "--".into()]);
+            c.arg(get("--python")?);
+            c
+        }
+        None => Command::new(get("--python")?),
+    };
+    cmd.args(script_args).name("escaper").daemon(true).allow_children(true);
+    let escaper = family.spawn(&mut cmd).map_err(|e| format!("spawn the escaping daemon: {e}"))?;
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).map_err(|e| format!("wait for the harness: {e}"))?;
+    drop(escaper);
+    family.shutdown().map_err(|e| format!("shut the family down: {e}"))
+}
+
+/// A cgroup2 directory outside any family, that the mover may write.
+struct Outside {
+    path: PathBuf,
+}
+
+impl Outside {
+    fn create(env: &Env, token: &str, owner: Option<u32>) -> Result<Outside, String> {
+        let h = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
+        let own = h.cgroup_of(0).map_err(|e| e.to_string())?;
+        // Not named with the token: it is not the family's, and the sweep must leave it alone.
+        let path = own.join(format!("daemonic-reliability-outside-{}", &token[1..]));
+        debug_assert!(path.starts_with(&env.cgroup2));
+        std::fs::create_dir(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        let outside = Outside { path };
+        if let Some(uid) = owner {
+            // What systemd's Delegate= does for a user: the directory and its procs files.
+            for p in [outside.path.clone(), outside.path.join("cgroup.procs"), outside.path.join("cgroup.threads")] {
+                std::os::unix::fs::chown(&p, Some(uid), Some(uid))
+                    .map_err(|e| format!("chown {}: {e}", p.display()))?;
+            }
+        }
+        Ok(outside)
+    }
+
+    fn procs(&self) -> Vec<u32> {
+        procs_of(&self.path)
+    }
+
+    fn remove(self) -> Result<(), String> {
+        if !self.procs().is_empty() {
+            let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
+        }
+        let mut last = None;
+        for _ in 0..250 {
+            match std::fs::remove_dir(&self.path) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(format!("remove {}: {}", self.path.display(), last.map(|e| e.to_string()).unwrap_or_default()))
+    }
+}
+
+/// Runs one escape trial.
+pub(crate) fn run(env: &Env, escape: Escape, backend: &str, index: usize) -> EscapeOutcome {
+    let token = format!("r{}{}x{}n{index}e", env.run_id, &backend[..1], escape.letter());
+    let dir = env.scratch.join(&token);
+    let mut out = EscapeOutcome::default();
+    let as_user = (escape == Escape::MoveAsUser).then_some(NOBODY);
+    let setup = || -> Result<(Outside, Option<V1Cgroup>), String> {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        // The unprivileged escaper writes its report here.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+        let outside = Outside::create(env, &token, as_user)?;
+        let pids = if escape == Escape::ForkBomb { Some(V1Cgroup::pids(&token, BOMB_LIMIT)?) } else { None };
+        Ok((outside, pids))
+    };
+    let (outside, pids) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            out.error = Some(e);
+            let _ = std::fs::remove_dir_all(&dir);
+            return out;
+        }
+    };
+    if let Err(e) = run_in(env, escape, backend, &token, &dir, &outside, pids.as_ref(), as_user, &mut out) {
+        out.error.get_or_insert(e);
+    }
+    sweep(env, &token, backend);
+    if let Err(e) = outside.remove() {
+        out.error.get_or_insert(e);
+    }
+    if let Some(p) = pids {
+        if let Err(e) = p.remove() {
+            out.error.get_or_insert(e);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_in(
+    env: &Env,
+    escape: Escape,
+    backend: &str,
+    token: &str,
+    dir: &Path,
+    outside: &Outside,
+    pids: Option<&V1Cgroup>,
+    as_user: Option<u32>,
+    out: &mut EscapeOutcome,
+) -> Result<(), String> {
+    let report = dir.join("report.json");
+    let mut cmd = std::process::Command::new(&env.me);
+    cmd.arg("escape-main");
+    cmd.args(["--backend", backend, "--name", token, "--kind", escape.kind()]);
+    cmd.arg("--script").arg(env.scratch.join("escape.py"));
+    cmd.arg("--report").arg(&report);
+    cmd.arg("--outside").arg(&outside.path);
+    cmd.arg("--pids").arg(pids.map(|p| p.path().to_path_buf()).unwrap_or_default());
+    cmd.arg("--python").arg(&env.python);
+    if let Some(uid) = as_user {
+        cmd.args(["--as-user", &uid.to_string()]);
+    }
+    let stderr_path = dir.join("stderr");
+    let stderr = std::fs::File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(stderr).env("DAEMONIC_LOG", "quiet");
+    let mut child = cmd.spawn().map_err(|e| format!("start escape-main: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let pidfd = pidfd_open(Pid::from_raw(child.id() as i32).expect("child pid"), PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open of escape-main: {e}"))?;
+    let mut main = Watched { what: "escape-main".into(), pidfd, died: None };
+
+    let result = (|| -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let text = loop {
+            if let Ok(t) = std::fs::read_to_string(&report) {
+                break t;
+            }
+            watch(&mut [&mut main], Instant::now() + Duration::from_millis(5));
+            if main.died.is_some() || Instant::now() > deadline {
+                return Err("the escaping daemon wrote no report".into());
+            }
+        };
+        let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("parse the report: {e}"))?;
+        for (k, v) in doc["said"].as_object().into_iter().flatten() {
+            out.said.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
+        }
+        let mut watched = Vec::new();
+        for p in doc["pids"].as_array().into_iter().flatten() {
+            let pid = p.as_u64().unwrap_or(0) as u32;
+            let w = Watched::open(format!("process {pid}"), pid, "")?;
+            // Ours: in the family's cgroup or in the outside one (a moved process).
+            let cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+            let outside_name = outside.path.file_name().unwrap_or_default().to_string_lossy();
+            if !(cgroup.contains(token) || cgroup.contains(&*outside_name)) {
+                return Err(format!("process {pid} of the report is in neither the family nor {outside_name}"));
+            }
+            watched.push(w);
+        }
+        out.watched = watched.len();
+        writeln!(stdin, "return").map_err(|e| format!("tell escape-main to return: {e}"))?;
+        watch(&mut [&mut main], Instant::now() + Duration::from_secs(15));
+        let end = main.died.ok_or("escape-main did not end")?;
+        {
+            let mut set: Vec<&mut Watched> = watched.iter_mut().collect();
+            watch(&mut set, end + Duration::from_secs(2));
+        }
+        let last = watched.iter().map(|w| w.died).collect::<Option<Vec<_>>>().and_then(|v| v.into_iter().max());
+        out.latency = last.map(|l| l.saturating_duration_since(end));
+        out.survivors = watched.iter().filter(|w| w.died.is_none_or(|t| t > end + LATE)).count();
+        out.caught = watched.len() - out.survivors;
+        // Whatever the report did not list: the bomb's tasks, anything that reached the outside.
+        // (Exited tasks leave a v1 cgroup's procs at their exit, zombies included.)
+        let listed: Vec<u32> =
+            doc["pids"].as_array().into_iter().flatten().filter_map(|p| p.as_u64()).map(|p| p as u32).collect();
+        let mut others: Vec<u32> = outside.procs();
+        if let Some(p) = pids {
+            others.extend(procs_of(p.path()));
+        }
+        others.retain(|p| !listed.contains(p));
+        others.sort_unstable();
+        others.dedup();
+        out.survivors += others.len();
+        for w in &watched {
+            if alive(&w.pidfd) {
+                let _ = pidfd_send_signal(&w.pidfd, Signal::KILL);
+            }
+        }
+        Ok(())
+    })();
+    drop(stdin);
+    watch(&mut [&mut main], Instant::now() + Duration::from_secs(15));
+    if main.died.is_none() {
+        let _ = pidfd_send_signal(&main.pidfd, Signal::KILL);
+    }
+    let status = child.wait().map_err(|e| format!("wait for escape-main: {e}"))?;
+    if result.is_ok() && !status.success() {
+        out.error = Some(format!("escape-main ended with {status}"));
+    }
+    // The guardian removes the family's cgroups after the end; give it its time.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !cgroups_of(&env.cgroup2, token).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
+    out.leaked_units = if backend == "systemd" { units_of(token).len() } else { 0 };
+    if let Err(e) = result {
+        let tail = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
+        return Err(format!("{e} (stderr: {})", tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ")));
+    }
+    Ok(())
+}
+
+/// The processes a cgroup (v1 or v2) lists.
+fn procs_of(dir: &Path) -> Vec<u32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}

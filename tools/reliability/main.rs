@@ -1,0 +1,325 @@
+//! `reliability`: daemonic's promise, measured. Run through `scripts/reliability`, which builds
+//! this program and `daemonic` in release mode and starts a systemd user manager when none runs.
+//!
+//! ```text
+//! reliability [--quick] [--trials N] [--jobs J] [--backends cgroupfs,systemd]
+//!             --daemonic PATH [--out FILE]
+//! reliability member …        (the main member of one trial's family; see member.rs)
+//! ```
+//!
+//! Section "endings": every way a supervising parent can end, for both supervisors (`daemonic
+//! run` with the main member under it, and a program that uses the library and is its family's
+//! main member), on each backend, N trials each (20 with `--quick`, 500 by default). Each trial
+//! is measured by `trial.rs`. The table goes to standard output and to `--out`; the last line
+//! is `reliability: N trials, L leaked`, and the exit status is 1 when anything leaked or
+//! failed.
+
+mod escapes;
+mod member;
+mod probe;
+mod report;
+mod trial;
+mod v1;
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use daemonic::Backend;
+
+/// Who supervises the family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Supervisor {
+    /// `daemonic run` with the main member under it.
+    Cli,
+    /// A program using the library: supervisor and main member at once.
+    Library,
+}
+
+impl Supervisor {
+    const ALL: [Supervisor; 2] = [Supervisor::Cli, Supervisor::Library];
+
+    fn letter(self) -> char {
+        match self {
+            Supervisor::Cli => 'c',
+            Supervisor::Library => 'l',
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Supervisor::Cli => "daemonic run",
+            Supervisor::Library => "library",
+        }
+    }
+}
+
+/// How the supervising parent ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Ending {
+    Return,
+    PanicUnwind,
+    PanicAbort,
+    Exit,
+    Term,
+    Int,
+    Hup,
+    Kill,
+    KillBoth,
+    Oom,
+}
+
+impl Ending {
+    const ALL: [Ending; 10] = [
+        Ending::Return,
+        Ending::PanicUnwind,
+        Ending::PanicAbort,
+        Ending::Exit,
+        Ending::Term,
+        Ending::Int,
+        Ending::Hup,
+        Ending::Kill,
+        Ending::KillBoth,
+        Ending::Oom,
+    ];
+
+    fn letter(self) -> char {
+        b"rpaxtihkbo"[self as usize] as char
+    }
+
+    /// What happens, for the table; for the CLI the main member does what the library's
+    /// program does, and the signals go to `daemonic run`.
+    fn label(self, sup: Supervisor) -> &'static str {
+        match (self, sup) {
+            (Ending::Return, _) => "main returns",
+            (Ending::PanicUnwind, _) => "main panics (unwind)",
+            (Ending::PanicAbort, _) => "main panics (abort)",
+            (Ending::Exit, _) => "main calls exit(3)",
+            (Ending::Term, _) => "SIGTERM to the supervisor",
+            (Ending::Int, _) => "SIGINT to the supervisor",
+            (Ending::Hup, _) => "SIGHUP to the supervisor",
+            (Ending::Kill, Supervisor::Cli) => "SIGKILL of `run`, main goes on",
+            (Ending::Kill, Supervisor::Library) => "SIGKILL of the supervisor",
+            (Ending::KillBoth, Supervisor::Cli) => "SIGKILL of `run` and main",
+            (Ending::KillBoth, Supervisor::Library) => "SIGKILL of it and its worker",
+            (Ending::Oom, _) => "OOM killer on main",
+        }
+    }
+}
+
+/// What every trial needs to know.
+pub(crate) struct Env {
+    pub(crate) run_id: u32,
+    pub(crate) scratch: PathBuf,
+    pub(crate) daemonic: PathBuf,
+    pub(crate) me: PathBuf,
+    pub cgroup2: PathBuf,
+    pub(crate) systemctl_user: bool,
+    /// A python3 every user may run (the escapes run one as nobody).
+    pub(crate) python: PathBuf,
+}
+
+pub(crate) fn parse_backend(s: &str) -> Result<Backend, String> {
+    match s {
+        "cgroupfs" => Ok(Backend::Cgroupfs),
+        "systemd" => Ok(Backend::Systemd),
+        other => Err(format!("unknown backend {other:?} (cgroupfs or systemd)")),
+    }
+}
+
+pub(crate) struct Options {
+    trials: usize,
+    quick: bool,
+    jobs: usize,
+    backends: Vec<String>,
+    daemonic: Option<PathBuf>,
+    out: Option<PathBuf>,
+}
+
+fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String> {
+    let mut o = Options { trials: 500, quick: false, jobs: 2, backends: vec![], daemonic: None, out: None };
+    let mut trials = None;
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--quick" => o.quick = true,
+            "--trials" => trials = Some(value()?.parse().map_err(|e| format!("--trials: {e}"))?),
+            "--jobs" => o.jobs = value()?.parse().map_err(|e| format!("--jobs: {e}"))?,
+            "--backends" => o.backends = value()?.split(',').map(String::from).collect(),
+            "--daemonic" => o.daemonic = Some(PathBuf::from(value()?)),
+            "--out" => o.out = Some(PathBuf::from(value()?)),
+            other => return Err(format!("unknown option {other:?}")),
+        }
+    }
+    o.trials = trials.unwrap_or(if o.quick { 20 } else { 500 });
+    if o.backends.is_empty() {
+        o.backends = vec!["cgroupfs".into(), "systemd".into()];
+    }
+    for b in &o.backends {
+        parse_backend(b)?;
+    }
+    if o.jobs == 0 || o.trials == 0 {
+        return Err("--jobs and --trials must be at least 1".into());
+    }
+    Ok(o)
+}
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1).peekable();
+    let role = args.peek().cloned();
+    if let Some(role @ ("member" | "worker" | "escape-main")) = role.as_deref() {
+        args.next();
+        let result = match role {
+            "member" => member::Args::parse(args).and_then(member::main),
+            "worker" => member::worker(args),
+            _ => escapes::main(args),
+        };
+        return match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("reliability {role}: {e}");
+                ExitCode::from(70)
+            }
+        };
+    }
+    match parse_options(args).and_then(harness) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("reliability: error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Key of a table row.
+pub(crate) type Row = (String, Supervisor, Ending);
+
+/// One trial to run.
+enum Job {
+    Ending(Row),
+    Escape(String, escapes::Escape),
+}
+
+/// Everything measured, by section and row.
+#[derive(Default)]
+pub(crate) struct Results {
+    pub(crate) endings: BTreeMap<Row, Vec<trial::Outcome>>,
+    pub(crate) escapes: BTreeMap<(String, escapes::Escape), Vec<escapes::EscapeOutcome>>,
+}
+
+impl Results {
+    fn done(&self) -> usize {
+        self.endings.values().map(Vec::len).sum::<usize>() + self.escapes.values().map(Vec::len).sum::<usize>()
+    }
+}
+
+fn harness(o: Options) -> Result<bool, String> {
+    let cgroup2 = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?.mount().to_path_buf();
+    let scratch = tempfile::Builder::new()
+        .prefix("daemonic-reliability.")
+        .tempdir()
+        .map_err(|e| format!("create a scratch directory: {e}"))?;
+    // Readable by every user: the unprivileged escaper runs the script and writes its report
+    // below it.
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| format!("chmod {}: {e}", scratch.path().display()))?;
+    let script = scratch.path().join("escape.py");
+    std::fs::write(&script, escapes::SCRIPT).map_err(|e| format!("write {}: {e}", script.display()))?;
+    let env = Env {
+        run_id: std::process::id(),
+        scratch: scratch.path().to_path_buf(),
+        daemonic: o.daemonic.clone().ok_or("--daemonic PATH is required")?,
+        me: std::env::current_exe().map_err(|e| format!("find this program: {e}"))?,
+        cgroup2,
+        systemctl_user: o.backends.iter().any(|b| b == "systemd"),
+        python: find_python()?,
+    };
+
+    // Trials interleaved: every row gets its n-th trial before any row its (n+1)-th, so a slow
+    // phase of the machine spreads over all rows.
+    let mut queue = VecDeque::new();
+    for i in 0..o.trials {
+        for b in &o.backends {
+            for sup in Supervisor::ALL {
+                for ending in Ending::ALL {
+                    queue.push_back((Job::Ending((b.clone(), sup, ending)), i));
+                }
+            }
+            for escape in escapes::Escape::ALL {
+                queue.push_back((Job::Escape(b.clone(), escape), i));
+            }
+        }
+    }
+    let total = queue.len();
+    eprintln!(
+        "reliability: {total} trials ({} per row), {} at a time, daemonic {}",
+        o.trials,
+        o.jobs,
+        env.daemonic.display()
+    );
+    let queue = Mutex::new(queue);
+    let results = Mutex::new(Results::default());
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..o.jobs {
+            s.spawn(|| {
+                loop {
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                    let Some((job, i)) = next else { break };
+                    let r = match job {
+                        Job::Ending((backend, sup, ending)) => {
+                            let outcome = trial::run(&env, sup, ending, &backend, i);
+                            if outcome.failed() {
+                                eprintln!(
+                                    "reliability: FAILED {backend} / {} / {} #{i}: {outcome:?}",
+                                    sup.label(),
+                                    ending.label(sup)
+                                );
+                            }
+                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                            r.endings.entry((backend, sup, ending)).or_default().push(outcome);
+                            r
+                        }
+                        Job::Escape(backend, escape) => {
+                            let outcome = escapes::run(&env, escape, &backend, i);
+                            if outcome.failed() {
+                                eprintln!("reliability: FAILED {backend} / {} #{i}: {outcome:?}", escape.label());
+                            }
+                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                            r.escapes.entry((backend, escape)).or_default().push(outcome);
+                            r
+                        }
+                    };
+                    let done = r.done();
+                    if done % 100 == 0 {
+                        eprintln!("reliability: {done}/{total} trials, {:.0} s", started.elapsed().as_secs_f64());
+                    }
+                }
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let report = report::Report::new(&o, &results, started.elapsed());
+    let text = report.markdown();
+    print!("{text}");
+    if let Some(out) = &o.out {
+        std::fs::write(out, &text).map_err(|e| format!("write {}: {e}", out.display()))?;
+        eprintln!("reliability: wrote {}", out.display());
+    }
+    Ok(report.leaked == 0 && report.failed == 0)
+}
+
+/// A python3 that every user can run: the system's (a pyenv interpreter under /root is not
+/// reachable for nobody), else the one on PATH.
+fn find_python() -> Result<PathBuf, String> {
+    for candidate in ["/usr/bin/python3", "/usr/local/bin/python3"] {
+        if std::fs::metadata(candidate).is_ok_and(|m| m.permissions().mode() & 0o001 != 0) {
+            return Ok(PathBuf::from(candidate));
+        }
+    }
+    Err("no python3 in /usr/bin or /usr/local/bin that every user may run (Debian: apt-get install python3)".into())
+}

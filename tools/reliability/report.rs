@@ -1,0 +1,250 @@
+//! The table of figures, as Markdown: printed, and written to `docs/reliability.md`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::escapes::EscapeOutcome;
+use crate::trial::{LATE, Outcome};
+use crate::{Options, Results};
+
+pub(crate) struct Report {
+    pub(crate) leaked: usize,
+    pub(crate) failed: usize,
+    text: String,
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.1}", d.as_secs_f64() * 1000.0)
+}
+
+/// The q-th quantile (nearest rank) of sorted values.
+fn quantile(sorted: &[Duration], q: f64) -> Duration {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+fn command_output(cmd: &str, args: &[&str]) -> String {
+    std::process::Command::new(cmd)
+        .args(args)
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or_default().trim().to_string())
+        .unwrap_or_default()
+}
+
+/// unified, hybrid or legacy, from where cgroup2 is mounted and whether v1 hierarchies exist.
+fn cgroup_mode() -> String {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut v2 = None;
+    let mut v1 = 0;
+    for line in mountinfo.lines() {
+        let Some((left, right)) = line.split_once(" - ") else { continue };
+        let fstype = right.split_whitespace().next().unwrap_or_default();
+        let mount = left.split_whitespace().nth(4).unwrap_or_default();
+        match fstype {
+            "cgroup2" if v2.is_none() => v2 = Some(mount.to_string()),
+            "cgroup" => v1 += 1,
+            _ => {}
+        }
+    }
+    match (v2, v1) {
+        (Some(m), 0) => format!("unified (cgroup2 at {m})"),
+        (Some(m), n) => format!("hybrid (cgroup2 at {m}, {n} v1 hierarchies)"),
+        (None, _) => "legacy (no cgroup2)".into(),
+    }
+}
+
+impl Report {
+    pub(crate) fn new(o: &Options, all: &Results, took: Duration) -> Report {
+        let results = &all.endings;
+        let mut text = String::new();
+        let (mut trials, mut leaked, mut failed) = (0, 0, 0);
+        let mode = if o.quick { "--quick" } else { "long mode" };
+        let _ = writeln!(text, "# daemonic reliability\n");
+        let _ = writeln!(
+            text,
+            "Written by `scripts/reliability` ({mode}, {} trials per row, {} at a time) on {}; it took {:.0} s.\n",
+            o.trials,
+            o.jobs,
+            command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            took.as_secs_f64()
+        );
+        let _ = writeln!(
+            text,
+            "Machine: kernel {}, {} cores, cgroups {}, {}.\n",
+            command_output("uname", &["-r"]),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            cgroup_mode(),
+            command_output("systemctl", &["--version"]),
+        );
+        let _ = writeln!(text, "## Every way a supervising parent can end\n");
+        let _ = writeln!(
+            text,
+            "Each trial starts a family: the main member, a plain daemon (`sleep`), a daemon with \
+             `allow_children` that double-forks a `setsid` sleeper and backgrounds another, and a \
+             non-daemonic worker that sleeps 0.3 s and then writes a file. The supervisor is either \
+             `daemonic run` (the main member runs under it; signals go to `run`, which forwards \
+             them) or a program using the library (supervisor and main member at once). Then it \
+             ends one way. Times are taken from pidfds: *latency* runs from the death of the \
+             family's last non-daemonic process to the death of its last daemon. A trial leaks when \
+             a daemon outlives the family by more than {} ms, or when any process, cgroup \
+             directory or transient unit of the family is left once its guardian has exited. *Early* \
+             counts daemons killed before their family ended, *worker killed* non-daemonic workers \
+             that did not finish (C7), *status* supervisors whose exit status was not the expected \
+             one (C9).\n",
+            LATE.as_millis()
+        );
+        let _ = writeln!(
+            text,
+            "| backend | supervisor | ending | trials | latency p50 / p99 / max (ms) | late | early | \
+             leaked proc / cgroup / unit | worker killed | status | errors |"
+        );
+        let _ = writeln!(text, "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|");
+        let mut failures = Vec::new();
+        for ((backend, sup, ending), outcomes) in results {
+            let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.latency).collect();
+            lat.sort();
+            let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+            let lat_text = if lat.is_empty() {
+                "–".to_string()
+            } else {
+                format!("{} / {} / {}", ms(quantile(&lat, 0.5)), ms(quantile(&lat, 0.99)), ms(*lat.last().unwrap()))
+            };
+            let row_leaked: usize = outcomes.iter().map(Outcome::leaks).sum();
+            let sum = |f: &dyn Fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
+            let _ = writeln!(
+                text,
+                "| {backend} | {} | {} | {} | {lat_text} | {} | {} | {} / {} / {} | {} | {} | {} |",
+                sup.label(),
+                ending.label(*sup),
+                outcomes.len(),
+                count(&|o| o.latency.is_some_and(|l| l > LATE)),
+                count(&|o| o.early),
+                sum(&|o| o.leaked_processes),
+                sum(&|o| o.leaked_cgroups),
+                sum(&|o| o.leaked_units),
+                count(&|o| o.worker_killed),
+                count(&|o| o.wrong_status.is_some()),
+                count(&|o| o.error.is_some() || o.not_oom),
+            );
+            trials += outcomes.len();
+            leaked += row_leaked;
+            for (i, o) in outcomes.iter().enumerate() {
+                if o.failed() {
+                    failed += 1;
+                    if failures.len() < 30 {
+                        failures.push(format!(
+                            "- {backend} / {} / {} (trial {i}): {o:?}",
+                            sup.label(),
+                            ending.label(*sup)
+                        ));
+                    }
+                }
+            }
+        }
+        let _ = writeln!(text);
+        escapes_section(&mut text, &all.escapes, &mut trials, &mut leaked, &mut failed, &mut failures);
+        let _ = writeln!(text);
+        if failures.is_empty() {
+            let _ = writeln!(text, "Every trial passed.");
+        } else {
+            let _ = writeln!(text, "Failed trials ({failed}; at most 30 shown):\n");
+            for f in failures {
+                let _ = writeln!(text, "{f}");
+            }
+        }
+        let _ = writeln!(text, "\nreliability: {trials} trials, {leaked} leaked");
+        Report { leaked, failed, text }
+    }
+
+    pub(crate) fn markdown(&self) -> String {
+        self.text.clone()
+    }
+}
+
+type EscapeRows = BTreeMap<(String, crate::escapes::Escape), Vec<EscapeOutcome>>;
+
+fn escapes_section(
+    text: &mut String,
+    rows: &EscapeRows,
+    trials: &mut usize,
+    leaked: &mut usize,
+    failed: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "## Escapes from a daemon with `allow_children`\n");
+    let _ = writeln!(
+        text,
+        "The family's one daemon may have children and tries to get processes out of the family. \
+         *The kernel said* is what the escaping process was told (every distinct answer over the \
+         trials). *Caught* counts the processes that got away from their parent or session and \
+         still died within {} ms of the family's end (the end of its library supervisor, which \
+         kills the daemons with `cgroup.kill`); *survived* counts everything alive after that, \
+         the fork bomb's tasks and anything in the cgroup outside the family included.\n",
+        LATE.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "| backend | escape | trials | the kernel said | caught | latency p50 / max (ms) | survived | \
+         leaked cgroup / unit | errors |"
+    );
+    let _ = writeln!(text, "|---|---|---:|---|---:|---|---:|---|---:|");
+    for ((backend, escape), outcomes) in rows {
+        // Distinct answers, with PIDs and tokens written as N.
+        let said: BTreeSet<String> =
+            outcomes.iter().flat_map(|o| o.said.iter().map(|(k, v)| numbers_as_n(&format!("{k}: {v}")))).collect();
+        let said: Vec<String> = said.into_iter().take(3).collect();
+        let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.latency).collect();
+        lat.sort();
+        let lat_text = if lat.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{} / {}", ms(quantile(&lat, 0.5)), ms(*lat.last().unwrap()))
+        };
+        let watched: usize = outcomes.iter().map(|o| o.watched).sum();
+        let survived: usize = outcomes.iter().map(|o| o.survivors).sum();
+        let _ = writeln!(
+            text,
+            "| {backend} | {} | {} | {} | {} of {watched} | {lat_text} | {survived} | {} / {} | {} |",
+            escape.label(),
+            outcomes.len(),
+            said.join("<br>").replace('|', "\\|"),
+            outcomes.iter().map(|o| o.caught).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_cgroups).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
+            outcomes.iter().filter(|o| o.error.is_some()).count(),
+        );
+        *trials += outcomes.len();
+        *leaked += outcomes.iter().map(EscapeOutcome::leaks).sum::<usize>();
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.failed() {
+                *failed += 1;
+                if failures.len() < 30 {
+                    failures.push(format!("- {backend} / {} (trial {i}): {o:?}", escape.label()));
+                }
+            }
+        }
+    }
+}
+
+/// `text` with every run of digits replaced by `N`.
+fn numbers_as_n(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut in_number = false;
+    for c in text.chars() {
+        if c.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            out.push(c);
+            in_number = false;
+        }
+    }
+    out
+}

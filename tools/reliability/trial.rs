@@ -1,0 +1,357 @@
+//! One trial of "every way a supervising parent can end": start a family, end its supervisor
+//! one way, and watch, through pidfds, when each process dies and what is left afterwards.
+//!
+//! Times come from `poll` on pidfds (readable once the process has exited), so they measure
+//! death, not reaping. The family has ended when its main member and its non-daemonic worker
+//! have both died; the daemons' latency is from that moment to the death of the last daemon.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, ChildStdin, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
+
+use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+
+use crate::v1::V1Cgroup;
+use crate::{Ending, Env, Supervisor};
+
+/// How long a trial may take at each step before it counts as failed.
+const STEP: Duration = Duration::from_secs(15);
+/// A daemon that outlives its family by more than this is a leak (the bound).
+pub(crate) const LATE: Duration = Duration::from_millis(100);
+
+/// What one trial saw.
+#[derive(Default, Debug)]
+pub(crate) struct Outcome {
+    /// Family end → last daemon dead; `None` when it could not be measured.
+    pub(crate) latency: Option<Duration>,
+    /// A daemon died before the family ended (killed too early: C4 says after).
+    pub(crate) early: bool,
+    /// Processes of the family alive after the family was cleaned up.
+    pub(crate) leaked_processes: usize,
+    /// Cgroup directories of the family left behind.
+    pub(crate) leaked_cgroups: usize,
+    /// Transient units of the family left behind (systemd backend).
+    pub(crate) leaked_units: usize,
+    /// The non-daemonic worker did not finish its work (it was killed: C7 broken).
+    pub(crate) worker_killed: bool,
+    /// The supervisor's status differed from the expected one.
+    pub(crate) wrong_status: Option<String>,
+    /// The OOM ending was not done by the OOM killer.
+    pub(crate) not_oom: bool,
+    /// Anything else that went wrong, in words.
+    pub(crate) error: Option<String>,
+}
+
+impl Outcome {
+    /// Leaks as the final line counts them: processes, cgroups, units and late daemons.
+    pub(crate) fn leaks(&self) -> usize {
+        self.leaked_processes
+            + self.leaked_cgroups
+            + self.leaked_units
+            + usize::from(self.latency.is_some_and(|l| l > LATE))
+    }
+
+    /// Whether anything at all went wrong.
+    pub(crate) fn failed(&self) -> bool {
+        self.leaks() > 0
+            || self.early
+            || self.worker_killed
+            || self.wrong_status.is_some()
+            || self.not_oom
+            || self.error.is_some()
+    }
+}
+
+/// Runs one trial.
+pub(crate) fn run(env: &Env, sup: Supervisor, ending: Ending, backend: &str, index: usize) -> Outcome {
+    let token = format!("r{}{}{}{}n{index}e", env.run_id, &backend[..1], sup.letter(), ending.letter());
+    let dir = env.scratch.join(&token);
+    let mut out = Outcome::default();
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        out.error = Some(format!("create {}: {e}", dir.display()));
+        return out;
+    }
+    let memcg = if ending == Ending::Oom {
+        match V1Cgroup::memory(&token) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        }
+    } else {
+        None
+    };
+    let result = run_in(env, sup, ending, backend, &token, &dir, memcg.as_ref(), &mut out);
+    if let Err(e) = result {
+        out.error.get_or_insert(e);
+    }
+    // Whatever happened, the trial leaves nothing: what is still there was counted above and is
+    // now removed, by the cgroups this trial's family made.
+    sweep(env, &token, backend);
+    if let Some(m) = memcg {
+        if ending == Ending::Oom && !m.oom_killed() {
+            out.not_oom = true;
+        }
+        if let Err(e) = m.remove() {
+            out.error.get_or_insert(e);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_in(
+    env: &Env,
+    sup: Supervisor,
+    ending: Ending,
+    backend: &str,
+    token: &str,
+    dir: &Path,
+    memcg: Option<&V1Cgroup>,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let ready = dir.join("ready");
+    let marker = dir.join("worker-done");
+    let mut member_args: Vec<String> = vec![
+        "member".into(),
+        "--backend".into(),
+        backend.into(),
+        "--name".into(),
+        token.into(),
+        "--ready".into(),
+        ready.display().to_string(),
+        "--marker".into(),
+        marker.display().to_string(),
+    ];
+    if let Some(m) = memcg {
+        member_args.extend(["--memcg".into(), m.path().display().to_string()]);
+    }
+    let mut cmd = match sup {
+        Supervisor::Cli => {
+            let mut c = std::process::Command::new(&env.daemonic);
+            c.args(["-q", "run", "--backend", backend, "--name", token]);
+            if backend == "systemd" {
+                c.arg("--user");
+            }
+            c.arg("--").arg(&env.me).args(&member_args);
+            c
+        }
+        Supervisor::Library => {
+            let mut c = std::process::Command::new(&env.me);
+            c.args(&member_args);
+            c
+        }
+    };
+    let stderr_path = dir.join("stderr");
+    let stderr = File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;
+    cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(stderr);
+    cmd.env("DAEMONIC_LOG", "quiet");
+    let mut child = cmd.spawn().map_err(|e| format!("start the supervisor: {e}"))?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let sup_pidfd = pidfd_open(Pid::from_raw(child.id() as i32).expect("child pid"), PidfdFlags::empty())
+        .map_err(|e| format!("pidfd_open of the supervisor: {e}"))?;
+    let mut supervisor = Watched { what: "supervisor".into(), pidfd: sup_pidfd, died: None };
+
+    let outcome = drive(env, sup, ending, token, &ready, &mut child, &mut stdin, &mut supervisor, out);
+    drop(stdin);
+    // The supervisor must end on its own; if it does not, that is a failure, and it is ended.
+    let deadline = Instant::now() + STEP;
+    watch(&mut [&mut supervisor], deadline);
+    if supervisor.died.is_none() {
+        let _ = pidfd_send_signal(&supervisor.pidfd, Signal::KILL);
+        out.error.get_or_insert_with(|| "the supervisor did not exit".into());
+    }
+    let status = child.wait().map_err(|e| format!("wait for the supervisor: {e}"))?;
+    if out.wrong_status.is_none() {
+        let got = describe_status(status);
+        let want = expected_status(sup, ending);
+        if !want.contains(&got.as_str()) {
+            out.wrong_status = Some(format!("{got}, expected {}", want.join(" or ")));
+        }
+    }
+    if let Err(e) = outcome {
+        let tail = std::fs::read_to_string(&stderr_path).unwrap_or_default();
+        let tail: Vec<&str> = tail.lines().rev().take(3).collect();
+        return Err(format!("{e} (supervisor stderr: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+    }
+    Ok(())
+}
+
+/// From "family ready" to "everything of it gone".
+#[allow(clippy::too_many_arguments)]
+fn drive(
+    env: &Env,
+    sup: Supervisor,
+    ending: Ending,
+    token: &str,
+    ready: &Path,
+    child: &mut Child,
+    stdin: &mut ChildStdin,
+    supervisor: &mut Watched,
+    out: &mut Outcome,
+) -> Result<(), String> {
+    let info = wait_ready(ready, supervisor)?;
+    let pid = |key: &str| info[key].as_u64().map(|p| p as u32).ok_or_else(|| format!("ready file lacks {key}"));
+    let mut main = Watched::open("main member", pid("main")?, token)?;
+    let mut worker = Watched::open("worker", pid("worker")?, token)?;
+    let mut daemons = Vec::new();
+    for (i, p) in info["daemons"].as_array().ok_or("ready file lacks daemons")?.iter().enumerate() {
+        daemons.push(Watched::open(format!("daemon {i}"), p.as_u64().unwrap_or(0) as u32, token)?);
+    }
+    let mut guardian = find_guardian(env, token)?;
+
+    let say = |stdin: &mut ChildStdin, what: &str| -> Result<(), String> {
+        writeln!(stdin, "{what}").and_then(|()| stdin.flush()).map_err(|e| format!("tell the member {what:?}: {e}"))
+    };
+    let signal = |w: &Watched, sig: Signal| -> Result<(), String> {
+        pidfd_send_signal(&w.pidfd, sig).map_err(|e| format!("send {sig:?} to the {}: {e}", w.what))
+    };
+    let t0 = Instant::now();
+    match ending {
+        Ending::Return => say(stdin, "return")?,
+        Ending::PanicUnwind => say(stdin, "panic")?,
+        Ending::PanicAbort => say(stdin, "abort")?,
+        Ending::Exit => say(stdin, "exit")?,
+        Ending::Oom => say(stdin, "oom")?,
+        Ending::Term => signal(supervisor, Signal::TERM)?,
+        Ending::Int => signal(supervisor, Signal::INT)?,
+        Ending::Hup => signal(supervisor, Signal::HUP)?,
+        Ending::Kill => {
+            signal(supervisor, Signal::KILL)?;
+            if sup == Supervisor::Cli {
+                // `run` is gone; its main member goes on and must be ended for the family to
+                // end: its daemons must wait for that, then die.
+                say(stdin, "return")?;
+            }
+        }
+        Ending::KillBoth => {
+            signal(supervisor, Signal::KILL)?;
+            match sup {
+                Supervisor::Cli => signal(&main, Signal::KILL)?,
+                // The library's supervisor is its main member: its non-daemonic child goes too.
+                Supervisor::Library => signal(&worker, Signal::KILL)?,
+            }
+        }
+    }
+
+    let deadline = Instant::now() + STEP;
+    {
+        let mut set: Vec<&mut Watched> = vec![&mut main, &mut worker];
+        set.extend(daemons.iter_mut());
+        watch(&mut set, deadline);
+    }
+    let family_end = main.died.zip(worker.died).map(|(a, b)| a.max(b));
+    let daemons_end = daemons.iter().map(|d| d.died).collect::<Option<Vec<_>>>().map(|v| v.into_iter().max());
+    match (family_end, daemons_end) {
+        (Some(f), Some(Some(d))) => {
+            out.latency = Some(d.saturating_duration_since(f));
+            // A main member that ends by returning (or unwinding) ends its daemons itself, as
+            // Python's exit handler does, before its own exit: too early is only before the
+            // ending began or before the non-daemonic worker was done.
+            let not_before = worker.died.map_or(t0, |w| w.max(t0));
+            out.early = daemons.iter().any(|w| w.died.is_some_and(|t| t < not_before));
+        }
+        (None, _) => return Err("the family's non-daemonic members did not end".into()),
+        (Some(_), _) => {} // counted below as leaked processes
+    }
+    // The worker finished its work unless this ending kills it on purpose.
+    let worker_may_die = sup == Supervisor::Library && ending == Ending::KillBoth;
+    if !worker_may_die && !ready.with_file_name("worker-done").exists() {
+        out.worker_killed = true;
+    }
+
+    // Cleanup: the guardian removes the cgroups (and stops the units), then exits.
+    watch(&mut [&mut guardian], Instant::now() + STEP);
+    let _ = child; // the supervisor is waited for by the caller
+    let mut leaked = daemons.iter().filter(|d| alive(&d.pidfd)).count();
+    leaked += usize::from(alive(&main.pidfd)) + usize::from(alive(&worker.pidfd));
+    if alive(&guardian.pidfd) {
+        leaked += 1;
+        let _ = pidfd_send_signal(&guardian.pidfd, Signal::KILL);
+    }
+    for w in daemons.iter().chain([&main, &worker]) {
+        if alive(&w.pidfd) {
+            let _ = pidfd_send_signal(&w.pidfd, Signal::KILL);
+        }
+    }
+    out.leaked_processes = leaked;
+    out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
+    out.leaked_units = if env.systemctl_user { units_of(token).len() } else { 0 };
+    Ok(())
+}
+
+fn wait_ready(ready: &Path, supervisor: &mut Watched) -> Result<serde_json::Value, String> {
+    let deadline = Instant::now() + STEP;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            return serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", ready.display()));
+        }
+        watch(&mut [&mut *supervisor], Instant::now() + Duration::from_millis(2));
+        if supervisor.died.is_some() {
+            return Err("the supervisor exited before its family was ready".into());
+        }
+        if Instant::now() > deadline {
+            return Err("the family was not ready in time".into());
+        }
+    }
+}
+
+/// The family's guardian, by `daemonic ps --json`.
+fn find_guardian(env: &Env, token: &str) -> Result<Watched, String> {
+    let out = std::process::Command::new(&env.daemonic)
+        .args(["ps", "--json"])
+        .output()
+        .map_err(|e| format!("run daemonic ps: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("parse daemonic ps --json: {e}"))?;
+    let family = doc["families"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|f| f["name"] == token)
+        .ok_or_else(|| format!("daemonic ps does not list family {token}"))?;
+    let pid = family["guardian"].as_u64().ok_or("daemonic ps lists no guardian")? as u32;
+    let w = Watched::open("guardian", pid, "")?;
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if alive(&w.pidfd) && !argv0.starts_with(b"daemonic-guardian") {
+        return Err(format!("pid {pid} from ps is not a guardian"));
+    }
+    Ok(w)
+}
+
+/// How `std` describes a status: `exit N` or `signal N`.
+fn describe_status(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exit {c}"),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => format!("{status}"),
+    }
+}
+
+/// What the supervisor's status must be after each ending (C9: the CLI reports the main
+/// member's end in the shell's convention; a library program ends as its own process does).
+fn expected_status(sup: Supervisor, ending: Ending) -> Vec<&'static str> {
+    match (sup, ending) {
+        (_, Ending::Return) => vec!["exit 0"],
+        (_, Ending::PanicUnwind) => vec!["exit 101"],
+        (_, Ending::Exit) => vec!["exit 3"],
+        (_, Ending::Kill | Ending::KillBoth) => vec!["signal 9"],
+        (Supervisor::Cli, Ending::PanicAbort) => vec!["exit 134"],
+        (Supervisor::Cli, Ending::Term) => vec!["exit 143"],
+        (Supervisor::Cli, Ending::Int) => vec!["exit 130"],
+        (Supervisor::Cli, Ending::Hup) => vec!["exit 129"],
+        (Supervisor::Cli, Ending::Oom) => vec!["exit 137"],
+        (Supervisor::Library, Ending::PanicAbort) => vec!["signal 6"],
+        (Supervisor::Library, Ending::Term) => vec!["signal 15"],
+        (Supervisor::Library, Ending::Int) => vec!["signal 2"],
+        (Supervisor::Library, Ending::Hup) => vec!["signal 1"],
+        (Supervisor::Library, Ending::Oom) => vec!["signal 9"],
+    }
+}
