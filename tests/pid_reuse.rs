@@ -130,8 +130,9 @@ fn pid_reuse_never_signals_a_non_member() {
         left = cgroup_dirs_where(&|n| n.starts_with(&prefix));
         left.is_empty()
     });
-    for d in left.iter().rev() {
-        let _ = std::fs::remove_dir(d);
+    // After a failure (init killed, guardians with it) remove them, or they stay on the host.
+    for d in &left {
+        remove_cgroup_tree(d);
     }
     assert!(ok, "timed out after {timeout:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}");
     assert!(
@@ -139,6 +140,20 @@ fn pid_reuse_never_signals_a_non_member() {
         "the namespace ended with {status:?}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}"
     );
     assert!(left.is_empty(), "cgroup directories left behind (C10): {left:?}");
+}
+
+/// Kills whatever runs in `dir` (a family of this test) and removes it, deepest first.
+fn remove_cgroup_tree(dir: &Path) {
+    let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    let _ = wait_until(Duration::from_secs(2), || {
+        std::fs::read_to_string(dir.join("cgroup.events")).is_ok_and(|e| e.contains("populated 0"))
+    });
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            remove_cgroup_tree(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Whether the kernel (its release, from `/proc/sys/kernel/osrelease`) is 6.14 or newer.
