@@ -215,9 +215,24 @@ fn one_line(text: &str, command: &str) -> String {
     format!("{message} (see `{command} --help`)")
 }
 
+/// The command line as clap parses it here: `DAEMONIC_BACKEND` and `DAEMONIC_CGROUP` set but
+/// empty mean unset, as they do for the library ([`Backend::from_env`],
+/// `family::base_candidate`), instead of clap's "a value is required for '--cgroup'" about an
+/// option nobody typed. The options themselves given empty are still refused.
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (arg, var) in [("backend", "DAEMONIC_BACKEND"), ("cgroup", "DAEMONIC_CGROUP")] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            cmd = cmd.mut_subcommand("run", |run| run.mut_arg(arg, |a| a.env(None)));
+        }
+    }
+    cmd
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let parsed = command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
