@@ -11,7 +11,8 @@
 //! malformed name (`daemonic-.`, `daemonic--`).
 //!
 //! A NUL byte cannot be passed in argv (execve ends each argument at the first NUL); the library's
-//! `validate_name` refusing it is in `tests/names.rs`, and here a name with `\x01` stands in.
+//! `validate_name` refusing it is a unit test in `src/layout.rs` (and the property test in
+//! `tests/names.rs` checks no accepted name contains one); here a name with `\x01` stands in.
 //!
 //! A host without cgroup2 is simulated honestly: the binary runs in a private mount namespace
 //! (`unshare -m`) where the cgroup2 mount, found in /proc/self/mountinfo like daemonic finds it,
