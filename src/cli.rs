@@ -1,8 +1,9 @@
 //! The `daemonic` command line: argument parsing, the `spawn`, `ps`, `is-daemon` and `kill`
 //! subcommands, and the mapping of errors to exit codes.
 //!
-//! Errors print one line, `error: …`, except a daemon's attempt to spawn, which prints CPython's
-//! words alone: `daemonic processes are not allowed to have children`.
+//! Errors print one line, `error: …` (clap's usage errors too, shortened to their first
+//! paragraph), except a daemon's attempt to spawn, which prints CPython's words alone:
+//! `daemonic processes are not allowed to have children`.
 //!
 //! Exit codes: a command's own status where it runs a program (`run`: the main member's code,
 //! or 128+N when signal N killed it); 0 success; 1 failure (including a daemon that tries to
@@ -72,7 +73,7 @@ enum Cmd {
 struct RunArgs {
     /// The family's name (default: PROGRAM's file name).
     #[arg(long)]
-    name: Option<String>,
+    name: Option<OsString>,
     /// Where the family's cgroups come from: cgroupfs (directories below a delegated cgroup),
     /// systemd (a transient scope per member), or auto (systemd when a manager answers).
     #[arg(long, env = "DAEMONIC_BACKEND", default_value = "auto", value_parser = parse_backend)]
@@ -94,7 +95,7 @@ struct RunArgs {
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     stop_timeout: Option<Duration>,
     /// The program and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
 }
 
@@ -108,7 +109,7 @@ struct SpawnArgs {
     no_daemon: bool,
     /// The member's name (default: PROGRAM's file name).
     #[arg(long)]
-    name: Option<String>,
+    name: Option<OsString>,
     /// Let a daemonic member have children, confined to its cgroup.
     #[arg(long)]
     allow_children: bool,
@@ -120,7 +121,7 @@ struct SpawnArgs {
     #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     /// The program and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM")]
+    #[arg(required = true, trailing_var_arg = true, value_name = "PROGRAM")]
     command: Vec<OsString>,
 }
 
@@ -150,9 +151,91 @@ pub fn exit_code(e: &Error) -> u8 {
     }
 }
 
+/// A name given on the command line, which must be UTF-8 (it becomes a cgroup directory and a
+/// unit name); [`layout::validate_name`] checks the rest.
+fn utf8_name(what: &str, name: Option<OsString>) -> Result<Option<String>> {
+    name.map(|n| {
+        n.into_string().map_err(|n| {
+            Error::new(ErrorKind::InvalidInput, format!("invalid {what} name {n:?}: it is not valid UTF-8"))
+        })
+    })
+    .transpose()
+}
+
+/// A usage error of clap (unknown option, missing PROGRAM, a value its parser refused) as one
+/// line, like every other error: clap's message without its usage and help paragraphs, and where
+/// to read more. Exit code 2. `--help` and `--version` print as clap prints them, exit 0.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind as Kind;
+    match e.kind() {
+        Kind::DisplayHelp | Kind::DisplayVersion => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Kind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            let subcommands: Vec<_> = cmd.get_subcommands().map(|c| c.get_name().to_string()).collect();
+            eprintln!("error: a subcommand is required: one of {} (see `daemonic --help`)", subcommands.join(", "));
+            return ExitCode::from(2);
+        }
+        _ => {}
+    }
+    // Errors about a value have no usage paragraph; the subcommand is then the first word of the
+    // command line that names one.
+    let cmd = <Cli as clap::CommandFactory>::command();
+    let sub = std::env::args_os()
+        .skip(1)
+        .find_map(|a| cmd.get_subcommands().find(|c| a == c.get_name()).map(|c| format!("daemonic {}", c.get_name())));
+    eprintln!("error: {}", one_line(&e.render().to_string(), sub.as_deref().unwrap_or("daemonic")));
+    ExitCode::from(2)
+}
+
+/// Joins the lines of a clap error message up to its "Usage:" paragraph, and points at the help
+/// of the (sub)command that usage names, else of `command`.
+fn one_line(text: &str, command: &str) -> String {
+    let mut words = Vec::new();
+    let mut command = command.to_string();
+    for line in text.lines().map(str::trim) {
+        if let Some(usage) = line.strip_prefix("Usage:") {
+            let named: Vec<_> = usage.split_whitespace().take_while(|w| !w.starts_with(['[', '<', '-'])).collect();
+            if !named.is_empty() {
+                command = named.join(" ");
+            }
+            break;
+        }
+        if line.starts_with("For more information") {
+            break;
+        }
+        if !line.is_empty() {
+            words.push(line);
+        }
+    }
+    let message = words.join(" ");
+    let message = message.strip_prefix("error: ").unwrap_or(&message);
+    format!("{message} (see `{command} --help`)")
+}
+
+/// The command line as clap parses it here: `DAEMONIC_BACKEND` and `DAEMONIC_CGROUP` set but
+/// empty mean unset, as they do for the library ([`Backend::from_env`],
+/// `family::base_candidate`), instead of clap's "a value is required for '--cgroup'" about an
+/// option nobody typed. The options themselves given empty are still refused.
+fn command() -> clap::Command {
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    for (arg, var) in [("backend", "DAEMONIC_BACKEND"), ("cgroup", "DAEMONIC_CGROUP")] {
+        if std::env::var_os(var).is_some_and(|v| v.is_empty()) {
+            cmd = cmd.mut_subcommand("run", |run| run.mut_arg(arg, |a| a.env(None)));
+        }
+    }
+    cmd
+}
+
 /// Runs the command line and returns the process's exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let parsed = command().try_get_matches().and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m));
+    let cli = match parsed {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let level = if cli.verbose {
         Some(crate::log::Level::Info)
     } else if cli.quiet {
@@ -180,7 +263,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
         Cmd::Run(a) => {
             let mut command = a.command.into_iter();
             let opts = RunOptions {
-                name: a.name,
+                name: utf8_name("family", a.name)?,
                 backend: a.backend,
                 bus: if a.user {
                     Some(Bus::User)
@@ -205,6 +288,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             Ok(if me.daemon { 0 } else { 1 })
         }
         Cmd::Kill { family } => {
+            check_family_key(&family)?;
             let h = Hierarchy::host()?;
             let killed = inspect::kill(&h, &family)?;
             eprintln!("killed family {} ({} members)", killed.id, killed.members.len());
@@ -216,8 +300,24 @@ fn dispatch(cli: Cli) -> Result<u8> {
     }
 }
 
+/// What `daemonic kill` accepts: a family's id (`<name>-<N>`) or name. Anything else (empty,
+/// `/`, `..`, a control character) is refused as bad input rather than looked for.
+fn check_family_key(key: &str) -> Result<()> {
+    let name = match key.rsplit_once('-') {
+        Some((name, n)) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => key,
+    };
+    layout::validate_name("family", name)
+}
+
 /// `daemonic spawn`: this process becomes the new member. Returns only on error.
 fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
+    // Bad input first, before the host is looked at (exit 2 wherever this runs).
+    let given_name = utf8_name("member", a.name)?;
+    if let Some(n) = &given_name {
+        layout::validate_name("member", n)?;
+    }
+    let properties = a.properties.iter().map(|p| crate::properties::parse(p)).collect::<Result<Vec<_>>>()?;
     let h = Hierarchy::host()?;
     let own = h.cgroup_of(0)?;
     let me = Position::of_cgroup(&own).ok_or_else(|| {
@@ -241,13 +341,12 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     let program = args.next().expect("clap requires PROGRAM");
     let mut cmd = Command::new(&program);
     cmd.args(args);
-    if let Some(n) = &a.name {
-        cmd.name(n.clone());
+    if let Some(n) = given_name {
+        cmd.name(n);
     }
     let name = cmd.effective_name()?;
     let prepared = cmd.prepare()?;
     let filters = filters_for(daemon, a.allow_children)?;
-    let properties = a.properties.iter().map(|p| crate::properties::parse(p)).collect::<Result<Vec<_>>>()?;
     let seq = u64::from(std::process::id());
     let undo: Box<dyn Fn(Error) -> Error> = if me.style() == Style::Units {
         let client = units::client(units::family_bus(&me.family_dir))?;
@@ -350,12 +449,53 @@ mod tests {
     }
 
     #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            &["daemonic", "run"][..],
+            &["daemonic", "run", "--stop-timeout", "-1", "--", "true"],
+            &["daemonic", "run", "--backend", "x", "--", "true"],
+            &["daemonic", "kill"],
+            &["daemonic", "bogus"],
+            &["daemonic", "ps", "extra"],
+        ] {
+            let e = Cli::try_parse_from(args).expect_err("a usage error");
+            let line = one_line(&e.render().to_string(), "daemonic x");
+            assert!(!line.contains('\n'), "{args:?}: {line:?}");
+            assert!(!line.starts_with("error:"), "{args:?}: {line:?}");
+            assert!(line.ends_with("--help`)"), "{args:?}: {line:?}");
+        }
+        let e = Cli::try_parse_from(["daemonic", "run"]).expect_err("missing PROGRAM");
+        assert_eq!(
+            one_line(&e.render().to_string(), "daemonic x"),
+            "the following required arguments were not provided: <PROGRAM>... (see `daemonic run --help`)"
+        );
+    }
+
+    #[test]
+    fn family_keys_are_checked() {
+        for good in ["web", "web-42", &format!("{}-1234567", "x".repeat(64))] {
+            check_family_key(good).expect(good);
+        }
+        for bad in ["", ".", "..", "a/b", "../x-1", "a\u{1}b", &"x".repeat(10_000)] {
+            assert_eq!(check_family_key(bad).expect_err(bad).kind(), ErrorKind::InvalidInput, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn run_takes_program_arguments_verbatim() {
         let cli =
             Cli::try_parse_from(["daemonic", "run", "--name", "web", "--", "sh", "-c", "exit 3"]).expect("parses");
         let Cmd::Run(a) = cli.command else { panic!("run expected") };
         assert_eq!(a.command, ["sh", "-c", "exit 3"].map(OsString::from));
-        assert_eq!(a.name.as_deref(), Some("web"));
+        assert_eq!(a.name.as_deref(), Some(std::ffi::OsStr::new("web")));
+        // Without `--`, everything after PROGRAM is still its own.
+        let cli = Cli::try_parse_from(["daemonic", "run", "sh", "-c", "exit 3", "--name", "x"]).expect("parses");
+        let Cmd::Run(a) = cli.command else { panic!("run expected") };
+        assert_eq!(a.command, ["sh", "-c", "exit 3", "--name", "x"].map(OsString::from));
+        assert_eq!(a.name, None);
+        // A misspelt option is an error, not a program named `--stop-timout`.
+        let e = Cli::try_parse_from(["daemonic", "run", "--stop-timout", "5", "sleep", "1"]).expect_err("unknown");
+        assert_eq!(e.kind(), clap::error::ErrorKind::UnknownArgument);
         let e = Cli::try_parse_from(["daemonic", "spawn", "--daemon", "--no-daemon", "--", "x"]).expect_err("conflict");
         assert!(e.to_string().contains("cannot be used with"));
     }

@@ -116,6 +116,32 @@ pub(crate) fn base_candidate(h: &Hierarchy, explicit: Option<&Path>) -> Result<(
 /// caller's own cgroup. Checked to be a writable cgroup v2 directory.
 pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<PathBuf> {
     let (base, given) = base_candidate(h, explicit)?;
+    if explicit.is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "the cgroup base (--cgroup) is empty; give a cgroup path such as /my.slice, or leave it out",
+        ));
+    }
+    // `..` and symbolic links could lead out of the cgroup2 mount (into a v1 hierarchy on a
+    // hybrid host, or any directory holding a file named cgroup.procs): the real path decides.
+    let base = match std::fs::canonicalize(&base) {
+        Ok(real) => {
+            let mount = std::fs::canonicalize(h.mount()).unwrap_or_else(|_| h.mount().to_path_buf());
+            if !real.starts_with(&mount) {
+                return Err(Error::new(
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "{} is {}, outside the cgroup2 mount {}; the cgroup base must be a cgroup v2 directory",
+                        base.display(),
+                        real.display(),
+                        mount.display()
+                    ),
+                ));
+            }
+            real
+        }
+        Err(_) => base,
+    };
     if !base.join("cgroup.procs").exists() {
         return Err(Error::new(
             ErrorKind::InvalidInput,

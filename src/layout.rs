@@ -102,6 +102,26 @@ pub fn family_unit(parent: Option<&Path>, name: &str, n: u64) -> Result<UnitName
     UnitName::checked(format!("{stem}-{}_{n}{FAMILY_UNIT_SUFFIX}{SLICE}", unit_name::escape(name)))
 }
 
+/// Checks, before anything is created, that the units a new family of the systemd backend
+/// needs at once fit systemd's 255 bytes: its slice, its main member's slice (and scope) and the
+/// main member's daemons slice. Escaping can make a name four times longer (`-` is `\x2d`), so a
+/// valid name of 64 characters can still be too long. The family's number is this process's id,
+/// as [`family_unit`] is first tried with; a daemon's own unit is checked when it is spawned.
+pub fn check_family_units(parent: Option<&Path>, name: &str) -> Result<()> {
+    check_units_of(parent, name).map_err(|e| {
+        Error::new(ErrorKind::InvalidInput, format!("family name {name:?} is too long for the systemd backend: {e}"))
+    })
+}
+
+fn check_units_of(parent: Option<&Path>, name: &str) -> Result<()> {
+    let family = family_unit(parent, name, u64::from(std::process::id()))?;
+    let family_dir = Path::new(family.as_str());
+    let main = family_dir.join(member_unit(family_dir, MAIN_NAME, 1, false)?.as_str());
+    let daemons = daemons_dir(&main);
+    let daemons = daemons.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    UnitName::checked(daemons.to_string()).map(drop)
+}
+
 /// The slice of a new member below the slice directory `parent` (its owner's slice, or the
 /// owner's `.daemons` slice for a daemon).
 pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<UnitName> {
@@ -402,6 +422,19 @@ mod tests {
         let long = "n".repeat(MAX_NAME);
         let deep = (0..3).try_fold(main.clone(), |d, i| member_unit(&d, &long, i, false).map(|u| d.join(u.as_str())));
         assert!(deep.expect_err("too long").to_string().contains("systemd allows 255"));
+    }
+
+    #[test]
+    fn family_units_are_checked_whole_before_anything_exists() {
+        // Fits as a family slice, but not with the main member's slices below it.
+        let name = format!("a{}", "+".repeat(54));
+        validate_name("family", &name).expect("a valid name");
+        family_unit(None, &name, u64::from(std::process::id())).expect("the family slice alone fits");
+        let e = check_family_units(None, &name).expect_err("the main member's units do not fit");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        assert!(e.to_string().contains("too long for the systemd backend"), "{e}");
+        assert!(e.to_string().contains("systemd allows 255"), "{e}");
+        check_family_units(None, &"n".repeat(MAX_NAME)).expect("64 plain characters fit");
     }
 
     #[test]

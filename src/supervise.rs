@@ -58,22 +58,33 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     // never see it.
     let signals = sys::signalfd(&[libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(|e| Error::os("set up signal handling", e))?;
+    // What can be checked without the host comes first, so that bad input is reported as such
+    // (exit 2 in the CLI) whatever the host lacks, and before anything exists.
+    let name = match &opts.name {
+        Some(n) => n.clone(),
+        None => default_name(&opts.program),
+    };
+    layout::validate_name("family", &name)?;
+    let properties = opts.properties.iter().map(|p| properties::parse(p)).collect::<Result<Vec<_>>>()?;
     let h = Hierarchy::host()?;
     let own = Position::of_cgroup(&h.cgroup_of(0)?);
+    let parent_slice = own.as_ref().map(|p| p.member_dir.as_path());
+    if opts.backend == Backend::Systemd {
+        // Before the manager is asked anything: a name whose units would be too long is bad
+        // input, whether a manager answers or not.
+        layout::check_family_units(parent_slice, &name)?;
+    }
     let choice = choose_backend(opts, own.as_ref())?;
     log::info(&choice.reason);
-    let properties = opts.properties.iter().map(|p| properties::parse(p)).collect::<Result<Vec<_>>>()?;
     if choice.bus.is_none() && !properties.is_empty() {
         return Err(properties_need_systemd());
     }
     if let (Some(_), Some(base)) = (choice.bus, &opts.cgroup) {
         return Err(cgroup_with_systemd(base));
     }
-    let name = match &opts.name {
-        Some(n) => n.clone(),
-        None => default_name(&opts.program),
-    };
-    layout::validate_name("family", &name)?;
+    if choice.bus.is_some() {
+        layout::check_family_units(parent_slice, &name)?;
+    }
     let mut cmd = Command::new(&opts.program);
     cmd.args(&opts.args);
     if std::env::var_os(log::ENV).is_none() && log::level() != log::Level::Warn {

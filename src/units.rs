@@ -218,6 +218,7 @@ pub(crate) fn start(
 /// A family slice not loaded yet: `<parent>-<name>_<n>.family.slice`, starting at this PID.
 fn new_family_unit(client: &Client, parent: Option<&Path>, name: &str) -> Result<UnitName> {
     layout::validate_name("family", name)?;
+    layout::check_family_units(parent, name)?;
     let mut n = u64::from(std::process::id());
     loop {
         let unit = layout::family_unit(parent, name, n)?;

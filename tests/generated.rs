@@ -20,12 +20,18 @@ The main member's exit code, or 128+\fIN\fR when signal \fIN\fR killed it.
 Success.
 .TP
 1
-Failure, including a daemon's attempt to spawn (which prints CPython's words,
+Failure: daemonic could not do it here (no cgroup2 mounted, a base cgroup the caller cannot
+write, no systemd manager to reach, no such family, \fBspawn\fR outside a family), including
+a daemon's attempt to spawn (which prints CPython's words,
 \fBdaemonic processes are not allowed to have children\fR), \fBis-daemon\fR for a
 non-daemonic caller and \fBdoctor\fR when the default backend cannot work.
 .TP
 2
-Bad usage or input; nothing was created.
+Bad usage or input, checked before the host: a missing or unknown argument, a malformed name
+(empty, \fB.\fR, \fB..\fR, with \fB/\fR, a control character or non-UTF-8, over 64 bytes, or
+too long for systemd once escaped), a stop timeout that is not 0 to 86400 seconds, a bad
+\fB\-p\fR, a \fB\-\-cgroup\fR that is not a cgroup v2 directory below the cgroup2 mount, an
+ambiguous family; nothing was created.
 .TP
 126
 PROGRAM exists but cannot be executed.
@@ -35,13 +41,15 @@ PROGRAM does not exist.
 .SH ENVIRONMENT
 .TP
 \fBDAEMONIC_BACKEND\fR
-The backend of \fBrun\fR: cgroupfs, systemd or auto (as \fB\-\-backend\fR).
+The backend of \fBrun\fR: cgroupfs, systemd or auto (as \fB\-\-backend\fR); set but empty, it
+is ignored.
 .TP
 \fBDAEMONIC_BUS\fR
 The systemd manager of the systemd backend: user or system.
 .TP
 \fBDAEMONIC_CGROUP\fR
-cgroupfs backend: the cgroup to create families under (as \fB\-\-cgroup\fR).
+cgroupfs backend: the cgroup to create families under (as \fB\-\-cgroup\fR); set but
+empty, it is ignored.
 .TP
 \fBDAEMONIC_LOG\fR
 quiet, warn, info or debug: how much daemonic logs (\fB\-q\fR and \fB\-v\fR override it).
