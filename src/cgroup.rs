@@ -274,7 +274,7 @@ pub fn attr(dir: &Path, key: &str) -> Option<String> {
 /// Waits until the subtree of `dir` is empty, or `timeout` passes. Returns whether it is empty.
 ///
 /// Sleeps in `poll(POLLPRI)` on `cgroup.events`, which the kernel wakes when `populated`
-/// changes; no polling loop.
+/// changes, and reads it again at least every 100 ms in case the cgroup was removed meanwhile.
 pub fn wait_unpopulated(dir: &Path, timeout: Option<Duration>) -> Result<bool> {
     let file = dir.join("cgroup.events");
     let events = match rustix::fs::open(&file, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty()) {
@@ -301,9 +301,16 @@ pub fn wait_unpopulated(dir: &Path, timeout: Option<Duration>) -> Result<bool> {
             },
             None => None,
         };
+        // A cgroup removed while we wait (a guardian removes a daemon's directory as soon as it
+        // is empty) may never wake the poll: its removal cancels the pending notification. So
+        // look again now and then; a read of a removed cgroup's file says so (ENODEV).
+        let left = Some(left.map_or(RECHECK, |l| l.min(RECHECK)));
         poll_pri(events.as_fd(), left).map_err(|e| Error::io("wait for events of", &file, e))?;
     }
 }
+
+/// How long [`wait_unpopulated`] sleeps at most before it reads `cgroup.events` again.
+const RECHECK: Duration = Duration::from_millis(100);
 
 /// `poll` for `POLLPRI` on one descriptor, retrying on `EINTR`.
 pub(crate) fn poll_pri(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<bool> {

@@ -35,6 +35,10 @@ static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
 /// leaves it.
 static ROOT: Mutex<Option<Root>> = Mutex::new(None);
 
+/// The daemons this process started, through any of its handles, until they are reaped: what a
+/// process that is not its member's own process ends when it shuts down.
+static OWN_DAEMONS: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+
 /// Makes member directory names unique within this process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
@@ -567,7 +571,19 @@ impl Family {
         children.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
         children.push(Arc::clone(&inner));
         drop(children);
+        if inner.daemon {
+            let mut own = OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner());
+            own.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
+            own.push(Arc::clone(&inner));
+        }
         Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr }
+    }
+
+    /// Whether the calling process is the member's own process (the one whose PID the member's
+    /// directory records), not a process it forked that joined the family from its cgroup.
+    fn is_members_own_process(&self) -> bool {
+        cgroup::attr(&self.position.member_dir, layout::ATTR_PID).and_then(|p| p.parse::<u32>().ok())
+            == Some(std::process::id())
     }
 
     fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Inner>>> {
@@ -584,9 +600,13 @@ impl Family {
 
     /// Ends the family's part that belongs to this process: waits for every non-daemonic child
     /// spawned through this handle, then, if no other `Family` handle of this process is still
-    /// open, ends the process's daemons at once (SIGTERM first for those with a stop timeout).
-    /// For a family this process created, it then leaves the family and waits until the
-    /// guardian has removed it. Calling it again does nothing.
+    /// open, ends the process's daemons at once (SIGTERM first for those with a stop timeout):
+    /// in the member's own process, every daemon of the member (one `cgroup.kill` of its
+    /// `.daemons` directory); in a process the member forked that joined the family from the
+    /// member's cgroup, only the daemons this process started, one by one, for the others are
+    /// not its own (the guardian ends them when the member ends). For a family this process
+    /// created, it then leaves the family and waits until the guardian has removed it. Calling
+    /// it again does nothing.
     pub fn shutdown(&self) -> Result<()> {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
@@ -600,12 +620,30 @@ impl Family {
         if OPEN_HANDLES.fetch_sub(1, Ordering::AcqRel) > 1 {
             return Ok(());
         }
-        let container = layout::daemons_dir(&self.position.member_dir);
-        if container.exists() {
-            Retirement::start(&container, &self.position.family_dir)?.finish()?;
-            for child in children.iter().filter(|c| c.daemon) {
-                child.join(None)?;
+        let own = std::mem::take(&mut *OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner()));
+        if self.is_members_own_process() {
+            let container = layout::daemons_dir(&self.position.member_dir);
+            if container.exists() {
+                Retirement::start(&container, &self.position.family_dir)?.finish()?;
             }
+        } else {
+            // A process the member forked (a helper that joined the family) shares the member's
+            // `.daemons` directory with the member's own process and its other helpers: a kill
+            // of that directory would end daemons that are not this process's (C4). It ends
+            // the daemons it started, one by one, and leaves the rest to their starters and to
+            // the guardian, which ends them all once the member's live part is empty.
+            let family_dir = &self.position.family_dir;
+            let started: Vec<Retirement> = own
+                .iter()
+                .filter(|d| d.dir.exists())
+                .map(|d| Retirement::of_daemon(&d.dir, family_dir))
+                .collect::<Result<_>>()?;
+            for r in started {
+                r.finish()?;
+            }
+        }
+        for child in own.iter().chain(children.iter().filter(|c| c.daemon)) {
+            child.join(None)?;
         }
         self.lock_children().clear();
         let root = ROOT.lock().unwrap_or_else(|p| p.into_inner()).take();

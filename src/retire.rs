@@ -20,9 +20,11 @@ use crate::cgroup;
 use crate::error::Result;
 use crate::layout::{self, Node};
 
-/// The retirement of one `.daemons` directory, possibly waiting on stop timeouts.
+/// The retirement of one `.daemons` directory (or of one daemon), possibly waiting on stop
+/// timeouts.
 #[derive(Debug)]
 pub(crate) struct Retirement {
+    /// The `.daemons` directory, or the one daemon's directory.
     container: PathBuf,
     /// Daemon directories that got SIGTERM, with the moment they get SIGKILL.
     pending: Vec<(PathBuf, Instant)>,
@@ -86,6 +88,24 @@ impl Retirement {
         let mut r = Retirement { container: container.to_path_buf(), pending };
         r.tick(now)?;
         Ok(r)
+    }
+
+    /// Starts ending the one daemon in `dir` alone, not its siblings: kills it, or sends SIGTERM
+    /// to it when it has a stop timeout (its own, else the family's default).
+    pub(crate) fn of_daemon(dir: &Path, family_dir: &Path) -> Result<Retirement> {
+        let timeout = stop_timeout(dir, family_dir);
+        let mut pending = Vec::new();
+        if timeout.is_zero() {
+            cgroup::kill(dir)?;
+        } else {
+            match signal_all(dir, Signal::TERM) {
+                Ok(_) => pending.push((dir.to_path_buf(), Instant::now() + timeout)),
+                // Ended and removed by the guardian meanwhile: nothing left to end.
+                Err(_) if !dir.exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Retirement { container: dir.to_path_buf(), pending })
     }
 
     /// When the next stop timeout expires.

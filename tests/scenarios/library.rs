@@ -1249,3 +1249,62 @@ fn dropping_a_second_handle_keeps_the_first_handles_daemons() {
     );
     child.assert_no_leftovers();
 }
+
+// =============================================================================================
+// 15. A helper process in a member's cgroup
+// =============================================================================================
+
+/// A plain program that a member runs (forked, not spawned by daemonic) lives in the member's
+/// cgroup, so `Family::new()` there joins the member's family as that member. When it shuts
+/// down (at its exit), it must end only the daemons it started itself, never the daemons the
+/// member's own process started: those live until the member ends (C4). On systemd a target
+/// test's daemons were SIGKILLed this way by a child the test binary ran to check an error.
+#[test]
+fn a_helper_process_ends_only_its_own_daemons() {
+    if let Some(s) = child_scenario() {
+        match s.as_str() {
+            "member" => {
+                let family = open_family();
+                let d = spawn(&family, py(SLEEPER_PY).name("d").daemon(true));
+                let exe = std::env::current_exe().expect("the path of the test binary");
+                let status = std::process::Command::new(exe)
+                    .args(support::harness_args(&support::child_test(), &child_marker()))
+                    .env(support::ENV_SCENARIO, "helper")
+                    .status()
+                    .expect("run the helper");
+                report("helper_exit", status.code().unwrap_or(-1));
+                std::thread::sleep(Duration::from_millis(300));
+                report("alive", d.is_alive());
+                report("exit", format!("{:?}", d.exitcode()));
+                family.shutdown().expect("shutdown");
+                report("dead_after_shutdown", !d.is_alive());
+            }
+            "helper" => {
+                let family = Family::new().expect("a helper joins the member's family");
+                report("helper_member", current_process().expect("current_process").name);
+                let h = spawn(&family, py(SLEEPER_PY).name("h").daemon(true));
+                family.shutdown().expect("the helper's shutdown");
+                report("helper_daemon_ended", h.exitcode().map_or("running".to_string(), |c| c.to_string()));
+            }
+            other => panic!("unknown scenario {other}"),
+        }
+        return;
+    }
+    if !require_cgroup() {
+        return;
+    }
+    let mut child = Child::start("member", "helper");
+    child.expect_success(CHILD_TIMEOUT);
+    let dump = child.dump();
+    assert_eq!(child.expect_value("helper_exit"), "0", "{dump}");
+    assert_eq!(child.expect_value("helper_member"), "main", "{dump}");
+    assert_eq!(child.expect_value("helper_daemon_ended"), "-9", "the helper's own daemon: {dump}");
+    assert_eq!(
+        child.expect_value("alive"),
+        "true",
+        "the member's daemon died when a helper process in its cgroup shut down (exit {})\n{dump}",
+        child.expect_value("exit")
+    );
+    assert_eq!(child.expect_value("dead_after_shutdown"), "true", "{dump}");
+    child.assert_no_leftovers();
+}

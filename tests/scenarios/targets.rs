@@ -420,14 +420,7 @@ fn main() -> ExitCode {
     }
     daemonic::init();
 
-    let mut args = Arguments::from_args();
-    if common::backend() == common::Backend::Systemd && args.test_threads.is_none() {
-        // One trial at a time on systemd: with trials in parallel, a daemonic target was
-        // SIGKILLed while it ran in about one run in eight (never with one thread in 80 runs,
-        // never on cgroupfs). That is a bug of the systemd backend under concurrent members,
-        // reported for issue 6; until it is found, this suite does not race itself.
-        args.test_threads = Some(1);
-    }
+    let args = Arguments::from_args();
     let tests: &[(&str, Test)] = &[
         ("arguments_and_values_cross", arguments_and_values_cross),
         ("large_values_cross", large_values_cross),
