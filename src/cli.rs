@@ -22,7 +22,7 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::Command;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{MemberDir, filters_for, properties_need_systemd};
+use crate::family::{MemberDir, check_contain, filters_for, properties_need_systemd};
 use crate::inspect::{self, FamilyInfo};
 use crate::layout::{self, Position, Style};
 use crate::supervise::{RunOptions, run};
@@ -113,6 +113,10 @@ struct SpawnArgs {
     /// Let a daemonic member have children, confined to its cgroup.
     #[arg(long)]
     allow_children: bool,
+    /// Run the member in a PID namespace of its own, so that none of its descendants can
+    /// outlive it, even one that moves itself to another cgroup (needs root).
+    #[arg(long)]
+    contain: bool,
     /// For a daemon: SIGTERM and this long before SIGKILL when its family ends.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     stop_timeout: Option<Duration>,
@@ -345,6 +349,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
         cmd.name(n);
     }
     let name = cmd.effective_name()?;
+    check_contain(a.contain, daemon, a.allow_children)?;
     let prepared = cmd.prepare()?;
     let filters = filters_for(daemon, a.allow_children)?;
     let seq = u64::from(std::process::id());
@@ -389,10 +394,61 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     }
     let family = crate::log::FamilyRef { name: &me.family_name, id: &me.family_id };
     crate::log::spawned(crate::log::MemberRef { family, name: &name, daemon, pid: std::process::id() });
+    if a.contain {
+        // A PID namespace can only be made for a new process: this one stays as the member's
+        // process, with the namespace's init as its child and the program under that.
+        let code = run_contained(&prepared).map_err(&undo)?;
+        std::process::exit(code);
+    }
     let program_path =
         PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(prepared.program.as_bytes()));
     let err = std::process::Command::new(&program_path).arg0(&program).args(cmd.get_args()).exec();
     Err(undo(crate::spawn::exec_error(&program_path, err)))
+}
+
+/// `daemonic spawn --contain`: starts the program in a PID namespace of its own (in this
+/// process's cgroup, which is the new member's), forwards the stop signals to it, and returns
+/// its exit code once it has ended.
+fn run_contained(prepared: &crate::command::Prepared) -> Result<i32> {
+    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::process::{WaitId, WaitIdOptions, pidfd_send_signal, waitid};
+    use std::os::fd::AsFd;
+    const FORWARDED: [i32; 6] =
+        [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
+    let signals = sys::signalfd(&FORWARDED).map_err(|e| Error::os("set up signal handling", e))?;
+    let child = crate::spawn::spawn(&crate::spawn::Request {
+        prepared,
+        stdio: [&crate::Stdio::Inherit, &crate::Stdio::Inherit, &crate::Stdio::Inherit],
+        cgroup: None,
+        filters: &[],
+        placement: crate::Placement::Auto,
+        new_session: false,
+        keep: None,
+        contain: true,
+    })?;
+    loop {
+        let mut fds = [PollFd::new(&signals, PollFlags::IN), PollFd::new(&child.pidfd, PollFlags::IN)];
+        match poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::os("wait for the contained program", e.into())),
+        }
+        while let Some((signo, _)) = sys::read_signal(signals.as_fd()).map_err(|e| Error::os("read signals", e))? {
+            if let Some(sig) = rustix::process::Signal::from_named_raw(signo) {
+                let _ = pidfd_send_signal(&child.pidfd, sig);
+            }
+        }
+        match waitid(WaitId::PidFd(child.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
+            Ok(Some(status)) => {
+                return Ok(match (status.exit_status(), status.terminating_signal()) {
+                    (Some(code), _) => code,
+                    (None, Some(sig)) => 128 + sig,
+                    (None, None) => 1,
+                });
+            }
+            Ok(None) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(Error::os("wait for the contained program", e.into())),
+        }
+    }
 }
 
 fn ps(json: bool) -> Result<()> {

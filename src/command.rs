@@ -94,6 +94,7 @@ pub struct Command {
     name: Option<String>,
     daemon: Option<bool>,
     allow_children: bool,
+    contain: bool,
     stop_timeout: Option<Duration>,
     placement: Placement,
     properties: Vec<String>,
@@ -118,6 +119,7 @@ impl Command {
             name: None,
             daemon: None,
             allow_children: false,
+            contain: false,
             stop_timeout: None,
             placement: Placement::Auto,
             properties: Vec::new(),
@@ -230,6 +232,21 @@ impl Command {
         self
     }
 
+    /// Runs the member in a PID namespace of its own, so that nothing it starts can outlive it:
+    /// when its program ends, or is killed with its family, the kernel kills every process of
+    /// the namespace, also one that moved itself to another cgroup (which root may always do,
+    /// and which `cgroup.kill` of the member's cgroup then cannot reach).
+    ///
+    /// The member's PID is then that of a small init (`daemonic-init` in `ps`) that forwards
+    /// every signal to the program and reaps; the program sees itself as PID 2 and its parent
+    /// as PID 1, and a program killed by signal N ends the member with exit code 128 + N (an
+    /// init cannot die by its own signal). Needs `CAP_SYS_ADMIN` (root). For members that may
+    /// have children: non-daemonic ones, or daemons with [`Command::allow_children`].
+    pub fn contain(&mut self, contain: bool) -> &mut Command {
+        self.contain = contain;
+        self
+    }
+
     /// For a daemonic member: when its family ends, SIGTERM first and SIGKILL after `timeout`
     /// instead of an immediate SIGKILL. Overrides the family's default.
     pub fn stop_timeout(&mut self, timeout: Duration) -> &mut Command {
@@ -278,6 +295,11 @@ impl Command {
     /// Whether a daemonic member may have children.
     pub fn get_allow_children(&self) -> bool {
         self.allow_children
+    }
+
+    /// Whether the member runs in a PID namespace of its own.
+    pub fn get_contain(&self) -> bool {
+        self.contain
     }
 
     /// The stop timeout, if set.

@@ -574,6 +574,7 @@ fn request<'a>(
         placement,
         new_session: false,
         keep: None,
+        contain: false,
     }
 }
 

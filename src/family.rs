@@ -266,6 +266,43 @@ pub(crate) fn properties_need_systemd() -> Error {
 }
 
 /// The no-fork filters for a new member: none unless it is a daemon that may not have children.
+/// Checks a request for a contained member (see [`Command::contain`]) before anything exists:
+/// it must be a member that may have children, and the caller must be able to create a PID
+/// namespace.
+pub(crate) fn check_contain(contain: bool, daemon: bool, allow_children: bool) -> Result<()> {
+    if !contain {
+        return Ok(());
+    }
+    if daemon && !allow_children {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            "contain applies to members that may have children (non-daemonic members, or daemons with \
+             allow_children); this daemon cannot have any",
+        ));
+    }
+    if !has_cap_sys_admin() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            "a contained member runs in a PID namespace of its own, and creating one needs CAP_SYS_ADMIN \
+             (run as root), which this process does not have",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether the calling process has `CAP_SYS_ADMIN` in its effective set (`CapEff` of
+/// `/proc/self/status`).
+fn has_cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?.trim().to_string();
+            u64::from_str_radix(&hex, 16).ok()
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
 pub(crate) fn filters_for(daemon: bool, allow_children: bool) -> Result<&'static [Vec<libc::sock_filter>]> {
     if daemon && !allow_children { no_fork_filters() } else { Ok(&[]) }
 }
@@ -490,6 +527,7 @@ impl Family {
         }
         let daemon = cmd.get_daemon().unwrap_or(self.position.daemon);
         let name = cmd.effective_name()?;
+        check_contain(cmd.get_contain(), daemon, cmd.get_allow_children())?;
         let prepared = cmd.prepare()?;
         let filters = filters_for(daemon, cmd.get_allow_children())?;
         let placement = match cmd.get_placement() {
@@ -505,6 +543,7 @@ impl Family {
             placement,
             new_session: false,
             keep: cmd.inherited_fd(),
+            contain: cmd.get_contain(),
         };
         if self.position.style() == Style::Units {
             let client = units::client(units::family_bus(&self.position.family_dir))?;

@@ -85,6 +85,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
         placement: Placement::Auto,
         new_session: true,
         keep: None,
+        contain: false,
     })
     .map_err(|e| Error::new(e.kind(), format!("failed to start the guardian of {}: {e}", family_dir.display())))
 }

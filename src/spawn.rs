@@ -49,6 +49,8 @@ pub(crate) struct Request<'a> {
     pub new_session: bool,
     /// A close-on-exec descriptor (3 or above) the program inherits under the same number.
     pub keep: Option<RawFd>,
+    /// Start in a PID namespace of its own (see [`ChildSpec::contain`]).
+    pub contain: bool,
 }
 
 /// Starts `req`. On error nothing runs any more (a child that failed was reaped).
@@ -158,6 +160,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             report: report_w.as_raw_fd(),
             gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
             keep: req.keep,
+            contain: req.contain,
         };
         let (pid, pidfd) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
         Ok((pid, pidfd, report_r))
@@ -229,6 +232,7 @@ fn child_error(program: &str, cgroup: Option<&Path>, cwd: Option<&str>, stage: S
         ),
         Stage::Chdir => Error::os(format!("change to directory {} for {program}", cwd.unwrap_or("?")), err),
         Stage::Gate => Error::os(format!("start {program}: it was not released"), err),
+        Stage::Contain => Error::os(format!("start {program} in a PID namespace of its own"), err),
         Stage::Seccomp => Error::os(format!("install the no-fork seccomp filter for {program}"), err),
         Stage::Stdio => Error::os(format!("set up standard streams for {program}"), err),
         Stage::Signals => Error::os(format!("reset signals for {program}"), err),

@@ -106,6 +106,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         placement,
         new_session: false,
         keep: None,
+        contain: false,
     };
     let (family, main) = match (choice.bus, base) {
         (Some(bus), _) => {

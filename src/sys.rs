@@ -10,6 +10,9 @@
 //!   multithreaded process whose other threads held locks at the moment of the clone, so it is
 //!   async-signal-safe: no allocation, no locks, no logging, only system calls on data prepared
 //!   by the parent before the clone (see [`ChildSpec`]);
+//! - the PID 1 of a contained member's PID namespace (`CLONE_NEWPID`): between the clone and
+//!   `execve` the child forks the program's process and stays behind as its init, forwarding
+//!   signals and reaping, with the same async-signal-safe rules (see [`ChildSpec::contain`]);
 //! - installing a prepared seccomp program;
 //! - blocking signals and reading them from a signalfd, for the supervisor;
 //! - the `.init_array` hook that turns a re-executed copy of the current binary into a guardian
@@ -30,6 +33,10 @@ use std::sync::atomic::{AtomicI32, Ordering};
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `CLONE_PIDFD` (Linux 5.2).
 const CLONE_PIDFD: u64 = 0x1000;
+/// `CLONE_NEWPID`.
+const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
+/// The `comm` of a contained member's PID 1, as `ps` shows it.
+const INIT_COMM: &CStr = c"daemonic-init";
 
 /// `struct clone_args` from `<linux/sched.h>`, as far as `CLONE_ARGS_SIZE_VER2`.
 #[repr(C)]
@@ -74,6 +81,12 @@ pub(crate) struct ChildSpec<'a> {
     /// A close-on-exec descriptor (3 or above) that the program inherits under the same number:
     /// the channel of a process that runs a Rust target (see [`crate::target`]).
     pub keep: Option<RawFd>,
+    /// Start in a new PID namespace. The cloned process becomes its PID 1: it forks the process
+    /// that goes on to run the program, then only forwards signals to it and reaps, and exits
+    /// with its status (a death by signal N becomes exit code 128 + N: a namespace's init cannot
+    /// die by a signal of its own). When it exits, the kernel kills every process left in the
+    /// namespace, wherever in the cgroup tree they moved: nothing the member starts outlives it.
+    pub contain: bool,
 }
 
 unsafe extern "C" {
@@ -99,6 +112,7 @@ pub(crate) enum Placement<'a> {
 #[repr(u32)]
 pub(crate) enum Stage {
     Gate = 8,
+    Contain = 9,
     JoinCgroup = 1,
     Signals = 2,
     Stdio = 3,
@@ -112,6 +126,7 @@ impl Stage {
     fn from_u32(v: u32) -> Option<Stage> {
         [
             Stage::Gate,
+            Stage::Contain,
             Stage::JoinCgroup,
             Stage::Signals,
             Stage::Stdio,
@@ -130,10 +145,11 @@ impl Stage {
 /// The caller reads `spec.report` after closing its write end to learn whether `execve` worked.
 pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd)> {
     let mut pidfd: c_int = -1;
+    let newpid = if spec.contain { CLONE_NEWPID } else { 0 };
     let pid = match placement {
         Placement::Clone3(dir) => {
             let args = CloneArgs {
-                flags: CLONE_PIDFD | CLONE_INTO_CGROUP,
+                flags: CLONE_PIDFD | CLONE_INTO_CGROUP | newpid,
                 pidfd: &raw mut pidfd as u64,
                 exit_signal: libc::SIGCHLD as u64,
                 cgroup: dir.as_raw_fd() as u64,
@@ -151,7 +167,7 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
             unsafe {
                 libc::syscall(
                     libc::SYS_clone,
-                    (CLONE_PIDFD | libc::SIGCHLD as u64) as libc::c_ulong,
+                    (CLONE_PIDFD | newpid | libc::SIGCHLD as u64) as libc::c_ulong,
                     0usize,
                     &raw mut pidfd,
                     0usize,
@@ -210,6 +226,9 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
         {
             fail(Stage::JoinCgroup);
         }
+        if spec.contain && !become_init() {
+            fail(Stage::Contain);
+        }
         let mut empty = MaybeUninit::<libc::sigset_t>::uninit();
         libc::sigemptyset(empty.as_mut_ptr());
         if libc::pthread_sigmask(libc::SIG_SETMASK, empty.as_ptr(), std::ptr::null_mut()) != 0 {
@@ -256,6 +275,87 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
         };
         libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), envp);
         fail(Stage::Exec)
+    }
+}
+
+/// In the PID 1 of a new PID namespace, just after the clone: forks the process that goes on to
+/// run the program and returns `true` in it (or `false` when the fork failed, with errno set).
+/// In PID 1 it never returns: it closes every descriptor but the new process's pidfd, reads
+/// all signals from a signalfd (a namespace's init gets signals from outside only when it
+/// blocks or handles them), forwards each to the program through the pidfd, reaps whatever
+/// ends in the namespace, and exits with the program's status once the program has ended.
+///
+/// Async-signal-safe, like all of the child's code: system calls on the stack only.
+fn become_init() -> bool {
+    // SAFETY: (whole block) raw system calls on stack memory in a process where nothing else
+    // runs (a private copy of the parent's address space, see `child_exec`).
+    unsafe {
+        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigfillset(all.as_mut_ptr());
+        if libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut()) != 0 {
+            return false;
+        }
+        let mut pidfd: c_int = -1;
+        let pid = libc::syscall(
+            libc::SYS_clone,
+            (CLONE_PIDFD | libc::SIGCHLD as u64) as libc::c_ulong,
+            0usize,
+            &raw mut pidfd,
+            0usize,
+            0usize,
+        );
+        if pid < 0 {
+            return false;
+        }
+        if pid == 0 {
+            // The program's process: `child_exec` goes on (and resets the signal mask).
+            return true;
+        }
+        // PID 1 from here on. The program's process reports its own start (the report pipe's
+        // write end is close-on-exec there); this copy, stdio and the rest are closed so that
+        // pipes see their end when the program's side closes them.
+        if pidfd > 0 {
+            libc::syscall(libc::SYS_close_range, 0u32, (pidfd - 1) as libc::c_uint, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, (pidfd + 1) as libc::c_uint, libc::c_uint::MAX, 0u32);
+        libc::prctl(libc::PR_SET_NAME, INIT_COMM.as_ptr());
+        let sfd = libc::signalfd(-1, all.as_ptr(), libc::SFD_CLOEXEC);
+        if sfd < 0 {
+            libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0u32);
+            libc::_exit(127);
+        }
+        loop {
+            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
+            let size = size_of::<libc::signalfd_siginfo>();
+            let n = libc::read(sfd, info.as_mut_ptr().cast(), size);
+            if n != size as isize {
+                continue; // EINTR cannot happen with everything blocked; a short read never does
+            }
+            let signo = info.assume_init_ref().ssi_signo as c_int;
+            if signo != libc::SIGCHLD {
+                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, signo, std::ptr::null::<libc::siginfo_t>(), 0u32);
+                continue;
+            }
+            // Reap everything that ended (orphans of the namespace come to PID 1 too).
+            loop {
+                let mut si = MaybeUninit::<libc::siginfo_t>::zeroed();
+                if libc::waitid(libc::P_ALL, 0, si.as_mut_ptr(), libc::WEXITED | libc::WNOHANG) != 0 {
+                    break;
+                }
+                let si = si.assume_init_ref();
+                let ended = si.si_pid();
+                if ended == 0 {
+                    break;
+                }
+                if ended as libc::c_long == pid {
+                    let code = match si.si_code {
+                        libc::CLD_EXITED => si.si_status(),
+                        _ => 128 + si.si_status(),
+                    };
+                    libc::_exit(code & 0xff);
+                }
+            }
+        }
     }
 }
 

@@ -411,6 +411,7 @@ pub fn spawn_in_scope(
             placement: crate::Placement::Auto,
             new_session: false,
             keep: None,
+            contain: false,
         },
         true,
     )?;

@@ -51,6 +51,7 @@ complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s p -l propert
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l daemon -d 'Make the new member daemonic'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l no-daemon -d 'Make the new member non-daemonic'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l allow-children -d 'Let a daemonic member have children, confined to its cgroup'
+complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l contain -d 'Run the member in a PID namespace of its own, so that none of its descendants can outlive it, even one that moves itself to another cgroup (needs root)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s v -l verbose -d 'Say more: what was decided and done (which backend and why, each spawn and exit)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s q -l quiet -d 'Say nothing but errors'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s h -l help -d 'Print help'

@@ -1,7 +1,7 @@
 // The CLI scenarios shared by both backends: included by tests/cli.rs (cgroupfs) and
 // tests/cli_systemd.rs (systemd), each of which defines `BACKEND` and `mod common`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -1080,4 +1080,113 @@ fn readme_demo_prints_the_seeds_lines() {
         assert_eq!(*l, i.to_string(), "{}", out.dump());
     }
     assert_clean_at_exit(&name, &[]);
+}
+
+/// A cgroup outside every family (below the test's own cgroup) that a daemon's descendant
+/// moves itself into; removed (its processes killed first) when dropped.
+struct OutsideCgroup(PathBuf);
+
+impl OutsideCgroup {
+    fn new(test: &str) -> OutsideCgroup {
+        let own = cgroup_of("self").expect("own cgroup");
+        let dir = cgroup_dir(&own).expect("own cgroup dir").join(format!("daemonic-test-outside-{test}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        OutsideCgroup(dir)
+    }
+
+    fn procs(&self) -> Vec<u32> {
+        let text = std::fs::read_to_string(self.0.join("cgroup.procs")).unwrap_or_default();
+        text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+    }
+}
+
+impl Drop for OutsideCgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let gone = wait_until(Duration::from_secs(5), || std::fs::remove_dir(&self.0).is_ok() || !self.0.exists());
+        if !gone {
+            eprintln!("WARNING: could not remove {}", self.0.display());
+        }
+    }
+}
+
+/// Root may move any process to any cgroup, so a descendant of an `--allow-children` daemon can
+/// leave the family's tree, and `cgroup.kill` no longer reaches it: the limit of cgroups that
+/// `--contain` exists for. With `--contain` the daemon runs in a PID namespace of its own, and
+/// the same escapee dies with its family.
+#[test]
+fn contain_catches_a_descendant_that_moved_itself_out() {
+    if !require_cgroup() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        skip_or_fail("contain_catches_a_descendant_that_moved_itself_out needs root (a PID namespace, a move as root)");
+        return;
+    }
+    for contain in [false, true] {
+        let name = family_name(if contain { "contained" } else { "uncontained" });
+        let outside = OutsideCgroup::new(&name);
+        let dir = tempdir();
+        let m = marker(300);
+        let flag = if contain { "--contain" } else { "" };
+        let script = tpl(
+            "daemonic spawn --daemon --allow-children @FLAG@ --name mover -- sh -c \
+             'sh -c \"echo 0 > @OUT@/cgroup.procs && exec sleep @M@\" & exec sleep @M@' &\n\
+             @WAIT@\necho main-done",
+            &[
+                ("FLAG", flag),
+                ("OUT", &outside.0.display().to_string()),
+                ("M", &m),
+                ("WAIT", &wait_exists_sh(&format!("{}/go", d(&dir)), 20)),
+            ],
+        );
+        let run = daemonic(run_sh(&name, &script, &m)).timeout(40.0).spawn();
+        assert!(
+            wait_until(Duration::from_secs(10), || !outside.procs().is_empty()),
+            "the daemon's descendant did not reach {}\n{}",
+            outside.0.display(),
+            run.stderr_now()
+        );
+        let escapee = outside.procs()[0];
+        // It moved itself before its exec of sleep.
+        assert!(
+            wait_until(Duration::from_secs(5), || pid_alive_with(escapee, &m)),
+            "the escapee {escapee} should run `sleep {m}`"
+        );
+        std::fs::write(dir.path().join("go"), "go").expect("write go file");
+        let out = run.wait();
+        out.assert_code(0);
+        if contain {
+            assert!(
+                wait_until(Duration::from_millis(500), || !pid_alive_with(escapee, &m)),
+                "with --contain, the escapee {escapee} in {} outlived its family\n{}",
+                outside.0.display(),
+                out.dump()
+            );
+        } else {
+            // The documented limit: it is still there, outside; the test's own cgroup.kill on
+            // the outside cgroup (OutsideCgroup's drop) ends it.
+            std::thread::sleep(Duration::from_millis(300));
+            assert!(pid_alive_with(escapee, &m), "without --contain, root's escapee {escapee} was expected to survive");
+            eprintln!("uncontained: escapee {escapee} survived its family in {}, as documented", outside.0.display());
+        }
+        drop(outside);
+        assert_clean_at_exit(&name, &[&m]);
+    }
+}
+
+/// `--contain` is refused for a daemon that may not have children, before anything exists.
+#[test]
+fn contain_needs_a_member_that_may_have_children() {
+    if !require_cgroup() {
+        return;
+    }
+    let name = family_name("containplain");
+    let m = marker(300);
+    let out = daemonic(run_sh(&name, &tpl("daemonic spawn --daemon --contain -- sleep @M@", &[("M", &m)]), &m))
+        .timeout(20.0)
+        .run();
+    out.assert_code(2);
+    assert!(out.stderr.contains("contain applies to members that may have children"), "{}", out.dump());
+    assert_clean_at_exit(&name, &[&m]);
 }

@@ -1308,3 +1308,78 @@ fn a_helper_process_ends_only_its_own_daemons() {
     assert_eq!(child.expect_value("dead_after_shutdown"), "true", "{dump}");
     child.assert_no_leftovers();
 }
+
+// =============================================================================================
+// Contained members: a PID namespace of their own
+// =============================================================================================
+
+#[test]
+fn contained_members_keep_the_contract_and_take_their_descendants_along() {
+    if let Some(s) = child_scenario() {
+        assert_eq!(s, "contain");
+        let family = open_family();
+        let m = child_marker();
+        // Statuses: a code stays a code; a program killed by signal N ends its init with
+        // 128 + N; the member's kill (cgroup.kill) ends the init itself, -9.
+        let seven = spawn(&family, Command::new("sh").args(["-c", "exit 7"]).name("seven").contain(true));
+        assert_eq!(seven.wait().expect("wait"), 7);
+        let t = spawn(&family, py(SLEEPER_PY).name("terminated").contain(true));
+        std::thread::sleep(Duration::from_millis(200));
+        t.terminate().expect("terminate");
+        assert_eq!(t.wait().expect("wait"), 128 + 15, "SIGTERM reaches the program through its init");
+        let k = spawn(&family, py(SLEEPER_PY).name("killed").contain(true));
+        k.kill().expect("kill");
+        assert_eq!(k.wait().expect("wait"), -9);
+        report("statuses", 1);
+
+        // The program sees itself as PID 2 of its namespace, under its init.
+        let pid = spawn(
+            &family,
+            Command::new("sh").args(["-c", "[ $$ = 2 ] && [ $PPID = 1 ]"]).name("pidns").contain(true),
+        );
+        assert_eq!(pid.wait().expect("wait"), 0, "the program is PID 2, its parent the init");
+
+        // When the program ends, whatever it left running ends with it: here a background
+        // sleep of a daemon with allow_children, while the family goes on.
+        let d = spawn(
+            &family,
+            Command::new("sh")
+                .args(["-c", &format!("sleep 300 {m} & sleep 0.3; exit 0")])
+                .name("leaver")
+                .daemon(true)
+                .allow_children(true)
+                .contain(true),
+        );
+        assert!(
+            common::wait_until(Duration::from_secs(5), || !common::marked_processes(&m).is_empty()),
+            "the daemon's background sleep should run"
+        );
+        assert_eq!(d.wait().expect("wait"), 0);
+        assert!(
+            common::wait_until(Duration::from_secs(1), || common::marked_processes(&m).is_empty()),
+            "the background sleep outlived its contained daemon: {:?}",
+            common::marked_processes(&m)
+        );
+        report("descendants", 1);
+
+        // Refused before anything exists: a daemon that may not have children.
+        let err = family
+            .spawn(Command::new("sleep").arg("1").daemon(true).contain(true))
+            .expect_err("contain without allow_children");
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+        assert!(err.to_string().contains("contain applies to members that may have children"), "{err}");
+        report("done", 1);
+        return;
+    }
+    if !require_cgroup() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        common::skip_or_fail("contained members need root (a PID namespace)");
+        return;
+    }
+    let mut child = Child::start("contain", "contain");
+    child.expect_success(CHILD_TIMEOUT);
+    assert_eq!(child.expect_value("done"), "1", "{}", child.dump());
+    child.assert_no_leftovers();
+}
