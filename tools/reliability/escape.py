@@ -23,6 +23,12 @@ def forever():
         time.sleep(1000)
 
 
+def hostpid():
+    """This process's PID as the host sees it: in a contained daemon (a PID namespace of its
+    own, /proc still the host's) os.getpid() is the namespace's number."""
+    return int(os.readlink("/proc/self"))
+
+
 def child(before):
     """Forks a child that runs before() and then sleeps; returns (pid, what before() said)."""
     r, w = os.pipe()
@@ -33,13 +39,13 @@ def child(before):
             msg = before()
         except OSError as e:
             msg = "refused: %s (%s)" % (errno.errorcode.get(e.errno, e.errno), e.strerror)
-        os.write(w, msg.encode())
+        os.write(w, ("%d %s" % (hostpid(), msg)).encode())
         os.close(w)
         forever()
     os.close(w)
-    msg = os.read(r, 4096).decode()
+    pid, msg = os.read(r, 4096).decode().split(" ", 1)
     os.close(r)
-    return pid, msg
+    return int(pid), msg
 
 
 def errname(e):
@@ -51,7 +57,7 @@ if kind == "double-fork":
     first = os.fork()
     if first == 0:
         if os.fork() == 0:
-            os.write(w, str(os.getpid()).encode())
+            os.write(w, str(hostpid()).encode())
             forever()
         os._exit(0)
     os.close(w)
@@ -75,7 +81,7 @@ elif kind == "daemon3":
         if ctypes.CDLL(None, use_errno=True).daemon(0, 0) != 0:
             os.write(w, b"refused")
             os._exit(1)
-        os.write(w, str(os.getpid()).encode())
+        os.write(w, str(hostpid()).encode())
         os.close(w)
         forever()
     os.close(w)
@@ -88,11 +94,12 @@ elif kind == "daemon3":
         said["daemon(3)"] = got
 elif kind == "fork-bomb":
     with open(os.path.join(pids_cgroup, "cgroup.procs"), "w") as f:
-        f.write(str(os.getpid()))
+        f.write(str(hostpid()))
     r, w = os.pipe()
     top = os.fork()
     if top == 0:
         os.close(r)
+        os.write(w, ("%d\n" % hostpid()).encode())
         # Every process forks until the kernel refuses, then sleeps; each says how it was
         # refused (the first answer is read).
         while True:
@@ -104,7 +111,10 @@ elif kind == "fork-bomb":
             if pid == 0:
                 continue
     os.close(w)
-    first = os.read(r, 4096).decode().split("\n")[0]
+    top, first = os.read(r, 4096).decode().split("\n")[:2]
+    while not first:
+        first = os.read(r, 4096).decode().split("\n")[0]
+    top = int(top)
     time.sleep(0.2)  # let the others hit the limit too
     with open(os.path.join(pids_cgroup, "pids.current")) as f:
         current = int(f.read())

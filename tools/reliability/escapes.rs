@@ -37,12 +37,23 @@ pub(crate) enum Escape {
     Daemon3,
     ForkBomb,
     MoveAsRoot,
+    MoveContained,
     MoveAsUser,
 }
 
 impl Escape {
-    pub(crate) const ALL: [Escape; 6] =
-        [Escape::DoubleFork, Escape::Setsid, Escape::Daemon3, Escape::ForkBomb, Escape::MoveAsRoot, Escape::MoveAsUser];
+    /// The trials: each must leave nothing.
+    pub(crate) const ALL: [Escape; 6] = [
+        Escape::DoubleFork,
+        Escape::Setsid,
+        Escape::Daemon3,
+        Escape::ForkBomb,
+        Escape::MoveContained,
+        Escape::MoveAsUser,
+    ];
+    /// Shown once per backend and not counted: the limit `contain` exists for (root may move
+    /// any process to any cgroup, out of `cgroup.kill`'s reach).
+    pub(crate) const LIMITS: [Escape; 1] = [Escape::MoveAsRoot];
 
     fn kind(self) -> &'static str {
         match self {
@@ -50,7 +61,7 @@ impl Escape {
             Escape::Setsid => "setsid",
             Escape::Daemon3 => "daemon3",
             Escape::ForkBomb => "fork-bomb",
-            Escape::MoveAsRoot | Escape::MoveAsUser => "move-cgroup",
+            Escape::MoveAsRoot | Escape::MoveContained | Escape::MoveAsUser => "move-cgroup",
         }
     }
 
@@ -60,13 +71,14 @@ impl Escape {
             Escape::Setsid => "fork + setsid",
             Escape::Daemon3 => "daemon(3)",
             Escape::ForkBomb => "fork bomb under a tasks limit (64)",
-            Escape::MoveAsRoot => "move into another cgroup, as root",
+            Escape::MoveAsRoot => "move into another cgroup, as root, without contain",
+            Escape::MoveContained => "move into another cgroup, as root (daemon started with contain)",
             Escape::MoveAsUser => "move into another cgroup it owns, as nobody",
         }
     }
 
     fn letter(self) -> char {
-        b"dsabmu"[self as usize] as char
+        b"dsabmcu"[self as usize] as char
     }
 }
 
@@ -125,6 +137,7 @@ pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
         None => Command::new(get("--python")?),
     };
     cmd.args(script_args).name("escaper").daemon(true).allow_children(true);
+    cmd.contain(opt.contains_key("--contain"));
     let escaper = family.spawn(&mut cmd).map_err(|e| format!("spawn the escaping daemon: {e}"))?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| format!("wait for the harness: {e}"))?;
@@ -238,6 +251,9 @@ fn run_in(
     cmd.arg("--python").arg(&env.python);
     if let Some(uid) = as_user {
         cmd.args(["--as-user", &uid.to_string()]);
+    }
+    if escape == Escape::MoveContained {
+        cmd.args(["--contain", "1"]);
     }
     let stderr_path = dir.join("stderr");
     let stderr = std::fs::File::create(&stderr_path).map_err(|e| format!("create {}: {e}", stderr_path.display()))?;

@@ -16,8 +16,10 @@
 
 mod escapes;
 mod member;
+mod nofork;
 mod probe;
 mod report;
+mod restart;
 mod trial;
 mod v1;
 
@@ -170,11 +172,13 @@ fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let role = args.peek().cloned();
-    if let Some(role @ ("member" | "worker" | "escape-main")) = role.as_deref() {
+    if let Some(role @ ("member" | "worker" | "escape-main" | "nofork-main" | "nofork-rust")) = role.as_deref() {
         args.next();
         let result = match role {
             "member" => member::Args::parse(args).and_then(member::main),
             "worker" => member::worker(args),
+            "nofork-main" => nofork::main(args),
+            "nofork-rust" => nofork::rust_probe(args),
             _ => escapes::main(args),
         };
         return match result {
@@ -202,6 +206,10 @@ pub(crate) type Row = (String, Supervisor, Ending);
 enum Job {
     Ending(Row),
     Escape(String, escapes::Escape),
+    /// A limit shown once, outside the counts.
+    Limit(String, escapes::Escape),
+    Restart(String),
+    NoFork(String),
 }
 
 /// Everything measured, by section and row.
@@ -209,11 +217,17 @@ enum Job {
 pub(crate) struct Results {
     pub(crate) endings: BTreeMap<Row, Vec<trial::Outcome>>,
     pub(crate) escapes: BTreeMap<(String, escapes::Escape), Vec<escapes::EscapeOutcome>>,
+    pub(crate) limits: BTreeMap<(String, escapes::Escape), Vec<escapes::EscapeOutcome>>,
+    pub(crate) restarts: BTreeMap<String, Vec<restart::RestartOutcome>>,
+    pub(crate) nofork: BTreeMap<String, Vec<nofork::NoForkOutcome>>,
 }
 
 impl Results {
     fn done(&self) -> usize {
-        self.endings.values().map(Vec::len).sum::<usize>() + self.escapes.values().map(Vec::len).sum::<usize>()
+        self.endings.values().map(Vec::len).sum::<usize>()
+            + self.escapes.values().map(Vec::len).sum::<usize>()
+            + self.restarts.values().map(Vec::len).sum::<usize>()
+            + self.nofork.values().map(Vec::len).sum::<usize>()
     }
 }
 
@@ -227,6 +241,7 @@ fn harness(o: Options) -> Result<bool, String> {
     // below it.
     std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755))
         .map_err(|e| format!("chmod {}: {e}", scratch.path().display()))?;
+    nofork::build_c_probe(scratch.path())?;
     let script = scratch.path().join("escape.py");
     std::fs::write(&script, escapes::SCRIPT).map_err(|e| format!("write {}: {e}", script.display()))?;
     let env = Env {
@@ -242,6 +257,11 @@ fn harness(o: Options) -> Result<bool, String> {
     // Trials interleaved: every row gets its n-th trial before any row its (n+1)-th, so a slow
     // phase of the machine spreads over all rows.
     let mut queue = VecDeque::new();
+    for b in &o.backends {
+        for limit in escapes::Escape::LIMITS {
+            queue.push_back((Job::Limit(b.clone(), limit), 0));
+        }
+    }
     for i in 0..o.trials {
         for b in &o.backends {
             for sup in Supervisor::ALL {
@@ -252,6 +272,8 @@ fn harness(o: Options) -> Result<bool, String> {
             for escape in escapes::Escape::ALL {
                 queue.push_back((Job::Escape(b.clone(), escape), i));
             }
+            queue.push_back((Job::Restart(b.clone()), i));
+            queue.push_back((Job::NoFork(b.clone()), i));
         }
     }
     let total = queue.len();
@@ -291,6 +313,30 @@ fn harness(o: Options) -> Result<bool, String> {
                             }
                             let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
                             r.escapes.entry((backend, escape)).or_default().push(outcome);
+                            r
+                        }
+                        Job::Restart(backend) => {
+                            let outcome = restart::run(&env, &backend, i);
+                            if outcome.failed() {
+                                eprintln!("reliability: FAILED {backend} / restart #{i}: {outcome:?}");
+                            }
+                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                            r.restarts.entry(backend).or_default().push(outcome);
+                            r
+                        }
+                        Job::NoFork(backend) => {
+                            let outcome = nofork::run(&env, &backend, i);
+                            if outcome.failed() {
+                                eprintln!("reliability: FAILED {backend} / no-fork #{i}: {outcome:?}");
+                            }
+                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                            r.nofork.entry(backend).or_default().push(outcome);
+                            r
+                        }
+                        Job::Limit(backend, escape) => {
+                            let outcome = escapes::run(&env, escape, &backend, i);
+                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                            r.limits.entry((backend, escape)).or_default().push(outcome);
                             r
                         }
                     };

@@ -145,6 +145,9 @@ impl Report {
         }
         let _ = writeln!(text);
         escapes_section(&mut text, &all.escapes, &mut trials, &mut leaked, &mut failed, &mut failures);
+        limits_section(&mut text, &all.limits);
+        nofork_section(&mut text, &all.nofork, &mut trials, &mut leaked, &mut failed, &mut failures);
+        restart_section(&mut text, &all.restarts, &mut trials, &mut leaked, &mut failed, &mut failures);
         let _ = writeln!(text);
         if failures.is_empty() {
             let _ = writeln!(text, "Every trial passed.");
@@ -247,4 +250,146 @@ fn numbers_as_n(text: &str) -> String {
         }
     }
     out
+}
+
+/// The limits shown once and not counted: what happens without `contain`.
+fn limits_section(text: &mut String, rows: &EscapeRows) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\n### The limit `contain` is for (shown once per backend, not counted)\n\n\
+         Root may move any process to any cgroup. A descendant of an `allow_children` daemon that \
+         moves itself out of the family's tree is out of reach of the family's `cgroup.kill`, and \
+         survives the family when the daemon was not started with `contain` (a PID namespace of \
+         its own, whose end the kernel enforces on every process in it, wherever it moved). This \
+         run saw:\n"
+    );
+    let _ = writeln!(text, "| backend | escape | the kernel said | survived the family |");
+    let _ = writeln!(text, "|---|---|---|---:|");
+    for ((backend, escape), outcomes) in rows {
+        for o in outcomes {
+            let said: Vec<String> = o.said.iter().map(|(k, v)| numbers_as_n(&format!("{k}: {v}"))).collect();
+            let _ = writeln!(
+                text,
+                "| {backend} | {} | {} | {}{} |",
+                escape.label(),
+                said.join("<br>").replace('|', "\\|"),
+                o.survivors,
+                o.error.as_deref().map(|e| format!(" (error: {e})")).unwrap_or_default()
+            );
+        }
+    }
+}
+
+fn restart_section(
+    text: &mut String,
+    rows: &BTreeMap<String, Vec<crate::restart::RestartOutcome>>,
+    trials: &mut usize,
+    leaked: &mut usize,
+    failed: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\n## Restart safety: `ps` and `kill` after the supervisor's SIGKILL\n\n\
+         A family (main member, a daemon, a non-daemonic worker) under `daemonic run`; `run` is \
+         SIGKILLed. A new `daemonic ps --json` must list the same members with the same PIDs \
+         (read from the cgroup tree), and `daemonic kill FAMILY` must end them all and leave \
+         nothing (its guardian included). *Kill* is from the start of `daemonic kill` to the \
+         death of the last member.\n"
+    );
+    let _ = writeln!(
+        text,
+        "| backend | trials | ps unchanged | kill p50 / max (ms) | leaked proc / cgroup / unit | errors |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---|---|---:|");
+    for (backend, outcomes) in rows {
+        let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.kill_latency).collect();
+        lat.sort();
+        let lat_text = if lat.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{} / {}", ms(quantile(&lat, 0.5)), ms(*lat.last().unwrap()))
+        };
+        let _ = writeln!(
+            text,
+            "| {backend} | {} | {} | {lat_text} | {} / {} / {} | {} |",
+            outcomes.len(),
+            outcomes.iter().filter(|o| o.ps_ok).count(),
+            outcomes.iter().map(|o| o.leaked_processes).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_cgroups).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
+            outcomes.iter().filter(|o| o.error.is_some()).count(),
+        );
+        *trials += outcomes.len();
+        *leaked += outcomes.iter().map(crate::restart::RestartOutcome::leaks).sum::<usize>();
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.failed() {
+                *failed += 1;
+                if failures.len() < 30 {
+                    failures.push(format!("- {backend} / restart (trial {i}): {o:?}"));
+                }
+            }
+        }
+    }
+}
+
+fn nofork_section(
+    text: &mut String,
+    rows: &BTreeMap<String, Vec<crate::nofork::NoForkOutcome>>,
+    trials: &mut usize,
+    leaked: &mut usize,
+    failed: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\n## The no-fork policy ({})\n\n\
+         A daemon without `allow_children` tries every way to make a process, from C, a shell, \
+         Python and Rust; each must be refused, and threads must keep working. *Seen* lists every \
+         distinct answer over the trials; *as wanted* counts the trials that got the wanted one.\n",
+        std::env::consts::ARCH
+    );
+    let _ = writeln!(text, "| backend | probe / call | wanted | seen | as wanted |");
+    let _ = writeln!(text, "|---|---|---|---|---:|");
+    for (backend, outcomes) in rows {
+        let mut names: BTreeSet<&String> = BTreeSet::new();
+        for o in outcomes {
+            names.extend(o.verdicts.keys());
+        }
+        for name in names {
+            let seen: BTreeSet<&String> = outcomes.iter().filter_map(|o| o.verdicts.get(name)).collect();
+            let ok = outcomes
+                .iter()
+                .filter(|o| o.verdicts.get(name).is_some_and(|v| crate::nofork::verdict_ok(name, v)))
+                .count();
+            let wanted = if crate::nofork::verdict_ok(name, "works") { "works" } else { "refused" };
+            let seen: Vec<String> = seen.into_iter().map(|v| v.replace('|', "\\|")).collect();
+            let _ = writeln!(
+                text,
+                "| {backend} | {} | {wanted} | {} | {ok} of {} |",
+                name.replace('|', "\\|"),
+                seen.join("<br>"),
+                outcomes.len()
+            );
+        }
+        *trials += outcomes.len();
+        *leaked += outcomes.iter().map(crate::nofork::NoForkOutcome::leaks).sum::<usize>();
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.failed() {
+                *failed += 1;
+                if failures.len() < 30 {
+                    failures.push(format!("- {backend} / no-fork (trial {i}): wrong {:?}, {o:?}", o.wrong()));
+                }
+            }
+        }
+    }
 }
