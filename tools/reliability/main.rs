@@ -15,6 +15,7 @@
 //! failed.
 
 mod escapes;
+mod load;
 mod member;
 mod nofork;
 mod probe;
@@ -134,6 +135,7 @@ pub(crate) fn parse_backend(s: &str) -> Result<Backend, String> {
 
 pub(crate) struct Options {
     trials: usize,
+    load_rounds: usize,
     quick: bool,
     jobs: usize,
     backends: Vec<String>,
@@ -142,13 +144,16 @@ pub(crate) struct Options {
 }
 
 fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { trials: 500, quick: false, jobs: 2, backends: vec![], daemonic: None, out: None };
+    let mut o =
+        Options { trials: 500, load_rounds: 0, quick: false, jobs: 2, backends: vec![], daemonic: None, out: None };
     let mut trials = None;
+    let mut load_rounds = None;
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--quick" => o.quick = true,
             "--trials" => trials = Some(value()?.parse().map_err(|e| format!("--trials: {e}"))?),
+            "--load-rounds" => load_rounds = Some(value()?.parse().map_err(|e| format!("--load-rounds: {e}"))?),
             "--jobs" => o.jobs = value()?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--backends" => o.backends = value()?.split(',').map(String::from).collect(),
             "--daemonic" => o.daemonic = Some(PathBuf::from(value()?)),
@@ -157,6 +162,7 @@ fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String
         }
     }
     o.trials = trials.unwrap_or(if o.quick { 20 } else { 500 });
+    o.load_rounds = load_rounds.unwrap_or(if o.quick { 2 } else { 10 });
     if o.backends.is_empty() {
         o.backends = vec!["cgroupfs".into(), "systemd".into()];
     }
@@ -172,9 +178,12 @@ fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String
 fn main() -> ExitCode {
     let mut args = std::env::args().skip(1).peekable();
     let role = args.peek().cloned();
-    if let Some(role @ ("member" | "worker" | "escape-main" | "nofork-main" | "nofork-rust")) = role.as_deref() {
+    let roles = ["member", "worker", "escape-main", "nofork-main", "nofork-rust", "load-node", "load-leaf"];
+    if let Some(role) = role.as_deref().filter(|r| roles.contains(r)) {
         args.next();
         let result = match role {
+            "load-node" => load::node(args),
+            "load-leaf" => load::leaf(args),
             "member" => member::Args::parse(args).and_then(member::main),
             "worker" => member::worker(args),
             "nofork-main" => nofork::main(args),
@@ -220,6 +229,7 @@ pub(crate) struct Results {
     pub(crate) limits: BTreeMap<(String, escapes::Escape), Vec<escapes::EscapeOutcome>>,
     pub(crate) restarts: BTreeMap<String, Vec<restart::RestartOutcome>>,
     pub(crate) nofork: BTreeMap<String, Vec<nofork::NoForkOutcome>>,
+    pub(crate) load: load::LoadRows,
 }
 
 impl Results {
@@ -348,7 +358,21 @@ fn harness(o: Options) -> Result<bool, String> {
             });
         }
     });
-    let results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    // Load rounds one at a time, alone on the machine: they measure footprint and idle CPU.
+    for i in 0..o.load_rounds {
+        for backend in &o.backends {
+            let outcome = load::run(&env, backend, i);
+            eprintln!(
+                "reliability: load {backend} round {i}: {} members up in {:.1} s, teardown {:.2} s{}",
+                outcome.peak,
+                outcome.start.map_or(f64::NAN, |d| d.as_secs_f64()),
+                outcome.teardown.map_or(f64::NAN, |d| d.as_secs_f64()),
+                if outcome.failed() { format!(" FAILED: {outcome:?}") } else { String::new() }
+            );
+            results.load.entry(backend.clone()).or_default().push(outcome);
+        }
+    }
     let report = report::Report::new(&o, &results, started.elapsed());
     let text = report.markdown();
     print!("{text}");

@@ -148,6 +148,7 @@ impl Report {
         limits_section(&mut text, &all.limits);
         nofork_section(&mut text, &all.nofork, &mut trials, &mut leaked, &mut failed, &mut failures);
         restart_section(&mut text, &all.restarts, &mut trials, &mut leaked, &mut failed, &mut failures);
+        load_section(&mut text, &all.load, &mut trials, &mut leaked, &mut failed, &mut failures);
         let _ = writeln!(text);
         if failures.is_empty() {
             let _ = writeln!(text, "Every trial passed.");
@@ -392,4 +393,75 @@ fn nofork_section(
             }
         }
     }
+}
+
+fn load_section(
+    text: &mut String,
+    rows: &crate::load::LoadRows,
+    trials: &mut usize,
+    leaked: &mut usize,
+    failed: &mut usize,
+    failures: &mut Vec<String>,
+) {
+    if rows.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        text,
+        "\n## Load: {} members at once, three levels deep\n\n\
+         Under `daemonic run`, the main member starts 10 nodes; each starts 10 nodes and 10 daemons; \
+         each of those starts 9 waiting leaves and 9 daemons: {} members, about half of them \
+         daemons, all alive at once, then torn down by letting the leaves go (the nodes join them \
+         and end, their daemons are killed), in rounds, one at a time and alone on the machine. \
+         *Up* is from the start of `run` until every member runs; RSS and CPU are those of \
+         `daemonic run` and of the family's guardian, the CPU measured over 2 s while the members \
+         idle; *teardown* is from the release to the exit of `run`.\n",
+        crate::load::MEMBERS,
+        crate::load::MEMBERS
+    );
+    let _ = writeln!(
+        text,
+        "| backend | rounds | failed | up p50 / max (s) | peak processes | RSS run / guardian (MiB) | idle CPU run / guardian | teardown p50 / max (s) | leaked proc / cgroup / unit |"
+    );
+    let _ = writeln!(text, "|---|---:|---:|---|---:|---|---|---|---|");
+    let secs = |v: &mut Vec<Duration>| {
+        v.sort();
+        if v.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{:.1} / {:.1}", quantile(v, 0.5).as_secs_f64(), v.last().unwrap().as_secs_f64())
+        }
+    };
+    for (backend, outcomes) in rows {
+        let mut up: Vec<Duration> = outcomes.iter().filter_map(|o| o.start).collect();
+        let mut down: Vec<Duration> = outcomes.iter().filter_map(|o| o.teardown).collect();
+        let max_f = |f: &dyn Fn(&crate::load::LoadOutcome) -> f64| outcomes.iter().map(f).fold(0.0, f64::max);
+        let _ = writeln!(
+            text,
+            "| {backend} | {} | {} | {} | {} | {:.1} / {:.1} | {:.1} % / {:.1} % | {} | {} / {} / {} |",
+            outcomes.len(),
+            outcomes.iter().filter(|o| o.failed()).count(),
+            secs(&mut up),
+            outcomes.iter().map(|o| o.peak).max().unwrap_or(0),
+            max_f(&|o| o.rss_run_kib as f64 / 1024.0),
+            max_f(&|o| o.rss_guardian_kib as f64 / 1024.0),
+            max_f(&|o| o.cpu_run),
+            max_f(&|o| o.cpu_guardian),
+            secs(&mut down),
+            outcomes.iter().map(|o| o.leaked_processes).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_cgroups).sum::<usize>(),
+            outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
+        );
+        *trials += outcomes.len();
+        *leaked += outcomes.iter().map(crate::load::LoadOutcome::leaks).sum::<usize>();
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.failed() {
+                *failed += 1;
+                if failures.len() < 30 {
+                    failures.push(format!("- {backend} / load (round {i}): {o:?}"));
+                }
+            }
+        }
+    }
+    let _ = writeln!(text, "\nRSS and CPU are the maxima over the rounds.");
 }
