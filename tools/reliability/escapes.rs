@@ -13,12 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use daemonic::systemd::Bus;
-use daemonic::{Backend, Command, Family};
+use daemonic::Command;
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::Env;
-use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+use crate::probe::{Watched, alive, leftovers, sweep, tail, wait_for_file, watch};
 use crate::trial::LATE;
 use crate::v1::V1Cgroup;
 
@@ -101,12 +100,12 @@ pub(crate) struct EscapeOutcome {
     pub(crate) error: Option<String>,
 }
 
-impl EscapeOutcome {
-    pub(crate) fn leaks(&self) -> usize {
+impl crate::report::Trial for EscapeOutcome {
+    fn leaks(&self) -> usize {
         self.survivors + self.leaked_cgroups + self.leaked_units
     }
 
-    pub(crate) fn failed(&self) -> bool {
+    fn failed(&self) -> bool {
         self.leaks() > 0 || self.error.is_some()
     }
 }
@@ -114,18 +113,9 @@ impl EscapeOutcome {
 /// The `escape-main` role: opens a family, starts the escaping daemon, waits for a line on
 /// standard input, then ends the family the ordinary way.
 pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
-    let mut opt = BTreeMap::new();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        opt.insert(flag, value);
-    }
+    let opt = crate::parse_pairs(&mut it)?;
     let get = |k: &str| opt.get(k).cloned().ok_or_else(|| format!("{k} is required"));
-    let backend = crate::parse_backend(&get("--backend")?)?;
-    let mut builder = Family::builder().name(get("--name")?).backend(backend);
-    if backend == Backend::Systemd {
-        builder = builder.bus(Bus::User);
-    }
-    let family = builder.open().map_err(|e| format!("open the family: {e}"))?;
+    let family = crate::open_family(&get("--backend")?, &get("--name")?)?;
     let script_args = [get("--script")?, get("--kind")?, get("--report")?, get("--outside")?, get("--pids")?];
     let mut cmd = match opt.get("--as-user") {
         Some(uid) => {
@@ -265,16 +255,8 @@ fn run_in(
     let mut main = Watched { what: "escape-main".into(), pidfd, died: None };
 
     let result = (|| -> Result<(), String> {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        let text = loop {
-            if let Ok(t) = std::fs::read_to_string(&report) {
-                break t;
-            }
-            watch(&mut [&mut main], Instant::now() + Duration::from_millis(5));
-            if main.died.is_some() || Instant::now() > deadline {
-                return Err("the escaping daemon wrote no report".into());
-            }
-        };
+        let text = wait_for_file(&report, &mut main, Duration::from_secs(15))
+            .map_err(|e| format!("the escaping daemon wrote no report: {e}"))?;
         let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("parse the report: {e}"))?;
         for (k, v) in doc["said"].as_object().into_iter().flatten() {
             out.said.insert(k.clone(), v.as_str().unwrap_or_default().to_string());
@@ -331,16 +313,9 @@ fn run_in(
     if result.is_ok() && !status.success() {
         out.error = Some(format!("escape-main ended with {status}"));
     }
-    // The guardian removes the family's cgroups after the end; give it its time.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cgroups_of(&env.cgroup2, token).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
-    out.leaked_units = if backend == "systemd" { units_of(token).len() } else { 0 };
+    (out.leaked_cgroups, out.leaked_units) = leftovers(env, token, backend, Duration::from_secs(5));
     if let Err(e) = result {
-        let tail = std::fs::read_to_string(dir.join("stderr")).unwrap_or_default();
-        return Err(format!("{e} (stderr: {})", tail.lines().rev().take(3).collect::<Vec<_>>().join(" | ")));
+        return Err(format!("{e} (stderr: {})", tail(&dir.join("stderr"), 3)));
     }
     Ok(())
 }

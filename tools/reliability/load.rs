@@ -25,7 +25,7 @@ use rustix::fs::{OFlags, fcntl_getfl, fcntl_setfl};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::Env;
-use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+use crate::probe::{self, Watched, alive, cgroups_of, leftovers, sweep, tail, watch};
 
 /// Members of one round: 1 + 10 + 200 + 1800.
 pub(crate) const MEMBERS: usize = 2011;
@@ -54,12 +54,12 @@ pub(crate) struct LoadOutcome {
     pub(crate) error: Option<String>,
 }
 
-impl LoadOutcome {
-    pub(crate) fn leaks(&self) -> usize {
+impl crate::report::Trial for LoadOutcome {
+    fn leaks(&self) -> usize {
         self.leaked_processes + self.leaked_cgroups + self.leaked_units
     }
 
-    pub(crate) fn failed(&self) -> bool {
+    fn failed(&self) -> bool {
         self.leaks() > 0 || self.error.is_some() || self.status != Some(0) || self.peak < MEMBERS
     }
 }
@@ -165,13 +165,6 @@ fn cpu_ticks(pid: u32) -> u64 {
     get(11) + get(12)
 }
 
-fn guardian_of(env: &Env, token: &str) -> Option<u32> {
-    let out = std::process::Command::new(&env.daemonic).args(["ps", "--json"]).output().ok()?;
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    let family = doc["families"].as_array()?.iter().find(|f| f["name"] == token)?;
-    family["guardian"].as_u64().map(|p| p as u32)
-}
-
 pub(crate) fn run(env: &Env, backend: &str, index: usize) -> LoadOutcome {
     let token = format!("r{}{}ln{index}e", env.run_id, &backend[..1]);
     let dir = env.scratch.join(&token);
@@ -234,20 +227,20 @@ fn run_in(env: &Env, backend: &str, token: &str, dir: &Path, out: &mut LoadOutco
         }
         // Idle: let the last spawns settle, then two seconds of nothing.
         std::thread::sleep(Duration::from_millis(500));
-        let guardian = guardian_of(env, token).ok_or("no guardian in daemonic ps")?;
+        let mut guardian = probe::guardian(env, token)?;
+        let guardian_pid = probe::pid_of(&guardian);
         let ticks = |pid| cpu_ticks(pid);
-        let (r0, g0) = (ticks(run_pid), ticks(guardian));
+        let (r0, g0) = (ticks(run_pid), ticks(guardian_pid));
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs(2));
-        let (r1, g1) = (ticks(run_pid), ticks(guardian));
+        let (r1, g1) = (ticks(run_pid), ticks(guardian_pid));
         let secs = t0.elapsed().as_secs_f64();
         let hz = rustix::param::clock_ticks_per_second() as f64;
         out.cpu_run = (r1 - r0) as f64 / hz / secs * 100.0;
         out.cpu_guardian = (g1 - g0) as f64 / hz / secs * 100.0;
         out.rss_run_kib = rss_kib(run_pid);
-        out.rss_guardian_kib = rss_kib(guardian);
+        out.rss_guardian_kib = rss_kib(guardian_pid);
         out.peak = out.peak.max(count_procs(&family_dir));
-        let mut guardian = Watched::open("guardian", guardian, "")?;
 
         let released = Instant::now();
         drop(holder);
@@ -266,17 +259,12 @@ fn run_in(env: &Env, backend: &str, token: &str, dir: &Path, out: &mut LoadOutco
     }
     let status = child.wait().map_err(|e| format!("wait for run: {e}"))?;
     out.status = status.code();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cgroups_of(&env.cgroup2, token).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    (out.leaked_cgroups, out.leaked_units) = leftovers(env, token, backend, Duration::from_secs(30));
+    // The shallowest directory left holds every process left.
     let left = cgroups_of(&env.cgroup2, token);
-    out.leaked_cgroups = left.len();
     out.leaked_processes += left.iter().map(|d| count_procs(d)).max().unwrap_or(0);
-    out.leaked_units = if backend == "systemd" { units_of(token).len() } else { 0 };
     if let Err(e) = result {
-        let tail = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        return Err(format!("{e} (stderr: {})", tail.lines().rev().take(2).collect::<Vec<_>>().join(" | ")));
+        return Err(format!("{e} (stderr: {})", tail(&stderr_path, 2)));
     }
     Ok(())
 }

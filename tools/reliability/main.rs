@@ -32,6 +32,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use daemonic::Backend;
+use report::Trial;
 
 /// Who supervises the family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,6 +124,45 @@ pub(crate) struct Env {
     pub(crate) systemctl_user: bool,
     /// A python3 every user may run (the escapes run one as nobody).
     pub(crate) python: PathBuf,
+}
+
+/// Records one outcome under `key` of the section `rows` picks; says at once when it failed.
+/// Returns how many trials are done.
+fn store<K: Ord, T: Trial>(
+    results: &Mutex<Results>,
+    label: &str,
+    index: usize,
+    outcome: T,
+    rows: impl FnOnce(&mut Results) -> &mut BTreeMap<K, Vec<T>>,
+    key: K,
+) -> usize {
+    if outcome.failed() {
+        eprintln!("reliability: FAILED {label} #{index}: {outcome:?}");
+    }
+    let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+    rows(&mut r).entry(key).or_default().push(outcome);
+    r.done()
+}
+
+/// `--flag value` pairs, as the roles that open a family take them.
+pub(crate) fn parse_pairs(it: &mut impl Iterator<Item = String>) -> Result<BTreeMap<String, String>, String> {
+    let mut opt = BTreeMap::new();
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
+        opt.insert(flag, value);
+    }
+    Ok(opt)
+}
+
+/// Opens (creates) a trial's family on `backend`, the test user manager for systemd; the
+/// calling process becomes its main member.
+pub(crate) fn open_family(backend: &str, name: &str) -> Result<daemonic::Family, String> {
+    let backend = parse_backend(backend)?;
+    let mut builder = daemonic::Family::builder().name(name).backend(backend);
+    if backend == Backend::Systemd {
+        builder = builder.bus(daemonic::systemd::Bus::User);
+    }
+    builder.open().map_err(|e| format!("open the family: {e}"))
 }
 
 pub(crate) fn parse_backend(s: &str) -> Result<Backend, String> {
@@ -302,55 +342,33 @@ fn harness(o: Options) -> Result<bool, String> {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                     let Some((job, i)) = next else { break };
-                    let r = match job {
+                    let done = match job {
                         Job::Ending((backend, sup, ending)) => {
-                            let outcome = trial::run(&env, sup, ending, &backend, i);
-                            if outcome.failed() {
-                                eprintln!(
-                                    "reliability: FAILED {backend} / {} / {} #{i}: {outcome:?}",
-                                    sup.label(),
-                                    ending.label(sup)
-                                );
-                            }
-                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                            r.endings.entry((backend, sup, ending)).or_default().push(outcome);
-                            r
+                            let o = trial::run(&env, sup, ending, &backend, i);
+                            let label = format!("{backend} / {} / {}", sup.label(), ending.label(sup));
+                            store(&results, &label, i, o, |r| &mut r.endings, (backend, sup, ending))
                         }
                         Job::Escape(backend, escape) => {
-                            let outcome = escapes::run(&env, escape, &backend, i);
-                            if outcome.failed() {
-                                eprintln!("reliability: FAILED {backend} / {} #{i}: {outcome:?}", escape.label());
-                            }
-                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                            r.escapes.entry((backend, escape)).or_default().push(outcome);
-                            r
+                            let o = escapes::run(&env, escape, &backend, i);
+                            let label = format!("{backend} / {}", escape.label());
+                            store(&results, &label, i, o, |r| &mut r.escapes, (backend, escape))
                         }
                         Job::Restart(backend) => {
-                            let outcome = restart::run(&env, &backend, i);
-                            if outcome.failed() {
-                                eprintln!("reliability: FAILED {backend} / restart #{i}: {outcome:?}");
-                            }
-                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                            r.restarts.entry(backend).or_default().push(outcome);
-                            r
+                            let o = restart::run(&env, &backend, i);
+                            store(&results, &format!("{backend} / restart"), i, o, |r| &mut r.restarts, backend)
                         }
                         Job::NoFork(backend) => {
-                            let outcome = nofork::run(&env, &backend, i);
-                            if outcome.failed() {
-                                eprintln!("reliability: FAILED {backend} / no-fork #{i}: {outcome:?}");
-                            }
-                            let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                            r.nofork.entry(backend).or_default().push(outcome);
-                            r
+                            let o = nofork::run(&env, &backend, i);
+                            store(&results, &format!("{backend} / no-fork"), i, o, |r| &mut r.nofork, backend)
                         }
                         Job::Limit(backend, escape) => {
-                            let outcome = escapes::run(&env, escape, &backend, i);
+                            // Expected to fail: not reported as a failure, and not counted.
+                            let o = escapes::run(&env, escape, &backend, i);
                             let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                            r.limits.entry((backend, escape)).or_default().push(outcome);
-                            r
+                            r.limits.entry((backend, escape)).or_default().push(o);
+                            r.done()
                         }
                     };
-                    let done = r.done();
                     if done % 100 == 0 {
                         eprintln!("reliability: {done}/{total} trials, {:.0} s", started.elapsed().as_secs_f64());
                     }
@@ -375,11 +393,12 @@ fn harness(o: Options) -> Result<bool, String> {
     }
     let report = report::Report::new(&o, &results, started.elapsed());
     let text = report.markdown();
-    print!("{text}");
     if let Some(out) = &o.out {
         std::fs::write(out, &text).map_err(|e| format!("write {}: {e}", out.display()))?;
         eprintln!("reliability: wrote {}", out.display());
     }
+    // The table, whose last line is `reliability: N trials, L leaked`.
+    print!("{text}");
     Ok(report.leaked == 0 && report.failed == 0)
 }
 

@@ -18,12 +18,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use daemonic::systemd::Bus;
-use daemonic::{Backend, Command, Family};
+use daemonic::Command;
 
 /// What the member was told on its command line.
 pub(crate) struct Args {
-    pub(crate) backend: Backend,
+    pub(crate) backend: String,
     pub(crate) name: String,
     pub(crate) ready: PathBuf,
     pub(crate) marker: PathBuf,
@@ -38,7 +37,7 @@ impl Args {
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
-                "--backend" => backend = Some(crate::parse_backend(&value()?)?),
+                "--backend" => backend = Some(value()?),
                 "--name" => name = Some(value()?),
                 "--ready" => ready = Some(PathBuf::from(value()?)),
                 "--marker" => marker = Some(PathBuf::from(value()?)),
@@ -60,11 +59,7 @@ impl Args {
 
 /// Runs the member; returns only for the `return` action (the family is shut down first).
 pub(crate) fn main(args: Args) -> Result<(), String> {
-    let mut builder = Family::builder().name(&args.name).backend(args.backend);
-    if args.backend == Backend::Systemd {
-        builder = builder.bus(Bus::User);
-    }
-    let family = builder.open().map_err(|e| format!("open the family: {e}"))?;
+    let family = crate::open_family(&args.backend, &args.name)?;
 
     let plain = family
         .spawn(Command::new("sleep").arg("1000").name("plain").daemon(true))

@@ -13,11 +13,10 @@ use std::process::Stdio;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use daemonic::systemd::Bus;
-use daemonic::{Backend, Command, Family};
+use daemonic::Command;
 
 use crate::Env;
-use crate::probe::{cgroups_of, sweep, units_of};
+use crate::probe::{leftovers, sweep};
 
 pub(crate) const C_SOURCE: &str = include_str!("nofork.c");
 pub(crate) const PY_SOURCE: &str = include_str!("nofork.py");
@@ -39,12 +38,14 @@ impl NoForkOutcome {
     pub(crate) fn wrong(&self) -> Vec<String> {
         self.verdicts.iter().filter(|(k, v)| !verdict_ok(k, v)).map(|(k, v)| format!("{k}: {v}")).collect()
     }
+}
 
-    pub(crate) fn leaks(&self) -> usize {
+impl crate::report::Trial for NoForkOutcome {
+    fn leaks(&self) -> usize {
         self.leaked_cgroups + self.leaked_units
     }
 
-    pub(crate) fn failed(&self) -> bool {
+    fn failed(&self) -> bool {
         self.leaks() > 0 || self.error.is_some() || !self.wrong().is_empty() || self.verdicts.len() < 16
     }
 }
@@ -75,18 +76,9 @@ pub(crate) fn build_c_probe(scratch: &Path) -> Result<PathBuf, String> {
 
 /// The `nofork-main` role: runs each probe as a daemon, one after another, and shuts down.
 pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
-    let mut opt = BTreeMap::new();
-    while let Some(flag) = it.next() {
-        let value = it.next().ok_or_else(|| format!("{flag} needs a value"))?;
-        opt.insert(flag, value);
-    }
+    let opt = crate::parse_pairs(&mut it)?;
     let get = |k: &str| opt.get(k).cloned().ok_or_else(|| format!("{k} is required"));
-    let backend = crate::parse_backend(&get("--backend")?)?;
-    let mut builder = Family::builder().name(get("--name")?).backend(backend);
-    if backend == Backend::Systemd {
-        builder = builder.bus(Bus::User);
-    }
-    let family = builder.open().map_err(|e| format!("open the family: {e}"))?;
+    let family = crate::open_family(&get("--backend")?, &get("--name")?)?;
     let dir = PathBuf::from(get("--dir")?);
     let me = std::env::current_exe().map_err(|e| format!("find this program: {e}"))?;
     for probe in PROBES {
@@ -232,11 +224,6 @@ fn run_in(env: &Env, backend: &str, token: &str, dir: &Path, out: &mut NoForkOut
             }
         }
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !cgroups_of(&env.cgroup2, token).is_empty() && std::time::Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
-    out.leaked_units = if backend == "systemd" { units_of(token).len() } else { 0 };
+    (out.leaked_cgroups, out.leaked_units) = leftovers(env, token, backend, Duration::from_secs(5));
     Ok(())
 }

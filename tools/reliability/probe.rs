@@ -139,3 +139,69 @@ pub(crate) fn sweep(env: &Env, token: &str, backend: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The family named `token` as `daemonic ps --json` lists it, `None` when it lists none.
+pub(crate) fn ps_family(env: &Env, token: &str) -> Result<Option<serde_json::Value>, String> {
+    let out = std::process::Command::new(&env.daemonic)
+        .args(["ps", "--json"])
+        .output()
+        .map_err(|e| format!("run daemonic ps: {e}"))?;
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("parse daemonic ps --json: {e}"))?;
+    Ok(doc["families"].as_array().into_iter().flatten().find(|f| f["name"] == token).cloned())
+}
+
+/// The guardian of the family `token`, by `daemonic ps --json`, checked to be a guardian.
+pub(crate) fn guardian(env: &Env, token: &str) -> Result<Watched, String> {
+    let family = ps_family(env, token)?.ok_or_else(|| format!("daemonic ps does not list family {token}"))?;
+    let pid = family["guardian"].as_u64().ok_or("daemonic ps lists no guardian")? as u32;
+    let w = Watched::open("guardian", pid, "")?;
+    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if alive(&w.pidfd) && !argv0.starts_with(b"daemonic-guardian") {
+        return Err(format!("pid {pid} from ps is not a guardian"));
+    }
+    Ok(w)
+}
+
+/// Waits up to `grace` for the family's cgroups to go (its guardian removes them after the
+/// end), then counts what is left: cgroup directories, and units on the systemd backend.
+pub(crate) fn leftovers(env: &Env, token: &str, backend: &str, grace: Duration) -> (usize, usize) {
+    let deadline = Instant::now() + grace;
+    while !cgroups_of(&env.cgroup2, token).is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let units = if backend == "systemd" { units_of(token).len() } else { 0 };
+    (cgroups_of(&env.cgroup2, token).len(), units)
+}
+
+/// Waits until `path` exists (and returns its text) while `watched` lives; an error once it
+/// died or `limit` passed.
+pub(crate) fn wait_for_file(path: &Path, watched: &mut Watched, limit: Duration) -> Result<String, String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Ok(text);
+        }
+        watch(&mut [&mut *watched], Instant::now() + Duration::from_millis(2));
+        if watched.died.is_some() {
+            return Err(format!("the {} exited before {} appeared", watched.what, path.display()));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{} did not appear in time", path.display()));
+        }
+    }
+}
+
+/// The last `n` lines of a file (a trial's captured stderr), joined for an error message.
+pub(crate) fn tail(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(n).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// The PID a pidfd refers to (`Pid:` of its fdinfo).
+pub(crate) fn pid_of(w: &Watched) -> u32 {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", w.pidfd.as_raw_fd())).unwrap_or_default();
+    info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+}

@@ -8,6 +8,39 @@ use crate::escapes::EscapeOutcome;
 use crate::trial::{LATE, Outcome};
 use crate::{Options, Results};
 
+/// What every section adds up: trials, leaks, failed trials and the first failures in words.
+#[derive(Default)]
+pub(crate) struct Totals {
+    trials: usize,
+    leaked: usize,
+    failed: usize,
+    failures: Vec<String>,
+}
+
+impl Totals {
+    /// Counts a row's outcomes; `label` names the row in the list of failures.
+    fn add<T: Trial>(&mut self, label: &str, outcomes: &[T]) {
+        self.trials += outcomes.len();
+        self.leaked += outcomes.iter().map(Trial::leaks).sum::<usize>();
+        for (i, o) in outcomes.iter().enumerate() {
+            if o.failed() {
+                self.failed += 1;
+                if self.failures.len() < 30 {
+                    self.failures.push(format!("- {label} (trial {i}): {o:?}"));
+                }
+            }
+        }
+    }
+}
+
+/// An outcome of any section.
+pub(crate) trait Trial: std::fmt::Debug {
+    /// Leaks as the final line counts them.
+    fn leaks(&self) -> usize;
+    /// Whether anything at all went wrong.
+    fn failed(&self) -> bool;
+}
+
 pub(crate) struct Report {
     pub(crate) leaked: usize,
     pub(crate) failed: usize,
@@ -59,7 +92,7 @@ impl Report {
     pub(crate) fn new(o: &Options, all: &Results, took: Duration) -> Report {
         let results = &all.endings;
         let mut text = String::new();
-        let (mut trials, mut leaked, mut failed) = (0, 0, 0);
+        let mut totals = Totals::default();
         let mode = if o.quick { "--quick" } else { "long mode" };
         let _ = writeln!(text, "# daemonic reliability\n");
         let _ = writeln!(
@@ -101,7 +134,6 @@ impl Report {
              leaked proc / cgroup / unit | worker killed | status | errors |"
         );
         let _ = writeln!(text, "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|");
-        let mut failures = Vec::new();
         for ((backend, sup, ending), outcomes) in results {
             let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.latency).collect();
             lat.sort();
@@ -111,7 +143,6 @@ impl Report {
             } else {
                 format!("{} / {} / {}", ms(quantile(&lat, 0.5)), ms(quantile(&lat, 0.99)), ms(*lat.last().unwrap()))
             };
-            let row_leaked: usize = outcomes.iter().map(Outcome::leaks).sum();
             let sum = |f: &dyn Fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
             let _ = writeln!(
                 text,
@@ -128,38 +159,25 @@ impl Report {
                 count(&|o| o.wrong_status.is_some()),
                 count(&|o| o.error.is_some() || o.not_oom),
             );
-            trials += outcomes.len();
-            leaked += row_leaked;
-            for (i, o) in outcomes.iter().enumerate() {
-                if o.failed() {
-                    failed += 1;
-                    if failures.len() < 30 {
-                        failures.push(format!(
-                            "- {backend} / {} / {} (trial {i}): {o:?}",
-                            sup.label(),
-                            ending.label(*sup)
-                        ));
-                    }
-                }
-            }
+            totals.add(&format!("{backend} / {} / {}", sup.label(), ending.label(*sup)), outcomes);
         }
         let _ = writeln!(text);
-        escapes_section(&mut text, &all.escapes, &mut trials, &mut leaked, &mut failed, &mut failures);
+        escapes_section(&mut text, &all.escapes, &mut totals);
         limits_section(&mut text, &all.limits);
-        nofork_section(&mut text, &all.nofork, &mut trials, &mut leaked, &mut failed, &mut failures);
-        restart_section(&mut text, &all.restarts, &mut trials, &mut leaked, &mut failed, &mut failures);
-        load_section(&mut text, &all.load, &mut trials, &mut leaked, &mut failed, &mut failures);
+        nofork_section(&mut text, &all.nofork, &mut totals);
+        restart_section(&mut text, &all.restarts, &mut totals);
+        load_section(&mut text, &all.load, &mut totals);
         let _ = writeln!(text);
-        if failures.is_empty() {
+        if totals.failures.is_empty() {
             let _ = writeln!(text, "Every trial passed.");
         } else {
-            let _ = writeln!(text, "Failed trials ({failed}; at most 30 shown):\n");
-            for f in failures {
+            let _ = writeln!(text, "Failed trials ({}; at most 30 shown):\n", totals.failed);
+            for f in &totals.failures {
                 let _ = writeln!(text, "{f}");
             }
         }
-        let _ = writeln!(text, "\nreliability: {trials} trials, {leaked} leaked");
-        Report { leaked, failed, text }
+        let _ = writeln!(text, "\nreliability: {} trials, {} leaked", totals.trials, totals.leaked);
+        Report { leaked: totals.leaked, failed: totals.failed, text }
     }
 
     pub(crate) fn markdown(&self) -> String {
@@ -169,14 +187,7 @@ impl Report {
 
 type EscapeRows = BTreeMap<(String, crate::escapes::Escape), Vec<EscapeOutcome>>;
 
-fn escapes_section(
-    text: &mut String,
-    rows: &EscapeRows,
-    trials: &mut usize,
-    leaked: &mut usize,
-    failed: &mut usize,
-    failures: &mut Vec<String>,
-) {
+fn escapes_section(text: &mut String, rows: &EscapeRows, totals: &mut Totals) {
     if rows.is_empty() {
         return;
     }
@@ -222,16 +233,7 @@ fn escapes_section(
             outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
             outcomes.iter().filter(|o| o.error.is_some()).count(),
         );
-        *trials += outcomes.len();
-        *leaked += outcomes.iter().map(EscapeOutcome::leaks).sum::<usize>();
-        for (i, o) in outcomes.iter().enumerate() {
-            if o.failed() {
-                *failed += 1;
-                if failures.len() < 30 {
-                    failures.push(format!("- {backend} / {} (trial {i}): {o:?}", escape.label()));
-                }
-            }
-        }
+        totals.add(&format!("{backend} / {}", escape.label()), outcomes);
     }
 }
 
@@ -287,10 +289,7 @@ fn limits_section(text: &mut String, rows: &EscapeRows) {
 fn restart_section(
     text: &mut String,
     rows: &BTreeMap<String, Vec<crate::restart::RestartOutcome>>,
-    trials: &mut usize,
-    leaked: &mut usize,
-    failed: &mut usize,
-    failures: &mut Vec<String>,
+    totals: &mut Totals,
 ) {
     if rows.is_empty() {
         return;
@@ -327,27 +326,11 @@ fn restart_section(
             outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
             outcomes.iter().filter(|o| o.error.is_some()).count(),
         );
-        *trials += outcomes.len();
-        *leaked += outcomes.iter().map(crate::restart::RestartOutcome::leaks).sum::<usize>();
-        for (i, o) in outcomes.iter().enumerate() {
-            if o.failed() {
-                *failed += 1;
-                if failures.len() < 30 {
-                    failures.push(format!("- {backend} / restart (trial {i}): {o:?}"));
-                }
-            }
-        }
+        totals.add(&format!("{backend} / restart"), outcomes);
     }
 }
 
-fn nofork_section(
-    text: &mut String,
-    rows: &BTreeMap<String, Vec<crate::nofork::NoForkOutcome>>,
-    trials: &mut usize,
-    leaked: &mut usize,
-    failed: &mut usize,
-    failures: &mut Vec<String>,
-) {
+fn nofork_section(text: &mut String, rows: &BTreeMap<String, Vec<crate::nofork::NoForkOutcome>>, totals: &mut Totals) {
     if rows.is_empty() {
         return;
     }
@@ -382,27 +365,11 @@ fn nofork_section(
                 outcomes.len()
             );
         }
-        *trials += outcomes.len();
-        *leaked += outcomes.iter().map(crate::nofork::NoForkOutcome::leaks).sum::<usize>();
-        for (i, o) in outcomes.iter().enumerate() {
-            if o.failed() {
-                *failed += 1;
-                if failures.len() < 30 {
-                    failures.push(format!("- {backend} / no-fork (trial {i}): wrong {:?}, {o:?}", o.wrong()));
-                }
-            }
-        }
+        totals.add(&format!("{backend} / no-fork"), outcomes);
     }
 }
 
-fn load_section(
-    text: &mut String,
-    rows: &crate::load::LoadRows,
-    trials: &mut usize,
-    leaked: &mut usize,
-    failed: &mut usize,
-    failures: &mut Vec<String>,
-) {
+fn load_section(text: &mut String, rows: &crate::load::LoadRows, totals: &mut Totals) {
     if rows.is_empty() {
         return;
     }
@@ -452,16 +419,7 @@ fn load_section(
             outcomes.iter().map(|o| o.leaked_cgroups).sum::<usize>(),
             outcomes.iter().map(|o| o.leaked_units).sum::<usize>(),
         );
-        *trials += outcomes.len();
-        *leaked += outcomes.iter().map(crate::load::LoadOutcome::leaks).sum::<usize>();
-        for (i, o) in outcomes.iter().enumerate() {
-            if o.failed() {
-                *failed += 1;
-                if failures.len() < 30 {
-                    failures.push(format!("- {backend} / load (round {i}): {o:?}"));
-                }
-            }
-        }
+        totals.add(&format!("{backend} / load"), outcomes);
     }
     let _ = writeln!(text, "\nRSS and CPU are the maxima over the rounds.");
 }

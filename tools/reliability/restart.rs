@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::Env;
-use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+use crate::probe::{Watched, alive, leftovers, ps_family, sweep, watch};
 
 /// What one restart trial saw.
 #[derive(Debug, Default)]
@@ -23,12 +23,12 @@ pub(crate) struct RestartOutcome {
     pub(crate) error: Option<String>,
 }
 
-impl RestartOutcome {
-    pub(crate) fn leaks(&self) -> usize {
+impl crate::report::Trial for RestartOutcome {
+    fn leaks(&self) -> usize {
         self.leaked_processes + self.leaked_cgroups + self.leaked_units
     }
 
-    pub(crate) fn failed(&self) -> bool {
+    fn failed(&self) -> bool {
         self.leaks() > 0 || !self.ps_ok || self.kill_latency.is_none() || self.error.is_some()
     }
 }
@@ -38,13 +38,7 @@ type Listed = (String, u32, bool, String);
 
 /// The members `ps --json` lists for the family `token`, and its guardian's PID.
 fn members(env: &Env, token: &str) -> Result<(Vec<Listed>, u32), String> {
-    let out = std::process::Command::new(&env.daemonic)
-        .args(["ps", "--json"])
-        .output()
-        .map_err(|e| format!("run daemonic ps: {e}"))?;
-    let doc: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("parse daemonic ps --json: {e}"))?;
-    let Some(family) = doc["families"].as_array().into_iter().flatten().find(|f| f["name"] == token) else {
+    let Some(family) = ps_family(env, token)? else {
         return Ok((Vec::new(), 0));
     };
     let guardian = family["guardian"].as_u64().unwrap_or(0) as u32;
@@ -146,12 +140,6 @@ fn run_in(env: &Env, backend: &str, token: &str, out: &mut RestartOutcome) -> Re
         let _ = pidfd_send_signal(&supervisor.pidfd, Signal::KILL);
     }
     let _ = child.wait();
-    // The guardian removes what `kill` did not (kill removes the cgroups itself).
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !cgroups_of(&env.cgroup2, token).is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
-    out.leaked_units = if backend == "systemd" { units_of(token).len() } else { 0 };
+    (out.leaked_cgroups, out.leaked_units) = leftovers(env, token, backend, Duration::from_secs(5));
     result
 }

@@ -8,12 +8,12 @@
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
-use std::process::{Child, ChildStdin, Stdio};
+use std::process::{ChildStdin, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
-use crate::probe::{Watched, alive, cgroups_of, sweep, units_of, watch};
+use crate::probe::{self, Watched, alive, cgroups_of, sweep, tail, units_of, wait_for_file, watch};
 
 use crate::v1::V1Cgroup;
 use crate::{Ending, Env, Supervisor};
@@ -46,9 +46,9 @@ pub(crate) struct Outcome {
     pub(crate) error: Option<String>,
 }
 
-impl Outcome {
+impl crate::report::Trial for Outcome {
     /// Leaks as the final line counts them: processes, cgroups, units and late daemons.
-    pub(crate) fn leaks(&self) -> usize {
+    fn leaks(&self) -> usize {
         self.leaked_processes
             + self.leaked_cgroups
             + self.leaked_units
@@ -56,7 +56,7 @@ impl Outcome {
     }
 
     /// Whether anything at all went wrong.
-    pub(crate) fn failed(&self) -> bool {
+    fn failed(&self) -> bool {
         self.leaks() > 0
             || self.early
             || self.worker_killed
@@ -158,7 +158,7 @@ fn run_in(
         .map_err(|e| format!("pidfd_open of the supervisor: {e}"))?;
     let mut supervisor = Watched { what: "supervisor".into(), pidfd: sup_pidfd, died: None };
 
-    let outcome = drive(env, sup, ending, token, &ready, &mut child, &mut stdin, &mut supervisor, out);
+    let outcome = drive(env, sup, ending, token, &ready, &mut stdin, &mut supervisor, out);
     drop(stdin);
     // The supervisor must end on its own; if it does not, that is a failure, and it is ended.
     let deadline = Instant::now() + STEP;
@@ -176,9 +176,7 @@ fn run_in(
         }
     }
     if let Err(e) = outcome {
-        let tail = std::fs::read_to_string(&stderr_path).unwrap_or_default();
-        let tail: Vec<&str> = tail.lines().rev().take(3).collect();
-        return Err(format!("{e} (supervisor stderr: {})", tail.into_iter().rev().collect::<Vec<_>>().join(" | ")));
+        return Err(format!("{e} (supervisor stderr: {})", tail(&stderr_path, 3)));
     }
     Ok(())
 }
@@ -191,12 +189,12 @@ fn drive(
     ending: Ending,
     token: &str,
     ready: &Path,
-    child: &mut Child,
     stdin: &mut ChildStdin,
     supervisor: &mut Watched,
     out: &mut Outcome,
 ) -> Result<(), String> {
-    let info = wait_ready(ready, supervisor)?;
+    let text = wait_for_file(ready, supervisor, STEP)?;
+    let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", ready.display()))?;
     let pid = |key: &str| info[key].as_u64().map(|p| p as u32).ok_or_else(|| format!("ready file lacks {key}"));
     let mut main = Watched::open("main member", pid("main")?, token)?;
     let mut worker = Watched::open("worker", pid("worker")?, token)?;
@@ -204,7 +202,7 @@ fn drive(
     for (i, p) in info["daemons"].as_array().ok_or("ready file lacks daemons")?.iter().enumerate() {
         daemons.push(Watched::open(format!("daemon {i}"), p.as_u64().unwrap_or(0) as u32, token)?);
     }
-    let mut guardian = find_guardian(env, token)?;
+    let mut guardian = probe::guardian(env, token)?;
 
     let say = |stdin: &mut ChildStdin, what: &str| -> Result<(), String> {
         writeln!(stdin, "{what}").and_then(|()| stdin.flush()).map_err(|e| format!("tell the member {what:?}: {e}"))
@@ -268,7 +266,6 @@ fn drive(
 
     // Cleanup: the guardian removes the cgroups (and stops the units), then exits.
     watch(&mut [&mut guardian], Instant::now() + STEP);
-    let _ = child; // the supervisor is waited for by the caller
     let mut leaked = daemons.iter().filter(|d| alive(&d.pidfd)).count();
     leaked += usize::from(alive(&main.pidfd)) + usize::from(alive(&worker.pidfd));
     if alive(&guardian.pidfd) {
@@ -284,45 +281,6 @@ fn drive(
     out.leaked_cgroups = cgroups_of(&env.cgroup2, token).len();
     out.leaked_units = if env.systemctl_user { units_of(token).len() } else { 0 };
     Ok(())
-}
-
-fn wait_ready(ready: &Path, supervisor: &mut Watched) -> Result<serde_json::Value, String> {
-    let deadline = Instant::now() + STEP;
-    loop {
-        if let Ok(text) = std::fs::read_to_string(ready) {
-            return serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", ready.display()));
-        }
-        watch(&mut [&mut *supervisor], Instant::now() + Duration::from_millis(2));
-        if supervisor.died.is_some() {
-            return Err("the supervisor exited before its family was ready".into());
-        }
-        if Instant::now() > deadline {
-            return Err("the family was not ready in time".into());
-        }
-    }
-}
-
-/// The family's guardian, by `daemonic ps --json`.
-fn find_guardian(env: &Env, token: &str) -> Result<Watched, String> {
-    let out = std::process::Command::new(&env.daemonic)
-        .args(["ps", "--json"])
-        .output()
-        .map_err(|e| format!("run daemonic ps: {e}"))?;
-    let doc: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("parse daemonic ps --json: {e}"))?;
-    let family = doc["families"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|f| f["name"] == token)
-        .ok_or_else(|| format!("daemonic ps does not list family {token}"))?;
-    let pid = family["guardian"].as_u64().ok_or("daemonic ps lists no guardian")? as u32;
-    let w = Watched::open("guardian", pid, "")?;
-    let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if alive(&w.pidfd) && !argv0.starts_with(b"daemonic-guardian") {
-        return Err(format!("pid {pid} from ps is not a guardian"));
-    }
-    Ok(w)
 }
 
 /// How `std` describes a status: `exit N` or `signal N`.
