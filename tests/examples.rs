@@ -174,14 +174,20 @@ fn seed_terminated_abruptly() {
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         let lines = run.lines();
         assert_eq!(lines.first(), Some(&"Daemon process: True"), "{backend:?}: {lines:?}");
-        assert_eq!(
-            lines.last(),
-            Some(&"Main process exiting..."),
-            "{backend:?}: nothing after the last line: {lines:?}"
-        );
-        let counted: Vec<&str> = lines[1..lines.len() - 1].to_vec();
+        // The daemon's 31st tick falls a few ms after the main process's 3 s (the interpreter
+        // starts after the main process began to sleep), so on a busy machine it can land
+        // between "Main process exiting..." and the kill of the exit handler, as it can in
+        // Python: at most that one line may follow, and it must be the next number.
+        let exiting = lines.iter().position(|l| *l == "Main process exiting...");
+        let exiting = exiting.unwrap_or_else(|| panic!("{backend:?}: no exit message: {lines:?}"));
+        let after = &lines[exiting + 1..];
+        let counted: Vec<&str> = lines[1..exiting].iter().chain(after).copied().collect();
         let expected: Vec<String> = (0..counted.len()).map(|i| i.to_string()).collect();
-        assert_eq!(counted, expected, "{backend:?}: the counter runs from 0 without gaps");
+        assert_eq!(counted, expected, "{backend:?}: the counter runs from 0 without gaps: {lines:?}");
+        assert!(after.len() <= 1, "{backend:?}: the daemon ran on after the exit message: {lines:?}");
+        if !after.is_empty() {
+            eprintln!("{backend:?}: one counter line landed between the exit message and the kill: {after:?}");
+        }
         // 3 s at one line per 100 ms: the seed saw 0 to 28.
         assert!((20..=35).contains(&counted.len()), "{backend:?}: {} counter lines", counted.len());
 
