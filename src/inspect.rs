@@ -3,8 +3,15 @@
 //! Nothing here asks a supervisor: the truth is the cgroup tree (directory names and daemonic's
 //! `user.*` attributes), so families are listed and killed the same whether their `daemonic run`
 //! is alive or was SIGKILLed.
+//!
+//! A family belongs to the user that owns its directory: the cgroupfs backend creates it as the
+//! user that runs `daemonic`, a systemd manager as its own user (a user manager's families are
+//! its user's, the system manager's are root's). Root may kill any family; anyone else only
+//! their own ([`kill`] refuses the others before writing anything), and `daemonic ps` shows
+//! another user's family as one line without its members ([`FamilyInfo::visible_to`]).
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,8 @@ pub struct FamilyInfo {
     pub name: String,
     /// The family's cgroup, relative to the cgroup2 root.
     pub cgroup: String,
+    /// The uid owning the family's directory: the user whose family it is.
+    pub owner: u32,
     /// PID of the family's guardian, as recorded at start.
     pub guardian: Option<u32>,
     /// The members, in tree order.
@@ -50,6 +59,26 @@ pub struct MemberInfo {
     pub unit: Option<String>,
     /// When it started, in seconds since the Unix epoch.
     pub start_time: Option<u64>,
+}
+
+impl FamilyInfo {
+    /// Whether user `uid` may see this family's details and kill it: root, or its owner.
+    pub fn visible_to(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.owner
+    }
+
+    /// The error for user `uid` trying to kill this family of another user.
+    fn not_yours(&self, uid: u32) -> Error {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            format!("cannot kill family {}: it belongs to uid {} (you are uid {uid})", self.id, self.owner),
+        )
+    }
+}
+
+/// The effective uid of the calling process.
+pub fn caller_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Every family under the cgroup2 root, nested ones included.
@@ -85,13 +114,67 @@ pub fn find(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
     }
 }
 
+/// The family `key` names for user `uid` to kill: by id, or by name among the caller's own
+/// families first (another user's family of the same name does not make it ambiguous). A family
+/// of another user is refused with [`ErrorKind::PermissionDenied`], unless `uid` is root.
+pub fn find_for(h: &Hierarchy, key: &str, uid: u32) -> Result<FamilyInfo> {
+    if uid == 0 {
+        return find(h, key);
+    }
+    let all = families(h)?;
+    if let Some(f) = all.iter().find(|f| f.id == key) {
+        return if f.visible_to(uid) { Ok(f.clone()) } else { Err(f.not_yours(uid)) };
+    }
+    let (mine, theirs): (Vec<_>, Vec<_>) = all.into_iter().filter(|f| f.name == key).partition(|f| f.visible_to(uid));
+    match (mine.len(), theirs.as_slice()) {
+        (1, _) => Ok(mine.into_iter().next().expect("one")),
+        (0, []) => {
+            Err(Error::new(ErrorKind::NoSuchFamily, format!("no family with id or name {key:?} (see `daemonic ps`)")))
+        }
+        (0, [one]) => Err(one.not_yours(uid)),
+        (0, many) => {
+            let mut owners: Vec<_> = many.iter().map(|f| f.owner.to_string()).collect();
+            owners.dedup();
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "cannot kill family {key}: the {} families of that name belong to other users (uid {}; you are uid {uid})",
+                    many.len(),
+                    owners.join(", ")
+                ),
+            ))
+        }
+        (n, _) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{n} of your families are named {key:?}; give one of the ids: {}",
+                mine.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// Kills every process of the family at once and waits until they are gone and the family's
 /// cgroups are removed (its units stopped, on systemd): by its guardian when it runs (it must be
-/// the one to remove them, see `guardian.rs`), else here.
+/// the one to remove them, see `guardian.rs`), else here. A family of another user is refused
+/// (unless the caller is root) before anything is written.
 pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
-    let family = find(h, key)?;
+    let uid = caller_uid();
+    let family = find_for(h, key, uid)?;
     let dir = h.join(&family.cgroup);
-    cgroup::kill(&dir)?;
+    cgroup::kill(&dir).map_err(|e| match e.os_error().and_then(std::io::Error::raw_os_error) {
+        // Owned by the caller, yet not writable: a delegation that did not hand over the files.
+        Some(libc::EACCES | libc::EPERM) => Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "cannot kill family {}: {} is not writable for uid {uid} (the family's directory belongs to uid {})",
+                family.id,
+                dir.join("cgroup.kill").display(),
+                family.owner
+            ),
+        ),
+        _ => e,
+    })?;
     if !cgroup::wait_unpopulated(&dir, Some(Duration::from_secs(10)))? {
         return Err(Error::new(
             ErrorKind::Os,
@@ -140,6 +223,7 @@ fn describe(h: &Hierarchy, dir: &Path, id: String, name: String) -> Result<Famil
         id,
         name,
         cgroup: h.relative(dir).unwrap_or_default(),
+        owner: fs::metadata(dir).map_or(0, |m| m.uid()),
         guardian: cgroup::attr(dir, layout::ATTR_GUARDIAN).and_then(|p| p.parse().ok()),
         members: members_of(h, dir),
     })
