@@ -133,8 +133,10 @@ pub fn find_for(h: &Hierarchy, key: &str, uid: u32) -> Result<FamilyInfo> {
         }
         (0, [one]) => Err(one.not_yours(uid)),
         (0, many) => {
-            let mut owners: Vec<_> = many.iter().map(|f| f.owner.to_string()).collect();
-            owners.dedup();
+            let mut uids: Vec<u32> = many.iter().map(|f| f.owner).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            let owners: Vec<String> = uids.iter().map(u32::to_string).collect();
             Err(Error::new(
                 ErrorKind::PermissionDenied,
                 format!(
@@ -330,5 +332,40 @@ mod tests {
         assert_eq!(kinds, vec![("main", false, "starting"), ("log", true, "starting")]);
         assert_eq!(find(&h, "web").expect("by name").id, "web-42");
         assert_eq!(find(&h, "nope").expect_err("missing").kind(), ErrorKind::NoSuchFamily);
+    }
+
+    #[test]
+    fn another_users_family_is_refused_and_names_prefer_ones_own() {
+        if !rustix::process::geteuid().is_root() {
+            return; // chown needs root
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let h = Hierarchy::at(root.path());
+        let make = |id: &str, uid: u32| {
+            let fam = root.path().join(layout::family_dir_name(id));
+            fs::create_dir_all(fam.join(layout::member_dir_name("main", 1, false))).expect("mkdir");
+            std::os::unix::fs::chown(&fam, Some(uid), None).expect("chown");
+        };
+        make("web-1", 0);
+        make("web-2", 4242);
+        make("db-3", 0);
+        let all = families(&h).expect("families");
+        assert_eq!(all.iter().find(|f| f.id == "web-2").map(|f| f.owner), Some(4242));
+        // Root sees both webs: ambiguous by name, either by id.
+        assert_eq!(find_for(&h, "web", 0).expect_err("two").kind(), ErrorKind::InvalidInput);
+        assert_eq!(find_for(&h, "web-1", 0).expect("root kills any").id, "web-1");
+        // uid 4242: its own web, not root's; root's db refused by name and by id.
+        assert_eq!(find_for(&h, "web", 4242).expect("own first").id, "web-2");
+        for key in ["db", "db-3", "web-1"] {
+            let e = find_for(&h, key, 4242).expect_err("not its own");
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            let id = if key == "db" { "db-3" } else { key };
+            assert_eq!(e.to_string(), format!("cannot kill family {id}: it belongs to uid 0 (you are uid 4242)"));
+        }
+        // Another user: both webs are someone else's.
+        let e = find_for(&h, "web", 7).expect_err("not its own");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("belong to other users (uid 0, 4242; you are uid 7)"), "{e}");
+        assert_eq!(find_for(&h, "nope", 7).expect_err("missing").kind(), ErrorKind::NoSuchFamily);
     }
 }
