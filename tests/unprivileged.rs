@@ -9,12 +9,16 @@
 //! and then drops to the user with `setpriv`. A guard undoes it all, even when a test fails:
 //! `cgroup.kill` of the delegated cgroup, its directories removed, the user deleted.
 //!
+//! One test also starts the user's own `systemd --user` manager and session bus
+//! (`scripts/user-manager start --as USER`) and runs families of transient scopes in it.
+//!
 //! Needs root (to create the user); without it, or without a writable cgroup v2, `useradd` or
 //! `setpriv`, the tests print SKIPPED, and fail with `CI=true`.
 
 mod common;
 
-/// The backend of these tests: only cgroupfs (a user's own systemd manager is not covered here).
+/// The backend the common helpers assume; the one test of the user's own systemd manager passes
+/// `--backend systemd --user` itself.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -472,4 +476,160 @@ fn another_users_family_is_hidden_and_out_of_reach() {
     out.assert_code(0);
     root_run.wait().assert_code(137);
     assert_no_leftovers(&rootfam, &[&r_daemon, &r_main]);
+}
+
+/// The user's own `systemd --user` manager and session bus (`scripts/user-manager start --as`),
+/// stopped by PID when dropped.
+struct UserManager {
+    runtime_dir: String,
+    bus: String,
+}
+
+impl UserManager {
+    fn start(u: &Delegated) -> Option<UserManager> {
+        let systemd = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"].iter().any(|p| Path::new(p).exists());
+        for (ok, what) in [
+            (systemd, "systemd (/lib/systemd/systemd)"),
+            (tool_exists("dbus-daemon"), "dbus-daemon"),
+            (tool_exists("systemd-run"), "systemd-run"),
+            (tool_exists("systemctl"), "systemctl"),
+            (tool_exists("busctl"), "busctl"),
+        ] {
+            if !ok {
+                skip_or_fail(&format!("{what} is not installed (needed for the user's own systemd manager)"));
+                return None;
+            }
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/user-manager");
+        let out = Command::new(script)
+            .args(["start", "--as", &u.user])
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("DBUS_SESSION_BUS_ADDRESS")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run scripts/user-manager start");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let var = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(&format!("export {name}=")))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let m = UserManager { runtime_dir: var("XDG_RUNTIME_DIR"), bus: var("DBUS_SESSION_BUS_ADDRESS") };
+        assert!(
+            out.status.success() && !m.runtime_dir.is_empty() && !m.bus.is_empty(),
+            "scripts/user-manager start --as {} failed:\n{text}\n{}",
+            u.user,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Some(m)
+    }
+}
+
+impl Drop for UserManager {
+    fn drop(&mut self) {
+        if self.runtime_dir.is_empty() {
+            return;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/user-manager");
+        let out = Command::new(script).args(["stop", &self.runtime_dir]).stdin(Stdio::null()).output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!("warning: scripts/user-manager stop {} failed: {out:?}", self.runtime_dir);
+        }
+    }
+}
+
+impl Delegated {
+    /// `daemonic ARGS` as the user, as a transient `Delegate=yes` service of its own manager
+    /// (`systemd-run --user --wait --pipe`): the way a user starts something inside the tree its
+    /// manager owns, where the manager may move the processes of new scopes.
+    fn daemonic_service<I, S>(&self, m: &UserManager, args: I) -> Daemonic
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let dir = Path::new(&self.bin).parent().expect("binary dir").to_str().expect("utf-8").to_string();
+        let script = format!(
+            "shift && exec setpriv --reuid={} --regid={} --clear-groups --inh-caps=-all -- env HOME=/ \
+             XDG_RUNTIME_DIR='{}' DBUS_SESSION_BUS_ADDRESS='{}' systemd-run --user --wait --pipe --quiet \
+             -p Delegate=yes -E PATH='{dir}:/usr/bin:/bin' -- '{}' \"$@\"",
+            self.uid, self.gid, m.runtime_dir, m.bus, self.bin
+        );
+        daemonic_via(&["sh", "-c", &script, "sh"], args)
+    }
+
+    /// `daemonic ARGS` as the user in its delegated cgroup, with its manager's bus.
+    fn daemonic_with_bus<I, S>(&self, m: &UserManager, args: I) -> Daemonic
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        self.daemonic(args).env("XDG_RUNTIME_DIR", &m.runtime_dir).env("DBUS_SESSION_BUS_ADDRESS", &m.bus)
+    }
+}
+
+/// The systemd backend with the user's own manager: a family of transient scopes owned by the
+/// user (its daemon killed when the main member ends, the no-children rule), listed in full to
+/// the user and to root, killed by the user, nothing left (no unit, no cgroup, no process).
+#[test]
+fn users_own_systemd_manager_runs_and_kills_its_families() {
+    let Some(u) = delegated() else { return };
+    let Some(m) = UserManager::start(&u) else { return };
+    let files = u.files();
+    let name = family_name("unpriv-sd");
+    let bg = marker(300);
+    let script = format!(
+        r#"daemonic spawn --daemon --name bg -- sleep {bg} &
+daemonic spawn --daemon -- daemonic is-daemon; echo daemon-is-daemon=$?
+daemonic spawn --daemon -- sh -c "exec daemonic spawn -- echo child-ran"; echo refused=$?
+while [ ! -e {files}/go ]; do sleep 0.02; done"#
+    );
+    let args = |name: &str, script: &str| -> Vec<String> {
+        let mut a = run_sh(name, script, &marker(0));
+        a.splice(1..1, ["--backend".to_string(), "systemd".into(), "--user".into()]);
+        a
+    };
+    let run = u.daemonic_service(&m, args(&name, &script)).timeout(60.0).spawn();
+    let bg_pid = wait_sleep(&bg);
+    let (value, out) = ps_json_when(Some(&u), |ps| runs(ps, &name, &[bg_pid]));
+    let fam = families_named(&value, &name)[0];
+    assert_eq!(fam["owner"], u.uid, "{}", out.dump());
+    assert_eq!(fam["hidden"], false);
+    let bg_member = fam["members"].as_array().expect("members").iter().find(|m| m["pid"] == bg_pid).cloned();
+    let unit = bg_member.as_ref().and_then(|m| m["unit"].as_str()).unwrap_or_default().to_string();
+    assert!(unit.ends_with(".daemon.scope"), "the daemon's scope in\n{}", out.dump());
+    let (root_view, out) = ps_json_when(None, |ps| runs(ps, &name, &[bg_pid]));
+    assert_eq!(families_named(&root_view, &name)[0]["owner"], u.uid, "root sees whose it is\n{}", out.dump());
+    let units = u.sh(&format!(
+        "XDG_RUNTIME_DIR='{}' DBUS_SESSION_BUS_ADDRESS='{}' systemctl --user list-units --plain --no-legend '{unit}'",
+        m.runtime_dir, m.bus
+    ));
+    assert!(String::from_utf8_lossy(&units.stdout).contains(&unit), "{unit} in the user's manager: {units:?}");
+
+    std::fs::write(u.files.path().join("go"), "").expect("write go");
+    let out = run.wait();
+    out.assert_code(0);
+    let lines = out.lines();
+    assert!(lines.contains(&"true") && lines.contains(&"daemon-is-daemon=0"), "{}", out.dump());
+    assert!(lines.contains(&"refused=1") && out.stderr.contains(NOT_ALLOWED), "{}", out.dump());
+    assert!(!out.stdout.contains("child-ran"), "{}", out.dump());
+    assert_no_leftovers(&name, &[&bg]);
+
+    // daemonic kill by the user, with its bus: the units are stopped, run exits 137.
+    let name = family_name("unpriv-sdkill");
+    let (daemon, main) = (marker(300), marker(300));
+    let script = format!("daemonic spawn --daemon -- sleep {daemon} & exec sleep {main}");
+    let run = u.daemonic_service(&m, args(&name, &script)).timeout(60.0).spawn();
+    let (d_pid, m_pid) = (wait_sleep(&daemon), wait_sleep(&main));
+    ps_json_when(Some(&u), |ps| runs(ps, &name, &[d_pid, m_pid]));
+    let out = u.daemonic_with_bus(&m, ["kill", &name]).timeout(20.0).run();
+    out.assert_code(0);
+    run.wait().assert_code(137);
+    assert_no_leftovers(&name, &[&daemon, &main]);
+    let units = u.sh(&format!(
+        "XDG_RUNTIME_DIR='{}' DBUS_SESSION_BUS_ADDRESS='{}' systemctl --user list-units --all --plain --no-legend 'daemonic-*'",
+        m.runtime_dir, m.bus
+    ));
+    let left = String::from_utf8_lossy(&units.stdout).to_string();
+    assert!(!left.contains("unpriv-sd"), "units left in the user's manager:\n{left}");
 }
