@@ -615,6 +615,21 @@ while [ ! -e {files}/go ]; do sleep 0.02; done"#
     assert!(!out.stdout.contains("child-ran"), "{}", out.dump());
     assert_no_leftovers(&name, &[&bg]);
 
+    // From a cgroup outside the manager's tree (the delegated one), the manager cannot move the
+    // scope's process: a clear error that says where to run, exit 1, nothing left.
+    let name = family_name("unpriv-sdout");
+    let out = u.daemonic_with_bus(&m, ["run", "--backend", "systemd", "--user", "--name", &name, "--", "true"]).run();
+    out.assert_code(1);
+    let errors = out.error_lines();
+    assert!(
+        errors.len() == 1
+            && errors[0].contains("result \"failed\"")
+            && errors[0].contains("systemd-run --user -p Delegate=yes"),
+        "{}",
+        out.dump()
+    );
+    assert_no_leftovers(&name, &[]);
+
     // daemonic kill by the user, with its bus: the units are stopped, run exits 137.
     let name = family_name("unpriv-sdkill");
     let (daemon, main) = (marker(300), marker(300));
