@@ -49,16 +49,19 @@ enum Cmd {
     Run(RunArgs),
     /// From inside a member: become PROGRAM as a new member, child of the caller.
     Spawn(SpawnArgs),
-    /// List running families and their members.
+    /// List running families and their members; another user's family is one line, its details
+    /// hidden (root sees every family in full).
     Ps {
-        /// Print JSON: {"families":[{"id","name","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","unit","start_time"}]}]}
-        /// ("unit", the member's scope, only on the systemd backend).
+        /// Print JSON: {"families":[{"id","name","owner","hidden","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","unit","start_time"}]}]}
+        /// ("unit", the member's scope, only on the systemd backend; another user's family is
+        /// "hidden": true, with "cgroup" and "guardian" null and no members, except for root).
         #[arg(long)]
         json: bool,
     },
     /// Print whether the calling process is daemonic; exit 0 when it is, 1 when not.
     IsDaemon,
-    /// Kill a whole family (members of both kinds) at once and remove its cgroups.
+    /// Kill a whole family (members of both kinds) at once and remove its cgroups; only your own
+    /// families (root: any).
     Kill {
         /// The family's id (as `daemonic ps` shows it) or its name, when unique.
         family: String,
@@ -454,12 +457,40 @@ fn run_contained(prepared: &crate::command::Prepared) -> Result<i32> {
 fn ps(json: bool) -> Result<()> {
     let h = Hierarchy::host()?;
     let families = inspect::families(&h)?;
+    let uid = inspect::caller_uid();
     if json {
+        /// A family as `ps --json` prints it: another user's without its cgroup, guardian and
+        /// members (root sees every family in full).
+        #[derive(serde::Serialize)]
+        struct Family<'a> {
+            id: &'a str,
+            name: &'a str,
+            owner: u32,
+            hidden: bool,
+            cgroup: Option<&'a str>,
+            guardian: Option<u32>,
+            members: &'a [inspect::MemberInfo],
+        }
         #[derive(serde::Serialize)]
         struct Out<'a> {
-            families: &'a [FamilyInfo],
+            families: Vec<Family<'a>>,
         }
-        let text = serde_json::to_string_pretty(&Out { families: &families })
+        let shown = families
+            .iter()
+            .map(|f: &FamilyInfo| {
+                let visible = f.visible_to(uid);
+                Family {
+                    id: &f.id,
+                    name: &f.name,
+                    owner: f.owner,
+                    hidden: !visible,
+                    cgroup: visible.then_some(f.cgroup.as_str()),
+                    guardian: f.guardian.filter(|_| visible),
+                    members: if visible { &f.members } else { &[] },
+                }
+            })
+            .collect();
+        let text = serde_json::to_string_pretty(&Out { families: shown })
             .map_err(|e| Error::new(ErrorKind::Os, format!("failed to write JSON: {e}")))?;
         println!("{text}");
         return Ok(());
@@ -469,6 +500,13 @@ fn ps(json: bool) -> Result<()> {
         "FAMILY", "MEMBER", "PID", "DAEMON", "STATE", "STARTED"
     );
     for f in &families {
+        if !f.visible_to(uid) {
+            println!(
+                "{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} (owned by uid {}; details hidden)",
+                f.id, "-", "-", "-", "-", "-", f.owner
+            );
+            continue;
+        }
         for m in &f.members {
             println!(
                 "{:<24} {:<16} {:>8} {:<6} {:<8} {:<20} {}",

@@ -27,6 +27,8 @@ pub enum ErrorKind {
     NotInFamily,
     /// No family matches a name or id.
     NoSuchFamily,
+    /// The family belongs to another user: the caller may not kill it or see its details.
+    PermissionDenied,
     /// The host lacks something daemonic needs (cgroup2, a writable cgroup, a kernel feature).
     Unsupported,
     /// The chosen backend is not available (not built, or its manager does not answer).

@@ -3,8 +3,15 @@
 //! Nothing here asks a supervisor: the truth is the cgroup tree (directory names and daemonic's
 //! `user.*` attributes), so families are listed and killed the same whether their `daemonic run`
 //! is alive or was SIGKILLed.
+//!
+//! A family belongs to the user that owns its directory: the cgroupfs backend creates it as the
+//! user that runs `daemonic`, a systemd manager as its own user (a user manager's families are
+//! its user's, the system manager's are root's). Root may kill any family; anyone else only
+//! their own ([`kill`] refuses the others before writing anything), and `daemonic ps` shows
+//! another user's family as one line without its members ([`FamilyInfo::visible_to`]).
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -26,6 +33,8 @@ pub struct FamilyInfo {
     pub name: String,
     /// The family's cgroup, relative to the cgroup2 root.
     pub cgroup: String,
+    /// The uid owning the family's directory: the user whose family it is.
+    pub owner: u32,
     /// PID of the family's guardian, as recorded at start.
     pub guardian: Option<u32>,
     /// The members, in tree order.
@@ -50,6 +59,26 @@ pub struct MemberInfo {
     pub unit: Option<String>,
     /// When it started, in seconds since the Unix epoch.
     pub start_time: Option<u64>,
+}
+
+impl FamilyInfo {
+    /// Whether user `uid` may see this family's details and kill it: root, or its owner.
+    pub fn visible_to(&self, uid: u32) -> bool {
+        uid == 0 || uid == self.owner
+    }
+
+    /// The error for user `uid` trying to kill this family of another user.
+    fn not_yours(&self, uid: u32) -> Error {
+        Error::new(
+            ErrorKind::PermissionDenied,
+            format!("cannot kill family {}: it belongs to uid {} (you are uid {uid})", self.id, self.owner),
+        )
+    }
+}
+
+/// The effective uid of the calling process.
+pub fn caller_uid() -> u32 {
+    rustix::process::geteuid().as_raw()
 }
 
 /// Every family under the cgroup2 root, nested ones included.
@@ -85,13 +114,69 @@ pub fn find(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
     }
 }
 
+/// The family `key` names for user `uid` to kill: by id, or by name among the caller's own
+/// families first (another user's family of the same name does not make it ambiguous). A family
+/// of another user is refused with [`ErrorKind::PermissionDenied`], unless `uid` is root.
+pub fn find_for(h: &Hierarchy, key: &str, uid: u32) -> Result<FamilyInfo> {
+    if uid == 0 {
+        return find(h, key);
+    }
+    let all = families(h)?;
+    if let Some(f) = all.iter().find(|f| f.id == key) {
+        return if f.visible_to(uid) { Ok(f.clone()) } else { Err(f.not_yours(uid)) };
+    }
+    let (mine, theirs): (Vec<_>, Vec<_>) = all.into_iter().filter(|f| f.name == key).partition(|f| f.visible_to(uid));
+    match (mine.len(), theirs.as_slice()) {
+        (1, _) => Ok(mine.into_iter().next().expect("one")),
+        (0, []) => {
+            Err(Error::new(ErrorKind::NoSuchFamily, format!("no family with id or name {key:?} (see `daemonic ps`)")))
+        }
+        (0, [one]) => Err(one.not_yours(uid)),
+        (0, many) => {
+            let mut uids: Vec<u32> = many.iter().map(|f| f.owner).collect();
+            uids.sort_unstable();
+            uids.dedup();
+            let owners: Vec<String> = uids.iter().map(u32::to_string).collect();
+            Err(Error::new(
+                ErrorKind::PermissionDenied,
+                format!(
+                    "cannot kill family {key}: the {} families of that name belong to other users (uid {}; you are uid {uid})",
+                    many.len(),
+                    owners.join(", ")
+                ),
+            ))
+        }
+        (n, _) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "{n} of your families are named {key:?}; give one of the ids: {}",
+                mine.iter().map(|f| f.id.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        )),
+    }
+}
+
 /// Kills every process of the family at once and waits until they are gone and the family's
 /// cgroups are removed (its units stopped, on systemd): by its guardian when it runs (it must be
-/// the one to remove them, see `guardian.rs`), else here.
+/// the one to remove them, see `guardian.rs`), else here. A family of another user is refused
+/// (unless the caller is root) before anything is written.
 pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
-    let family = find(h, key)?;
+    let uid = caller_uid();
+    let family = find_for(h, key, uid)?;
     let dir = h.join(&family.cgroup);
-    cgroup::kill(&dir)?;
+    cgroup::kill(&dir).map_err(|e| match e.os_error().and_then(std::io::Error::raw_os_error) {
+        // Owned by the caller, yet not writable: a delegation that did not hand over the files.
+        Some(libc::EACCES | libc::EPERM) => Error::new(
+            ErrorKind::PermissionDenied,
+            format!(
+                "cannot kill family {}: {} is not writable for uid {uid} (the family's directory belongs to uid {})",
+                family.id,
+                dir.join("cgroup.kill").display(),
+                family.owner
+            ),
+        ),
+        _ => e,
+    })?;
     if !cgroup::wait_unpopulated(&dir, Some(Duration::from_secs(10)))? {
         return Err(Error::new(
             ErrorKind::Os,
@@ -140,6 +225,7 @@ fn describe(h: &Hierarchy, dir: &Path, id: String, name: String) -> Result<Famil
         id,
         name,
         cgroup: h.relative(dir).unwrap_or_default(),
+        owner: fs::metadata(dir).map_or(0, |m| m.uid()),
         guardian: cgroup::attr(dir, layout::ATTR_GUARDIAN).and_then(|p| p.parse().ok()),
         members: members_of(h, dir),
     })
@@ -246,5 +332,40 @@ mod tests {
         assert_eq!(kinds, vec![("main", false, "starting"), ("log", true, "starting")]);
         assert_eq!(find(&h, "web").expect("by name").id, "web-42");
         assert_eq!(find(&h, "nope").expect_err("missing").kind(), ErrorKind::NoSuchFamily);
+    }
+
+    #[test]
+    fn another_users_family_is_refused_and_names_prefer_ones_own() {
+        if !rustix::process::geteuid().is_root() {
+            return; // chown needs root
+        }
+        let root = tempfile::tempdir().expect("tempdir");
+        let h = Hierarchy::at(root.path());
+        let make = |id: &str, uid: u32| {
+            let fam = root.path().join(layout::family_dir_name(id));
+            fs::create_dir_all(fam.join(layout::member_dir_name("main", 1, false))).expect("mkdir");
+            std::os::unix::fs::chown(&fam, Some(uid), None).expect("chown");
+        };
+        make("web-1", 0);
+        make("web-2", 4242);
+        make("db-3", 0);
+        let all = families(&h).expect("families");
+        assert_eq!(all.iter().find(|f| f.id == "web-2").map(|f| f.owner), Some(4242));
+        // Root sees both webs: ambiguous by name, either by id.
+        assert_eq!(find_for(&h, "web", 0).expect_err("two").kind(), ErrorKind::InvalidInput);
+        assert_eq!(find_for(&h, "web-1", 0).expect("root kills any").id, "web-1");
+        // uid 4242: its own web, not root's; root's db refused by name and by id.
+        assert_eq!(find_for(&h, "web", 4242).expect("own first").id, "web-2");
+        for key in ["db", "db-3", "web-1"] {
+            let e = find_for(&h, key, 4242).expect_err("not its own");
+            assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+            let id = if key == "db" { "db-3" } else { key };
+            assert_eq!(e.to_string(), format!("cannot kill family {id}: it belongs to uid 0 (you are uid 4242)"));
+        }
+        // Another user: both webs are someone else's.
+        let e = find_for(&h, "web", 7).expect_err("not its own");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.to_string().contains("belong to other users (uid 0, 4242; you are uid 7)"), "{e}");
+        assert_eq!(find_for(&h, "nope", 7).expect_err("missing").kind(), ErrorKind::NoSuchFamily);
     }
 }

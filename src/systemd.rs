@@ -238,7 +238,10 @@ impl Client {
             Some(result) if result == "done" => Ok(()),
             Some(result) => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
-                format!("failed to start unit {name}: its start job ended with result \"{result}\""),
+                format!(
+                    "failed to start unit {name}: its start job ended with result \"{result}\"{}",
+                    if result == "failed" { scope_hint(name.as_str()) } else { "" }
+                ),
             ))),
             None => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
@@ -333,6 +336,18 @@ impl Client {
     pub(crate) fn unit_removals(&self) -> Result<UnitRemovedStream> {
         zbus::block_on(self.manager.receive_unit_removed())
             .map_err(|e| Error::new(ErrorKind::Os, format!("failed to listen for removed units: {e}")))
+    }
+}
+
+/// Why a scope of a non-root caller's manager usually fails: the manager moves the scope's
+/// process from the caller's cgroup, which it may do only when it can write their common
+/// ancestor (a `systemd --user` asks the system manager otherwise, where there is one).
+fn scope_hint(unit: &str) -> &'static str {
+    if unit.ends_with(".scope") && !rustix::process::geteuid().is_root() {
+        " (a user's manager can move a process into a scope only from a cgroup of its own tree: run daemonic \
+         inside it, e.g. `systemd-run --user -p Delegate=yes --wait --pipe daemonic run …`)"
+    } else {
+        ""
     }
 }
 
