@@ -93,12 +93,24 @@ impl Report {
         let results = &all.endings;
         let mut text = String::new();
         let mut totals = Totals::default();
-        let mode = if o.quick { "--quick" } else { "long mode" };
+        // How it was run, as given (the harness's own --daemonic and --out left out).
+        let mut given = Vec::new();
+        let mut args = std::env::args().skip(1);
+        while let Some(a) = args.next() {
+            if a == "--daemonic" || a == "--out" {
+                args.next();
+            } else {
+                given.push(a);
+            }
+        }
+        let given = if given.is_empty() { "long mode".to_string() } else { format!("`{}`", given.join(" ")) };
         let _ = writeln!(text, "# daemonic reliability\n");
         let _ = writeln!(
             text,
-            "Written by `scripts/reliability` ({mode}, {} trials per row, {} at a time) on {}; it took {:.0} s.\n",
+            "Written by `scripts/reliability` ({given}: {} trials per row, {} load rounds, {} at a time) on {}; it \
+             took {:.0} s.\n",
             o.trials,
+            o.load_rounds,
             o.jobs,
             command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
             took.as_secs_f64()
