@@ -167,15 +167,7 @@ impl Outside {
         if !self.procs().is_empty() {
             let _ = std::fs::write(self.path.join("cgroup.kill"), "1");
         }
-        let mut last = None;
-        for _ in 0..250 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("remove {}: {}", self.path.display(), last.map(|e| e.to_string()).unwrap_or_default()))
+        crate::probe::remove_cgroup(&self.path)
     }
 }
 

@@ -205,3 +205,17 @@ pub(crate) fn pid_of(w: &Watched) -> u32 {
     let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", w.pidfd.as_raw_fd())).unwrap_or_default();
     info.lines().find_map(|l| l.strip_prefix("Pid:")).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
 }
+
+/// Removes a cgroup directory this run created (v1 or v2), waiting up to 5 s for the processes
+/// that were killed in it to leave; a directory already gone counts as removed.
+pub(crate) fn remove_cgroup(dir: &Path) -> Result<(), String> {
+    let mut last = None;
+    for _ in 0..250 {
+        match daemonic::cgroup::remove(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Err(format!("remove {}: {}", dir.display(), last.map(|e| e.to_string()).unwrap_or_default()))
+}

@@ -9,7 +9,6 @@
 //! running.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The memory limit: small enough to be hit in a few milliseconds, large enough to start a
 /// process.
@@ -71,16 +70,7 @@ impl V1Cgroup {
 
     /// Removes it; the killed member leaves it at its exit, which may take a moment.
     pub(crate) fn remove(self) -> Result<(), String> {
-        let mut last = None;
-        for _ in 0..250 {
-            match std::fs::remove_dir(&self.path) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                Err(e) => last = Some(e),
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("remove {}: {}", self.path.display(), last.map(|e| e.to_string()).unwrap_or_default()))
+        crate::probe::remove_cgroup(&self.path)
     }
 }
 
