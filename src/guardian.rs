@@ -24,9 +24,10 @@
 //! event, so the guardian also listens for the manager's `UnitRemoved` signals of its family's
 //! slices and looks at those directories again: a member whose slice was stopped has ended.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
 use std::mem::MaybeUninit;
+use std::ops::Bound;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -126,16 +127,20 @@ struct Guardian {
     /// How many of the family's directories (slices) were removed, for the log.
     removed: usize,
     /// Members whose end was logged, until their directory is removed.
-    logged: std::collections::HashSet<PathBuf>,
-    /// Slices this guardian stopped whose `UnitRemoved` has not come yet: a stop is only queued
-    /// when `StopUnit` returns, and a look at such a directory would take it for a new end.
-    stopping: std::collections::HashSet<PathBuf>,
+    logged: HashSet<PathBuf>,
+    /// Names of the slices this guardian stopped whose `UnitRemoved` has not come yet: a stop is
+    /// only queued when `StopUnit` returns, and a look at such a directory would take it for a
+    /// new end. (A unit's name is its directory's name, unique on the manager.)
+    stopping: HashSet<OsString>,
     main: PathBuf,
     inotify: OwnedFd,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
     watches: HashMap<i32, PathBuf>,
-    /// Directory → its watch descriptors, to drop them when the directory is removed.
-    watched: HashMap<PathBuf, Vec<i32>>,
+    /// Directory → its watch descriptors, to drop them when the directory is removed. Ordered
+    /// by path, so that a directory's subtree is one range (see [`Guardian::below`]).
+    watched: BTreeMap<PathBuf, Vec<i32>>,
+    /// A watched directory's name → the directory: a slice by its unit name.
+    by_name: HashMap<OsString, PathBuf>,
     retiring: HashMap<PathBuf, Retirement>,
     queue: BTreeSet<PathBuf>,
     done: bool,
@@ -219,7 +224,8 @@ impl Guardian {
             main,
             inotify,
             watches: HashMap::new(),
-            watched: HashMap::new(),
+            watched: BTreeMap::new(),
+            by_name: HashMap::new(),
             retiring: HashMap::new(),
             queue: BTreeSet::new(),
             done: false,
@@ -301,11 +307,12 @@ impl Guardian {
         let mut drain = [0u8; 64];
         while matches!(rustix::io::read(&u.wake, &mut drain), Ok(n) if n > 0) {}
         let names: Vec<String> = u.removed.try_iter().collect();
-        self.stopping.retain(|d| !names.iter().any(|n| d.file_name().is_some_and(|f| f == n.as_str())));
         for name in names {
-            let dirs: Vec<PathBuf> =
-                self.watched.keys().filter(|d| d.file_name().is_some_and(|n| n == name.as_str())).cloned().collect();
-            self.queue.extend(dirs);
+            let name = OsString::from(name);
+            self.stopping.remove(&name);
+            if let Some(dir) = self.by_name.get(&name) {
+                self.queue.insert(dir.clone());
+            }
         }
     }
 
@@ -373,6 +380,9 @@ impl Guardian {
                 Ok(wd) => {
                     if self.watches.insert(wd, dir.to_path_buf()).is_none() {
                         self.watched.entry(dir.to_path_buf()).or_default().push(wd);
+                        if let Some(name) = dir.file_name() {
+                            self.by_name.insert(name.to_owned(), dir.to_path_buf());
+                        }
                     }
                 }
                 Err(rustix::io::Errno::NOENT) => return,
@@ -406,7 +416,7 @@ impl Guardian {
 
     fn evaluate(&mut self, dir: &Path) {
         let Some(node) = Node::of_dir(dir) else { return };
-        if self.stopping.contains(dir) {
+        if dir.file_name().is_some_and(|n| self.stopping.contains(n)) {
             return;
         }
         match node {
@@ -487,9 +497,8 @@ impl Guardian {
     fn log_ended_below(&mut self, dir: &Path) {
         let is_daemons = |p: &Path| matches!(Node::of_dir(p), Some(Node::Daemons { .. }));
         let below: Vec<PathBuf> = self
-            .watched
-            .keys()
-            .filter(|d| d.starts_with(dir) && *d != dir)
+            .below(dir)
+            .filter(|d| *d != dir)
             .filter(|d| !d.ancestors().take_while(|a| a.starts_with(dir)).any(is_daemons))
             .cloned()
             .collect();
@@ -501,12 +510,12 @@ impl Guardian {
     fn remove_tree(&mut self, dir: &Path) -> std::io::Result<()> {
         if self.units.is_some() {
             // Stopping the slice stops everything in it; forget their watches first.
-            let below: Vec<PathBuf> = self.watched.keys().filter(|d| d.starts_with(dir)).cloned().collect();
+            let below: Vec<PathBuf> = self.below(dir).cloned().collect();
             for d in below {
                 self.forget(&d);
-                self.stopping.insert(d);
+                self.stopping.extend(d.file_name().map(ToOwned::to_owned));
             }
-            self.stopping.insert(dir.to_path_buf());
+            self.stopping.extend(dir.file_name().map(ToOwned::to_owned));
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             let client = &self.units.as_ref().expect("checked").client;
             client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
@@ -522,15 +531,35 @@ impl Guardian {
         Ok(())
     }
 
+    /// The watched directories in the subtree of `dir`, `dir` included (see [`subtree`]).
+    fn below<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        subtree(&self.watched, dir)
+    }
+
     /// Drops the watches of `dir` and any retirement of it.
     fn forget(&mut self, dir: &Path) {
         self.logged.remove(dir);
+        if let Some(name) = dir.file_name()
+            && self.by_name.get(name).is_some_and(|d| d == dir)
+        {
+            self.by_name.remove(name);
+        }
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
             let _ = inotify::remove_watch(&self.inotify, wd);
         }
         self.retiring.remove(dir);
     }
+}
+
+/// The keys of `map` in the subtree of `dir`, `dir` included: one range of the path-ordered map,
+/// because paths compare component by component, so a path's descendants sort right after it
+/// and before its next sibling (`a/b/c` < `a/b.daemons`). Ending a member costs no walk over the
+/// whole family.
+fn subtree<'a, V>(map: &'a BTreeMap<PathBuf, V>, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+    map.range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
+        .map(|(d, _)| d)
+        .take_while(move |d| d.starts_with(dir))
 }
 
 /// How many directories `dir` holds, itself included.
@@ -541,5 +570,36 @@ fn count_dirs(dir: &Path) -> usize {
 fn report(r: Result<()>) {
     if let Err(e) = r {
         log::warn(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_subtree_is_one_range_of_the_path_ordered_map() {
+        let dirs = [
+            "/f/main-1.member",
+            "/f/main-1.member/w-2.member",
+            "/f/main-1.member/w-2.member/x-9.member",
+            "/f/main-1.member.daemons",
+            "/f/main-1.member.daemons/d-3.daemon",
+            "/f/main-10.member",
+            "/f/main-1.memberz",
+            "/f",
+        ];
+        let map: BTreeMap<PathBuf, ()> = dirs.iter().map(|d| (PathBuf::from(d), ())).collect();
+        let got = |dir: &str| subtree(&map, Path::new(dir)).map(|p| p.display().to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            got("/f/main-1.member"),
+            ["/f/main-1.member", "/f/main-1.member/w-2.member", "/f/main-1.member/w-2.member/x-9.member"]
+        );
+        assert_eq!(
+            got("/f/main-1.member.daemons"),
+            ["/f/main-1.member.daemons", "/f/main-1.member.daemons/d-3.daemon"]
+        );
+        assert_eq!(got("/f").len(), dirs.len());
+        assert!(got("/f/absent").is_empty());
     }
 }
