@@ -1,0 +1,389 @@
+//! The tables of `docs/benchmarks.md`, the targets' verdicts and the chart's data, from the raw
+//! results.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use crate::chart::{Bar, Charts, Figure, Series};
+use crate::proc::Machine;
+use crate::stats::{median, over_runs, quantile, show};
+use crate::{Plan, Results, SPAWN_VARIANTS, Teardown};
+
+/// The teardown rows, in the order shown.
+const TEARDOWNS: [Teardown; 7] = [
+    Teardown::Reaped("cgroupfs"),
+    Teardown::Shutdown("cgroupfs"),
+    Teardown::Reaped("systemd"),
+    Teardown::Shutdown("systemd"),
+    Teardown::Python,
+    Teardown::KillLoop,
+    Teardown::KernelFloor,
+];
+
+/// Spawns of a growing family, grouped by the family's size when they happened.
+const BUCKETS: [(usize, usize); 4] = [(1, 10), (11, 100), (101, 1000), (1001, 5000)];
+
+/// One spawn variant's figures, in microseconds.
+struct SpawnRow {
+    label: &'static str,
+    daemonic: bool,
+    p50: Figure,
+    p99: Figure,
+    samples: usize,
+    runs: usize,
+}
+
+pub(crate) struct Report<'a> {
+    plan: &'a Plan,
+    machine: &'a Machine,
+    results: &'a Results,
+    took: Duration,
+    spawn: Vec<(&'static str, SpawnRow)>,
+}
+
+/// A target and what was measured against it.
+struct Verdict {
+    target: String,
+    measured: String,
+    met: Option<bool>,
+}
+
+fn us(ns: &[u64]) -> Vec<f64> {
+    ns.iter().map(|&n| n as f64 / 1000.0).collect()
+}
+
+fn ms_of(ns: &[u64]) -> Vec<f64> {
+    ns.iter().map(|&n| n as f64 / 1e6).collect()
+}
+
+impl<'a> Report<'a> {
+    pub(crate) fn new(plan: &'a Plan, machine: &'a Machine, results: &'a Results, took: Duration) -> Report<'a> {
+        let spawn = SPAWN_VARIANTS
+            .iter()
+            .map(|v| {
+                let runs = results.spawn.get(v.key).map(Vec::as_slice).unwrap_or_default();
+                let p50: Vec<f64> = runs.iter().map(|r| median(&us(r))).collect();
+                let p99: Vec<f64> = runs.iter().map(|r| quantile(&us(r), 0.99)).collect();
+                let row = SpawnRow {
+                    label: v.label,
+                    daemonic: v.daemonic,
+                    p50: over_runs(&p50),
+                    p99: over_runs(&p99),
+                    samples: runs.iter().map(Vec::len).sum(),
+                    runs: runs.len(),
+                };
+                (v.key, row)
+            })
+            .collect();
+        Report { plan, machine, results, took, spawn }
+    }
+
+    fn spawn_p50(&self, key: &str) -> f64 {
+        self.spawn.iter().find(|(k, _)| *k == key).map_or(f64::NAN, |(_, r)| r.p50.median)
+    }
+
+    /// A teardown figure in milliseconds.
+    fn teardown(&self, method: Teardown, n: usize) -> Figure {
+        let runs = self.results.teardown.get(&(method, n)).map(Vec::as_slice).unwrap_or_default();
+        over_runs(&ms_of(runs))
+    }
+
+    /// A footprint figure: RSS in MiB, or CPU in percent of one core over the idle window.
+    fn footprint(&self, backend: &'static str, n: usize, process: &'static str, cpu: bool) -> Figure {
+        let window = self.plan.idle_window.as_nanos() as f64;
+        let runs = self.results.footprint.get(&(backend, n, process)).map(Vec::as_slice).unwrap_or_default();
+        let values: Vec<f64> =
+            runs.iter().map(|&(rss, ns)| if cpu { ns as f64 / window * 100.0 } else { rss as f64 / 1024.0 }).collect();
+        over_runs(&values)
+    }
+
+    /// Per bucket of family sizes: the median spawn in µs over the runs of `backend`.
+    fn scaling(&self, backend: &str) -> Vec<(usize, Figure)> {
+        let runs = self.results.scaling.get(backend).map(Vec::as_slice).unwrap_or_default();
+        BUCKETS
+            .iter()
+            .filter_map(|&(from, to)| {
+                let per_run: Vec<f64> =
+                    runs.iter().filter(|r| r.len() >= to).map(|r| median(&us(&r[from - 1..to]))).collect();
+                (!per_run.is_empty()).then(|| (to, over_runs(&per_run)))
+            })
+            .collect()
+    }
+
+    fn verdicts(&self) -> Vec<Verdict> {
+        let mut v = Vec::new();
+        let floor = self.spawn_p50("fork-exec");
+        let ratio = self.spawn_p50("lib-member") / floor;
+        v.push(Verdict {
+            target: "cgroupfs spawn+wait ≤ 1.3× the plain floor (fork+exec, p50)".into(),
+            measured: format!(
+                "{ratio:.2}× ({:.0} vs {floor:.0} µs); as a daemon {:.2}×",
+                self.spawn_p50("lib-member"),
+                self.spawn_p50("lib-daemon") / floor
+            ),
+            met: finite(ratio).map(|r| r <= 1.3),
+        });
+        let systemd = self.spawn_p50("lib-systemd") / 1000.0;
+        v.push(Verdict {
+            target: "systemd backend ≤ 5 ms per member (p50)".into(),
+            measured: format!("{systemd:.2} ms"),
+            met: finite(systemd).map(|s| s <= 5.0),
+        });
+        let speedup = self.spawn_p50("systemd-run") / self.spawn_p50("lib-systemd");
+        v.push(Verdict {
+            target: "systemd backend ≥ 2× faster than `systemd-run --scope`".into(),
+            measured: format!("{speedup:.1}× ({:.1} ms for systemd-run)", self.spawn_p50("systemd-run") / 1000.0),
+            met: finite(speedup).map(|s| s >= 2.0),
+        });
+        for backend in ["cgroupfs", "systemd"] {
+            let reaped = self.teardown(Teardown::Reaped(backend), 1000).median;
+            v.push(Verdict {
+                target: format!("{backend}: 1000 daemons reaped ≤ 100 ms after the family ends"),
+                measured: format!(
+                    "{reaped:.1} ms ({:.1} ms with every cgroup removed)",
+                    self.teardown(Teardown::Shutdown(backend), 1000).median
+                ),
+                met: finite(reaped).map(|r| r <= 100.0),
+            });
+        }
+        let python = self.teardown(Teardown::Python, 1000).median;
+        let reaped = self.teardown(Teardown::Reaped("cgroupfs"), 1000).median;
+        v.push(Verdict {
+            target: "1000 daemons reaped ≥ 5× faster than Python's exit handler".into(),
+            measured: format!("{:.1}× ({python:.0} ms for Python)", python / reaped),
+            met: finite(python / reaped).map(|s| s >= 5.0),
+        });
+        for backend in ["cgroupfs", "systemd"] {
+            let cpu = ["daemonic run", "guardian"]
+                .map(|p| self.footprint(backend, 1000, p, true).median)
+                .into_iter()
+                .fold(f64::NAN, f64::max);
+            let rss = ["daemonic run", "guardian"].map(|p| self.footprint(backend, 1000, p, false).median);
+            v.push(Verdict {
+                target: format!("{backend}: 0 % CPU while 1000 members idle (run and guardian)"),
+                measured: format!("{cpu:.3} % at most"),
+                met: finite(cpu).map(|c| c < 0.01),
+            });
+            v.push(Verdict {
+                target: format!("{backend}: ≤ 10 MiB RSS with 1000 members (run and guardian)"),
+                measured: format!("run {:.1} MiB, guardian {:.1} MiB", rss[0], rss[1]),
+                met: finite(rss[0].max(rss[1])).map(|r| r <= 10.0),
+            });
+        }
+        v
+    }
+
+    pub(crate) fn markdown(&self) -> String {
+        let m = self.machine;
+        let mut t = String::new();
+        let _ = writeln!(t, "# daemonic benchmarks\n");
+        let _ = writeln!(
+            t,
+            "Written by `scripts/bench{}` ({} mode) in {:.0} s; every comparison below was measured in that one run, \
+             the variants taking turns. Each figure is the median over repeated runs, each run a fresh process, with \
+             the runs' min–max in brackets. The chart is [benchmarks.svg](benchmarks.svg).\n",
+            if self.plan.quick { " --quick" } else { "" },
+            if self.plan.quick { "quick" } else { "long" },
+            self.took.as_secs_f64()
+        );
+        let _ = writeln!(t, "| machine | |\n|---|---|");
+        let _ = writeln!(t, "| kernel | {} |", m.kernel);
+        let _ = writeln!(t, "| CPUs | {} × {} |", m.cpus, m.cpu_model);
+        let _ = writeln!(t, "| memory | {} |", m.memory);
+        let _ = writeln!(t, "| cgroups | {} |", m.cgroup_mode);
+        let _ = writeln!(t, "| systemd | {} (a `systemd --user` manager) |", m.systemd);
+        let _ = writeln!(t, "| Python | {} |", m.python);
+        let _ = writeln!(t, "| load at start / end | {} / {} |\n", m.load, crate::proc::load_average());
+
+        let _ = writeln!(t, "## Targets\n\n| target | measured | |\n|---|---|---|");
+        for v in self.verdicts() {
+            let mark = match v.met {
+                Some(true) => "met",
+                Some(false) => "**missed**",
+                None => "not measured",
+            };
+            let _ = writeln!(t, "| {} | {} | {mark} |", v.target, v.measured);
+        }
+        let _ = writeln!(t);
+        self.spawn_table(&mut t);
+        self.teardown_table(&mut t);
+        self.scaling_table(&mut t);
+        self.footprint_table(&mut t);
+        if !self.results.failures.is_empty() {
+            let _ = writeln!(t, "## Failures\n");
+            for (what, why) in &self.results.failures {
+                let _ = writeln!(t, "- {what}: {why}");
+            }
+            let _ = writeln!(t);
+        }
+        t
+    }
+
+    fn spawn_table(&self, t: &mut String) {
+        let floor = self.spawn_p50("fork-exec");
+        let _ = writeln!(
+            t,
+            "## 1. Spawn + wait, per child\n\nOne child started and waited for, again and again: `/bin/true` for every \
+             variant but Python's, whose child runs a function that does nothing (`multiprocessing`'s unit of work). \
+             p50 and p99 are taken per run, then the median over the {} runs with their min–max.\n",
+            self.plan.spawn_rounds
+        );
+        let _ = writeln!(t, "| variant | p50 µs | p99 µs | × floor (p50) | spawns |\n|---|---|---|---|---|");
+        for (_, r) in &self.spawn {
+            let _ = writeln!(
+                t,
+                "| {} | {} | {} | {:.2} | {} in {} runs |",
+                r.label,
+                show(&r.p50, 0),
+                show(&r.p99, 0),
+                r.p50.median / floor,
+                r.samples,
+                r.runs
+            );
+        }
+        let _ = writeln!(t);
+    }
+
+    fn teardown_table(&self, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "## 2. Teardown: from \"the family ends\" to \"all N daemons reaped\", ms\n\n\
+             N sleeping daemons (`/bin/sleep`, or a forked interpreter in `time.sleep` for Python). daemonic: the main \
+             member's end, one `cgroup.kill` of its `.daemons` cgroup until every daemon is reaped, then the rest of \
+             `Family::shutdown` (every cgroup or unit removed, the guardian gone). Python: `multiprocessing`'s exit \
+             handler (`util._exit_function`: SIGTERM to each daemon, then `join` each), timed inside Python. The \
+             naive loop: SIGKILL one PID, `waitpid` it, next.{}\n",
+            if self.plan.systemd_max < self.plan.sizes.iter().copied().max().unwrap_or(0) {
+                format!(" The systemd backend stops at N = {} in this mode.", self.plan.systemd_max)
+            } else {
+                String::new()
+            }
+        );
+        let _ = write!(t, "| method |");
+        for n in &self.plan.sizes {
+            let _ = write!(t, " N = {n} |");
+        }
+        let _ = writeln!(t, "\n|---|{}", "---|".repeat(self.plan.sizes.len()));
+        for method in TEARDOWNS {
+            let _ = write!(t, "| {} |", method.label());
+            for &n in &self.plan.sizes {
+                let _ = write!(t, " {} |", show(&self.teardown(method, n), 1));
+            }
+            let _ = writeln!(t);
+        }
+        let _ = writeln!(t);
+    }
+
+    fn scaling_table(&self, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "## 3. Spawn cost per member as the family grows, µs\n\n\
+             The spawns of section 2's largest families, one `/bin/sleep` daemon after another (the spawn only, no \
+             wait), grouped by how many members the family had: the median spawn within each group.\n"
+        );
+        let _ = write!(t, "| backend |");
+        for (from, to) in BUCKETS {
+            let _ = write!(t, " members {from}–{to} |");
+        }
+        let _ = writeln!(t, "\n|---|{}", "---|".repeat(BUCKETS.len()));
+        for backend in ["cgroupfs", "systemd"] {
+            let points = self.scaling(backend);
+            let _ = write!(t, "| {backend} |");
+            for (_, to) in BUCKETS {
+                let cell = points.iter().find(|(x, _)| *x == to).map_or("–".into(), |(_, f)| show(f, 0));
+                let _ = write!(t, " {cell} |");
+            }
+            let _ = writeln!(t);
+        }
+        let _ = writeln!(t);
+    }
+
+    fn footprint_table(&self, t: &mut String) {
+        let _ = writeln!(
+            t,
+            "## 4. Footprint with idle members\n\n\
+             `daemonic run` whose main member keeps N daemonic `/bin/sleep` members; once all sleep and both \
+             processes are idle, their VmRSS and the CPU time they use over {} s.\n",
+            self.plan.idle_window.as_secs()
+        );
+        let _ = write!(t, "| backend | process |");
+        for n in &self.plan.idle {
+            let _ = write!(t, " {n} members: RSS MiB, CPU % |");
+        }
+        let _ = writeln!(t, "\n|---|---|{}", "---|".repeat(self.plan.idle.len()));
+        for backend in ["cgroupfs", "systemd"] {
+            for process in ["daemonic run", "guardian"] {
+                let _ = write!(t, "| {backend} | {process} |");
+                for &n in &self.plan.idle {
+                    let _ = write!(
+                        t,
+                        " {}, {} |",
+                        show(&self.footprint(backend, n, process, false), 1),
+                        show(&self.footprint(backend, n, process, true), 3)
+                    );
+                }
+                let _ = writeln!(t);
+            }
+        }
+        let _ = writeln!(t);
+    }
+
+    /// The chart's data.
+    pub(crate) fn charts(&self) -> Charts {
+        let m = self.machine;
+        let spawn = self
+            .spawn
+            .iter()
+            .filter(|(_, r)| r.runs > 0)
+            .map(|(_, r)| Bar {
+                label: r.label.to_string(),
+                p50: r.p50.clone(),
+                p99: Some(r.p99.median),
+                daemonic: r.daemonic,
+            })
+            .collect();
+        let teardown = TEARDOWNS
+            .iter()
+            .map(|&method| Series {
+                label: method.label(),
+                points: self.plan.sizes.iter().map(|&n| (n as f64, self.teardown(method, n))).collect(),
+                daemonic: matches!(method, Teardown::Reaped(_) | Teardown::Shutdown(_)),
+            })
+            .collect();
+        let scaling = ["cgroupfs", "systemd"]
+            .into_iter()
+            .map(|b| Series {
+                label: format!("daemonic {b}"),
+                points: self.scaling(b).into_iter().map(|(x, f)| (x as f64, f)).collect(),
+                daemonic: true,
+            })
+            .collect();
+        let footprint = ["cgroupfs", "systemd"]
+            .into_iter()
+            .flat_map(|b| ["daemonic run", "guardian"].map(|p| (b, p)))
+            .map(|(b, p)| Series {
+                label: format!("{p} ({b})"),
+                points: self.plan.idle.iter().map(|&n| (n as f64, self.footprint(b, n, p, false))).collect(),
+                daemonic: true,
+            })
+            .collect();
+        Charts {
+            subtitle: format!(
+                "{} × {} · {} · {} cgroups · {} · medians over runs, whiskers min–max",
+                m.cpus,
+                m.cpu_model,
+                m.kernel,
+                m.cgroup_mode.split_whitespace().next().unwrap_or("?"),
+                if self.plan.quick { "quick mode" } else { "long mode" }
+            ),
+            spawn,
+            teardown,
+            scaling,
+            footprint,
+        }
+    }
+}
+
+fn finite(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
+}
