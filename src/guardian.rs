@@ -179,10 +179,9 @@ impl Units {
             .spawn(move || {
                 zbus::block_on(async {
                     use futures_lite::StreamExt;
-                    while let Some(signal) = stream.next().await {
-                        let Ok(args) = signal.args() else { continue };
-                        if args.unit.starts_with(&prefix) && args.unit.ends_with(".slice") {
-                            if tx.send(args.unit.clone()).is_err() {
+                    while let Some(unit) = stream.next().await {
+                        if unit.starts_with(&prefix) && unit.ends_with(".slice") {
+                            if tx.send(unit).is_err() {
                                 return;
                             }
                             let _ = rustix::io::write(&wake_w, &[1]);

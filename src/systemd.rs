@@ -311,12 +311,32 @@ impl Client {
         zbus::block_on(self.manager.get_unit(name)).is_ok()
     }
 
-    /// `JobRemoved` signals of the unit `name` only. The bus filters them (`arg2`): a stream
-    /// that is not read while a call is awaited holds at most the few signals of this unit,
-    /// where an unfiltered one fills its queue (64) with other units' jobs on a busy manager,
-    /// and a full queue stops zbus from reading the reply of that very call.
-    async fn job_removals(&self, name: &str) -> zbus::Result<JobRemovedStream> {
-        self.manager.receive_job_removed_with_args(&[(2, name)]).await
+    /// `JobRemoved` signals of the unit `name` only, from a match rule of daemonic's own rather
+    /// than the proxy's signal stream, which asks the bus for the manager's unique name
+    /// (`GetNameOwner`) each time one is made: a round trip per job for nothing, as the bus
+    /// itself checks the sender of a rule with a well-known name.
+    ///
+    /// The rule filters on the unit name (`arg2`): a stream that is not read while a call is
+    /// awaited holds at most the few signals of this unit, where an unfiltered one fills its
+    /// queue (64) with other units' jobs on a busy manager, and a full queue stops zbus from
+    /// reading the reply of that very call.
+    async fn job_removals(&self, name: &str) -> zbus::Result<JobRemovals> {
+        Ok(JobRemovals(self.signals("JobRemoved", Some(name)).await?))
+    }
+
+    /// The manager's signal `member`, with `unit` as its argument 2 when given.
+    async fn signals(&self, member: &'static str, unit: Option<&str>) -> zbus::Result<zbus::MessageStream> {
+        let conn = self.manager.inner().connection();
+        let mut rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .sender("org.freedesktop.systemd1")?
+            .path("/org/freedesktop/systemd1")?
+            .interface("org.freedesktop.systemd1.Manager")?
+            .member(member)?;
+        if let Some(unit) = unit {
+            rule = rule.arg(2, unit)?;
+        }
+        zbus::MessageStream::for_match_rule(rule.build(), conn, None).await
     }
 
     /// The unit's `ActiveState`, or `None` when it is not loaded.
@@ -332,10 +352,11 @@ impl Client {
         unit.active_state().await.ok()
     }
 
-    /// A stream of the names of units as they are unloaded.
-    pub(crate) fn unit_removals(&self) -> Result<UnitRemovedStream> {
-        zbus::block_on(self.manager.receive_unit_removed())
-            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to listen for removed units: {e}")))
+    /// The names of units as they are unloaded, in the order the manager sends them.
+    pub(crate) fn unit_removals(&self) -> Result<impl futures_lite::Stream<Item = String> + Send + Unpin + 'static> {
+        let stream = zbus::block_on(self.signals("UnitRemoved", None))
+            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to listen for removed units: {e}")))?;
+        Ok(stream.filter_map(|msg| UnitRemoved::from_message(msg.ok()?)?.args().ok().map(|a| a.unit)))
     }
 }
 
@@ -351,12 +372,16 @@ fn scope_hint(unit: &str) -> &'static str {
     }
 }
 
+/// A stream of `JobRemoved` signals of one unit (see [`Client::job_removals`]).
+struct JobRemovals(zbus::MessageStream);
+
 /// The result of `job` from a `JobRemoved` subscription opened before the job was created, or
-/// `None` when none came within `timeout`.
-async fn job_result(removed: &mut JobRemovedStream, job: &OwnedObjectPath, timeout: Duration) -> Option<String> {
+/// `None` when none came within `timeout`. Signals of the unit's other jobs are skipped.
+async fn job_result(removed: &mut JobRemovals, job: &OwnedObjectPath, timeout: Duration) -> Option<String> {
     let wait = async {
-        while let Some(signal) = removed.next().await {
-            if let Ok(args) = signal.args()
+        while let Some(msg) = removed.0.next().await {
+            if let Some(signal) = msg.ok().and_then(JobRemoved::from_message)
+                && let Ok(args) = signal.args()
                 && &args.job == job
             {
                 return Some(args.result);
