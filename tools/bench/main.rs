@@ -27,6 +27,8 @@
 
 mod chart;
 mod floor;
+#[path = "../host.rs"]
+mod host;
 mod proc;
 mod report;
 mod roles;

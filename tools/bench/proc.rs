@@ -86,7 +86,7 @@ impl Machine {
             cpus: std::thread::available_parallelism().map_or(0, |n| n.get()),
             cpu_model,
             memory,
-            cgroup_mode: cgroup_mode(),
+            cgroup_mode: crate::host::cgroup_mode(),
             systemd: first_line("systemctl", &["--version"]),
             python: first_line(python, &["--version"]),
             load: load_average(),
@@ -97,26 +97,4 @@ impl Machine {
 /// The 1, 5 and 15 minute load averages.
 pub(crate) fn load_average() -> String {
     read("/proc/loadavg").split_whitespace().take(3).collect::<Vec<_>>().join(" ")
-}
-
-/// unified, hybrid or legacy, from where cgroup2 is mounted and whether v1 hierarchies exist.
-fn cgroup_mode() -> String {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut v2 = None;
-    let mut v1 = 0;
-    for line in mountinfo.lines() {
-        let Some((left, right)) = line.split_once(" - ") else { continue };
-        let fstype = right.split_whitespace().next().unwrap_or_default();
-        let mount = left.split_whitespace().nth(4).unwrap_or_default();
-        match fstype {
-            "cgroup2" if v2.is_none() => v2 = Some(mount.to_string()),
-            "cgroup" => v1 += 1,
-            _ => {}
-        }
-    }
-    match (v2, v1) {
-        (Some(m), 0) => format!("unified (cgroup2 at {m})"),
-        (Some(m), n) => format!("hybrid (cgroup2 at {m}, {n} v1 hierarchies)"),
-        (None, _) => "legacy (no cgroup2)".into(),
-    }
 }

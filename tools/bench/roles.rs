@@ -216,17 +216,7 @@ fn daemons_dir(members: &[Member]) -> Result<PathBuf, String> {
 /// `n` plain `/bin/sleep 1000` children, then the naive supervisor's teardown: SIGKILL one PID,
 /// wait for it, next.
 fn kill_loop(n: usize) -> RoleResult {
-    raise_fd_limit(n)?;
-    let mut children = Children(Vec::with_capacity(n));
-    for _ in 0..n {
-        let child = std::process::Command::new("/bin/sleep")
-            .arg("1000")
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start /bin/sleep: {e}"))?;
-        children.0.push(child);
-    }
-    wait_all_sleeping(children.0.iter().map(std::process::Child::id))?;
+    let mut children = Children::sleepers(n)?;
     let start = Instant::now();
     for c in &mut children.0 {
         kill_process(Pid::from_child(c), Signal::KILL).map_err(|e| format!("kill {}: {e}", c.id()))?;
@@ -241,21 +231,12 @@ fn kill_loop(n: usize) -> RoleResult {
 /// one fresh cgroup (untimed), then one `cgroup.kill`, `populated 0`, each child reaped, with
 /// no daemonic code involved.
 fn kill_floor(n: usize) -> RoleResult {
-    raise_fd_limit(n)?;
     let floor = FloorCgroup::create()?;
-    let mut children = Children(Vec::with_capacity(n));
-    for _ in 0..n {
-        let child = std::process::Command::new("/bin/sleep")
-            .arg("1000")
-            .stdin(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("start /bin/sleep: {e}"))?;
-        let pid = child.id();
-        children.0.push(child);
+    let mut children = Children::sleepers(n)?;
+    for pid in children.0.iter().map(std::process::Child::id) {
         cgroup::write(&floor.parent, "cgroup.procs", &pid.to_string())
             .map_err(|e| format!("move {pid} into {}: {e}", floor.parent.display()))?;
     }
-    wait_all_sleeping(children.0.iter().map(std::process::Child::id))?;
     let start = Instant::now();
     cgroup::kill(&floor.parent).map_err(|e| format!("cgroup.kill {}: {e}", floor.parent.display()))?;
     cgroup::wait_unpopulated(&floor.parent, None).map_err(|e| format!("wait for {}: {e}", floor.parent.display()))?;
@@ -269,6 +250,24 @@ fn kill_floor(n: usize) -> RoleResult {
 
 /// Plain children, SIGKILLed and reaped if the role fails half-way.
 struct Children(Vec<std::process::Child>);
+
+impl Children {
+    /// `n` plain `/bin/sleep 1000` children, each in its sleep.
+    fn sleepers(n: usize) -> Result<Children, String> {
+        raise_fd_limit(n)?;
+        let mut children = Children(Vec::with_capacity(n));
+        for _ in 0..n {
+            let child = std::process::Command::new("/bin/sleep")
+                .arg("1000")
+                .stdin(Stdio::null())
+                .spawn()
+                .map_err(|e| format!("start /bin/sleep: {e}"))?;
+            children.0.push(child);
+        }
+        wait_all_sleeping(children.0.iter().map(std::process::Child::id))?;
+        Ok(children)
+    }
+}
 
 impl Drop for Children {
     fn drop(&mut self) {

@@ -15,6 +15,8 @@
 //! failed.
 
 mod escapes;
+#[path = "../host.rs"]
+mod host;
 mod load;
 mod member;
 mod nofork;
