@@ -37,10 +37,40 @@ static ROOT: Mutex<Option<Root>> = Mutex::new(None);
 
 /// The daemons this process started, through any of its handles, until they are reaped: what a
 /// process that is not its member's own process ends when it shuts down.
-static OWN_DAEMONS: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+static OWN_DAEMONS: Mutex<Roster> = Mutex::new(Roster::new());
 
 /// Makes member directory names unique within this process.
 static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The members a handle (or the process, for its daemons) remembers until they are reaped.
+///
+/// Reaped members are forgotten, so that their pidfds do not pile up in a long-lived family, but
+/// only once the list has doubled since the last pruning: a pruning at every spawn made spawning
+/// O(N) in the family's size, and worse, it locked every member's status, writing to pages that
+/// the fork just before had made copy-on-write, one page fault each.
+#[derive(Debug)]
+struct Roster {
+    members: Vec<Arc<Inner>>,
+    prune_at: usize,
+}
+
+impl Roster {
+    const FIRST_PRUNE: usize = 64;
+
+    const fn new() -> Roster {
+        Roster { members: Vec::new(), prune_at: Roster::FIRST_PRUNE }
+    }
+
+    /// Adds `member`, first forgetting the reaped ones if the list has grown enough (amortized
+    /// O(1) per member).
+    fn push(&mut self, member: Arc<Inner>) {
+        if self.members.len() >= self.prune_at {
+            self.members.retain(|c| !c.is_reaped());
+            self.prune_at = (2 * self.members.len()).max(Roster::FIRST_PRUNE);
+        }
+        self.members.push(member);
+    }
+}
 
 /// The calling process as a member: name, daemon flag and family (Python's `current_process()`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -468,7 +498,7 @@ impl std::fmt::Debug for Spawned {
 #[derive(Debug)]
 pub struct Family {
     position: Position,
-    children: Mutex<Vec<Arc<Inner>>>,
+    children: Mutex<Roster>,
     closed: AtomicBool,
 }
 
@@ -485,7 +515,7 @@ impl Family {
 
     fn with(position: Position) -> Family {
         OPEN_HANDLES.fetch_add(1, Ordering::AcqRel);
-        Family { position, children: Mutex::new(Vec::new()), closed: AtomicBool::new(false) }
+        Family { position, children: Mutex::new(Roster::new()), closed: AtomicBool::new(false) }
     }
 
     /// The family's id (`name-N`).
@@ -604,16 +634,9 @@ impl Family {
             daemon: inner.daemon,
             pid: inner.pid as u32,
         });
-        let mut children = self.lock_children();
-        // Forget members that were reaped (their handles may be gone): keeps their pidfds from
-        // piling up in a long-lived family.
-        children.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
-        children.push(Arc::clone(&inner));
-        drop(children);
+        self.lock_children().push(Arc::clone(&inner));
         if inner.daemon {
-            let mut own = OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner());
-            own.retain(|c| c.status.lock().unwrap_or_else(|p| p.into_inner()).is_none());
-            own.push(Arc::clone(&inner));
+            OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner()).push(Arc::clone(&inner));
         }
         Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr }
     }
@@ -625,7 +648,7 @@ impl Family {
             == Some(std::process::id())
     }
 
-    fn lock_children(&self) -> std::sync::MutexGuard<'_, Vec<Arc<Inner>>> {
+    fn lock_children(&self) -> std::sync::MutexGuard<'_, Roster> {
         self.children.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -633,8 +656,8 @@ impl Family {
     /// `active_children()`); those that ended are reaped and forgotten.
     pub fn active_children(&self) -> Vec<Member> {
         let mut children = self.lock_children();
-        children.retain(|c| matches!(c.try_reap(), Ok(None)));
-        children.iter().map(|c| Member::from_inner(Arc::clone(c))).collect()
+        children.members.retain(|c| matches!(c.try_reap(), Ok(None)));
+        children.members.iter().map(|c| Member::from_inner(Arc::clone(c))).collect()
     }
 
     /// Ends the family's part that belongs to this process: waits for every non-daemonic child
@@ -650,7 +673,7 @@ impl Family {
         if self.closed.swap(true, Ordering::AcqRel) {
             return Ok(());
         }
-        let children: Vec<Arc<Inner>> = self.lock_children().clone();
+        let children: Vec<Arc<Inner>> = self.lock_children().members.clone();
         for child in children.iter().filter(|c| !c.daemon) {
             child.join(None)?;
         }
@@ -659,7 +682,7 @@ impl Family {
         if OPEN_HANDLES.fetch_sub(1, Ordering::AcqRel) > 1 {
             return Ok(());
         }
-        let own = std::mem::take(&mut *OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner()));
+        let own = std::mem::take(&mut OWN_DAEMONS.lock().unwrap_or_else(|p| p.into_inner()).members);
         if self.is_members_own_process() {
             let container = layout::daemons_dir(&self.position.member_dir);
             if container.exists() {
@@ -684,7 +707,7 @@ impl Family {
         for child in own.iter().chain(children.iter().filter(|c| c.daemon)) {
             child.join(None)?;
         }
-        self.lock_children().clear();
+        self.lock_children().members.clear();
         let root = ROOT.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(root) = root {
             cgroup::enter(&root.original)?;

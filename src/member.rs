@@ -120,6 +120,11 @@ impl Member {
 }
 
 impl Inner {
+    /// Whether the process was reaped (its status is known).
+    pub fn is_reaped(&self) -> bool {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).is_some()
+    }
+
     /// Reaps the process if it has ended; remembers and returns its status.
     pub(crate) fn try_reap(&self) -> Result<Option<i32>> {
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
