@@ -25,6 +25,13 @@ use crate::sys::{self, ChildSpec, Stage};
 /// Set once clone3 into a cgroup was refused; later spawns go straight to the fallback.
 static CLONE3_REFUSED: AtomicBool = AtomicBool::new(false);
 
+/// Whether a child may share the descriptor table until it has copied the low part
+/// ([`ChildSpec::share_table`]); asked once.
+fn can_share_table() -> bool {
+    static WORKS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *WORKS.get_or_init(sys::close_range_works)
+}
+
 /// A process just started.
 pub(crate) struct Spawned {
     pub pid: i32,
@@ -149,6 +156,10 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     };
     let attempt = |placement: sys::Placement<'_>| -> Result<Attempt> {
         let (report_r, report_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?;
+        let low = |fd: Option<RawFd>| fd.is_none_or(|fd| fd < sys::HIGH_DESCRIPTORS);
+        let used = [Some(report_w.as_raw_fd()), req.keep, placement.procs()];
+        let share_table =
+            gate.is_none() && !req.contain && used.into_iter().chain(child_fds).all(low) && can_share_table();
         let spec = ChildSpec {
             program: &req.prepared.program,
             argv: &argv,
@@ -161,9 +172,11 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
             keep: req.keep,
             contain: req.contain,
+            share_table,
         };
         let (pid, pidfd) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
-        Ok((pid, pidfd, report_r))
+        // Kept out of the part of the table that children copy.
+        Ok((pid, sys::raise_descriptor(pidfd), report_r))
     };
 
     let result = match (&dir_fd, use_clone3) {
@@ -236,6 +249,7 @@ fn child_error(program: &str, cgroup: Option<&Path>, cwd: Option<&str>, stage: S
         Stage::Seccomp => Error::os(format!("install the no-fork seccomp filter for {program}"), err),
         Stage::Stdio => Error::os(format!("set up standard streams for {program}"), err),
         Stage::Signals => Error::os(format!("reset signals for {program}"), err),
+        Stage::Descriptors => Error::os(format!("set up the descriptor table of {program}"), err),
         Stage::Session => Error::os(format!("start a new session for {program}"), err),
     }
 }

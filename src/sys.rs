@@ -5,7 +5,9 @@
 //! This is the only module of the crate allowed to contain `unsafe`. It holds:
 //! - process creation with `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)`, so that a child is in its
 //!   cgroup before it runs an instruction and the parent gets a pidfd atomically, and the
-//!   fallback `clone(CLONE_PIDFD)` plus a write of `0` to the target's `cgroup.procs`;
+//!   fallback `clone(CLONE_PIDFD)` plus a write of `0` to the target's `cgroup.procs`; where it
+//!   can, the child shares the descriptor table and copies only its low part (see
+//!   [`ChildSpec::share_table`]);
 //! - the code that runs in the child between the clone and `execve`. It may run in a copy of a
 //!   multithreaded process whose other threads held locks at the moment of the clone, so it is
 //!   async-signal-safe: no allocation, no locks, no logging, only system calls on data prepared
@@ -35,6 +37,19 @@ const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 const CLONE_PIDFD: u64 = 0x1000;
 /// `CLONE_NEWPID`.
 const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
+/// `CLONE_FILES | CLONE_VFORK`: share the descriptor table, and hold the caller until the child
+/// has executed its program or exited (see [`ChildSpec::share_table`]).
+const SHARE_TABLE: u64 = (libc::CLONE_FILES | libc::CLONE_VFORK) as u64;
+/// `CLOSE_RANGE_UNSHARE` (Linux 5.9).
+const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+
+/// The first descriptor number that a new process never inherits (unless it is one of its
+/// standard streams or [`ChildSpec::keep`]). The members' pidfds are moved up here
+/// ([`raise_descriptor`]), so that a process with thousands of members does not pay for copying
+/// them at every clone and closing them again at every exec: a child that shares the table
+/// copies only the descriptors below this number. 1024 is also `FD_SETSIZE` and the usual soft
+/// limit, below which programs keep the descriptors they mean to pass on.
+pub(crate) const HIGH_DESCRIPTORS: c_int = 1024;
 /// The `comm` of a contained member's PID 1, as `ps` shows it.
 const INIT_COMM: &CStr = c"daemonic-init";
 
@@ -87,6 +102,17 @@ pub(crate) struct ChildSpec<'a> {
     /// die by a signal of its own). When it exits, the kernel kills every process left in the
     /// namespace, wherever in the cgroup tree they moved: nothing the member starts outlives it.
     pub contain: bool,
+    /// Clone with `CLONE_FILES | CLONE_VFORK`; the child's first act is
+    /// `close_range(HIGH_DESCRIPTORS, ~0, CLOSE_RANGE_UNSHARE)`, which gives it a table of its
+    /// own holding only the descriptors below [`HIGH_DESCRIPTORS`], and the caller waits in the
+    /// clone until the child has executed (or exited), so it cannot close a descriptor the child
+    /// still needs. The caller sets it only when every descriptor the child uses (`report`,
+    /// `stdio`, `keep`, the fallback's `cgroup.procs`) is below [`HIGH_DESCRIPTORS`], there is no
+    /// `gate` and no `contain` (both hold the child before `execve`), and `close_range` exists.
+    /// Without it the child is a plain copy and closes its descriptors from
+    /// [`HIGH_DESCRIPTORS`] up (but `report` and `keep`) before `execve`, so that what a member
+    /// inherits does not depend on the path taken.
+    pub share_table: bool,
 }
 
 unsafe extern "C" {
@@ -107,12 +133,23 @@ pub(crate) enum Placement<'a> {
     Inherit,
 }
 
+impl Placement<'_> {
+    /// The `cgroup.procs` descriptor the child writes to, for the fallback.
+    pub(crate) fn procs(&self) -> Option<RawFd> {
+        match self {
+            Placement::Fork(fd) => Some(fd.as_raw_fd()),
+            _ => None,
+        }
+    }
+}
+
 /// The step of the child's setup that failed, reported through [`ChildSpec::report`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
 pub(crate) enum Stage {
     Gate = 8,
     Contain = 9,
+    Descriptors = 10,
     JoinCgroup = 1,
     Signals = 2,
     Stdio = 3,
@@ -127,6 +164,7 @@ impl Stage {
         [
             Stage::Gate,
             Stage::Contain,
+            Stage::Descriptors,
             Stage::JoinCgroup,
             Stage::Signals,
             Stage::Stdio,
@@ -146,10 +184,11 @@ impl Stage {
 pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd)> {
     let mut pidfd: c_int = -1;
     let newpid = if spec.contain { CLONE_NEWPID } else { 0 };
+    let share = if spec.share_table { SHARE_TABLE } else { 0 };
     let pid = match placement {
         Placement::Clone3(dir) => {
             let args = CloneArgs {
-                flags: CLONE_PIDFD | CLONE_INTO_CGROUP | newpid,
+                flags: CLONE_PIDFD | CLONE_INTO_CGROUP | newpid | share,
                 pidfd: &raw mut pidfd as u64,
                 exit_signal: libc::SIGCHLD as u64,
                 cgroup: dir.as_raw_fd() as u64,
@@ -157,7 +196,8 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
             };
             // SAFETY: clone3 without CLONE_VM duplicates the address space like fork; `args`
             // outlives the call and its size is passed exactly. In the child (return 0) we only
-            // call `child_exec`, which never returns and is async-signal-safe.
+            // call `child_exec`, which never returns and is async-signal-safe. With
+            // CLONE_FILES it unshares the table before it touches a descriptor (`share_table`).
             unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) }
         }
         Placement::Fork(_) | Placement::Inherit => {
@@ -167,7 +207,7 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
             unsafe {
                 libc::syscall(
                     libc::SYS_clone,
-                    (CLONE_PIDFD | newpid | libc::SIGCHLD as u64) as libc::c_ulong,
+                    (CLONE_PIDFD | newpid | share | libc::SIGCHLD as u64) as libc::c_ulong,
                     0usize,
                     &raw mut pidfd,
                     0usize,
@@ -207,6 +247,18 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
     // pointer arguments point to data the parent prepared before the clone and that stays
     // valid: this address space is a private copy and nothing else runs in it.
     unsafe {
+        // First of all, a table of our own: until then every close or dup2 would act on the
+        // caller's descriptors (the caller is held in the clone meanwhile).
+        if spec.share_table
+            && libc::syscall(
+                libc::SYS_close_range,
+                HIGH_DESCRIPTORS as libc::c_uint,
+                libc::c_uint::MAX,
+                CLOSE_RANGE_UNSHARE,
+            ) != 0
+        {
+            fail(Stage::Descriptors);
+        }
         if let Some((gate, ours)) = spec.gate {
             libc::close(ours);
             let mut go = 0u8;
@@ -264,6 +316,9 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
         if spec.new_session && libc::setsid() < 0 {
             fail(Stage::Session);
         }
+        if !spec.share_table && !close_high_descriptors([spec.report, spec.keep.unwrap_or(-1)]) {
+            fail(Stage::Descriptors);
+        }
         for filter in spec.filters {
             if install_filter(filter).is_err() {
                 fail(Stage::Seccomp);
@@ -276,6 +331,51 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
         libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), envp);
         fail(Stage::Exec)
     }
+}
+
+/// In a child that copied the whole table: closes every descriptor from [`HIGH_DESCRIPTORS`]
+/// up but the (at most two) in `except`. Async-signal-safe: system calls on stack values only.
+fn close_high_descriptors(except: [c_int; 2]) -> bool {
+    let [a, b] = except;
+    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+    let mut from = HIGH_DESCRIPTORS as libc::c_uint;
+    for keep in [a, b] {
+        if keep < HIGH_DESCRIPTORS || (keep as libc::c_uint) < from {
+            continue;
+        }
+        let keep = keep as libc::c_uint;
+        // SAFETY: close_range only closes descriptors of this (private) table; `keep > from`
+        // is checked, so the range is valid.
+        if keep > from && unsafe { libc::syscall(libc::SYS_close_range, from, keep - 1, 0u32) } != 0 {
+            return false;
+        }
+        from = keep + 1;
+    }
+    // SAFETY: as above; `from` is at most `c_int::MAX + 1`, below `c_uint::MAX`.
+    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0u32) == 0 }
+}
+
+/// Whether `close_range(2)` exists here (Linux 5.9, with `CLOSE_RANGE_UNSHARE`): asked once,
+/// by closing the one descriptor number no process can hold.
+pub(crate) fn close_range_works() -> bool {
+    // SAFETY: descriptor u32::MAX is above any RLIMIT_NOFILE, so this closes nothing.
+    unsafe { libc::syscall(libc::SYS_close_range, libc::c_uint::MAX, libc::c_uint::MAX, 0u32) == 0 }
+}
+
+/// Moves `fd` to the lowest free number from [`HIGH_DESCRIPTORS`] up, close-on-exec. Where the
+/// soft `RLIMIT_NOFILE` is too low (EINVAL) or that range is full (EMFILE), returns it as it
+/// was: the descriptor works the same, only cloning gets slower.
+pub(crate) fn raise_descriptor(fd: OwnedFd) -> OwnedFd {
+    if fd.as_raw_fd() >= HIGH_DESCRIPTORS {
+        return fd;
+    }
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor for the same open file.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_DESCRIPTORS) };
+    if high < 0 {
+        return fd;
+    }
+    // SAFETY: the kernel just returned `high`, a fresh descriptor nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(high) }
 }
 
 /// In the PID 1 of a new PID namespace, just after the clone: forks the process that goes on to

@@ -1383,3 +1383,68 @@ fn contained_members_keep_the_contract_and_take_their_descendants_along() {
     assert_eq!(child.expect_value("done"), "1", "{}", child.dump());
     child.assert_no_leftovers();
 }
+
+// =============================================================================================
+// 16. Inherited descriptors
+// =============================================================================================
+
+/// Reports whether descriptors `$1` and `$2` are open in the shell, as `@fds_<tag>=<a>,<b>`.
+const FDS_SH: &str = r#"a=no; b=no; [ -e /proc/self/fd/$2 ] && a=yes; [ -e /proc/self/fd/$3 ] && b=yes; echo "@fds_$1=$a,$b""#;
+
+/// `fd` again under the lowest free number from `min` up, without close-on-exec.
+fn inheritable_from(fd: &std::fs::File, min: i32) -> std::os::fd::OwnedFd {
+    use rustix::io::{FdFlags, fcntl_dupfd_cloexec, fcntl_setfd};
+    let dup = fcntl_dupfd_cloexec(fd, min).unwrap_or_else(|e| panic!("dup from {min}: {e}"));
+    fcntl_setfd(&dup, FdFlags::empty()).expect("clear close-on-exec");
+    dup
+}
+
+#[test]
+fn members_inherit_open_descriptors_below_1024_only() {
+    use std::os::fd::AsRawFd;
+    if let Some(s) = child_scenario() {
+        assert_eq!(s, "descriptors");
+        let mut limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+        limit.current = Some(limit.maximum.map_or(4096, |max| max.min(4096)));
+        rustix::process::setrlimit(rustix::process::Resource::Nofile, limit).expect("raise RLIMIT_NOFILE to 4096");
+        let null = std::fs::File::open("/dev/null").expect("open /dev/null");
+        let low = inheritable_from(&null, 700);
+        let high = inheritable_from(&null, 1500);
+        let (low_n, high_n) = (low.as_raw_fd().to_string(), high.as_raw_fd().to_string());
+        let family = open_family();
+        let check = |tag: &str, cmd: &mut Command| {
+            let m = spawn(&family, cmd.args(["-c", FDS_SH, "sh", tag, &low_n, &high_n]).name(tag));
+            assert_eq!(m.wait().expect("wait"), 0, "{tag}");
+            m
+        };
+        // The usual path (the child shares the table until it has copied the low part of it).
+        let plain = check("plain", &mut Command::new("sh"));
+        report("sentinel", plain.sentinel().as_raw_fd());
+        // A standard stream from 1024 up takes the other path (a full copy, then a close of the
+        // high part); what the program inherits must be the same.
+        let out = rustix::io::fcntl_dupfd_cloexec(std::io::stdout(), 2000).expect("dup stdout to 2000 up");
+        check("high_stdout", Command::new("sh").stdout(Stdio::Fd(out)));
+        if rustix::process::geteuid().is_root() {
+            check("contained", Command::new("sh").contain(true));
+        }
+        report("done", 1);
+        return;
+    }
+    if !require_cgroup() {
+        return;
+    }
+    let mut child = Child::start("descriptors", "fds");
+    child.expect_success(CHILD_TIMEOUT);
+    let dump = child.dump();
+    assert_eq!(child.expect_value("done"), "1", "{dump}");
+    let mut tags = vec!["plain", "high_stdout"];
+    if rustix::process::geteuid().is_root() {
+        tags.push("contained");
+    }
+    for tag in tags {
+        assert_eq!(child.expect_value(&format!("fds_{tag}")), "yes,no", "{tag}: 700 inherited, 1500 not\n{dump}");
+    }
+    let sentinel: i32 = child.expect_value("sentinel").parse().expect("a number");
+    assert!(sentinel >= 1024, "a member's pidfd is kept from 1024 up: {sentinel}\n{dump}");
+    child.assert_no_leftovers();
+}
