@@ -197,8 +197,40 @@ pub(crate) struct Results {
     pub(crate) scaling: BTreeMap<&'static str, Vec<Vec<u64>>>,
     /// Per backend, idle members and process: what each run saw.
     pub(crate) footprint: BTreeMap<FootprintKey, Vec<Footprint>>,
+    /// Per spawn variant and process ([`Services::NAMES`]), per run: the process's CPU time per
+    /// spawn, in nanoseconds.
+    pub(crate) service_cpu: BTreeMap<(&'static str, &'static str), Vec<u64>>,
     /// What failed, by what was being measured.
     pub(crate) failures: Vec<(String, String)>,
+}
+
+/// The processes that serve a systemd spawn, whose CPU time is charged to it: the user manager
+/// and the session bus's daemon.
+pub(crate) struct Services(pub(crate) Vec<(&'static str, u32)>);
+
+impl Services {
+    pub(crate) const NAMES: [&'static str; 4] = ["manager", "dbus-daemon", "caller", "guardian"];
+    /// The order of the columns in the document.
+    pub(crate) const NAMES_SHOWN: [&'static str; 4] = ["caller", "guardian", "manager", "dbus-daemon"];
+
+    /// The test manager's processes when `scripts/user-manager` started it (its exports), else
+    /// whoever owns `org.freedesktop.systemd1` and the bus itself.
+    pub(crate) fn find() -> Services {
+        let from_env = |var: &str| std::env::var(var).ok().and_then(|v| v.parse().ok());
+        let manager = from_env("DAEMONIC_TEST_MANAGER_PID").or_else(|| proc::bus_name_pid("org.freedesktop.systemd1"));
+        let bus = from_env("DAEMONIC_TEST_DBUS_PID").or_else(|| proc::bus_name_pid("org.freedesktop.DBus"));
+        Services(
+            [(Services::NAMES[0], manager), (Services::NAMES[1], bus)]
+                .into_iter()
+                .filter_map(|(n, p)| Some((n, p?)))
+                .collect(),
+        )
+    }
+
+    /// Every service's CPU time so far.
+    pub(crate) fn cpu(&self) -> Vec<Option<u64>> {
+        self.0.iter().map(|&(_, pid)| proc::process_cpu_ns(pid)).collect()
+    }
 }
 
 /// Where things are.
@@ -349,6 +381,7 @@ fn spawn_section(env: &Env, plan: &Plan, results: &mut Results) {
     for round in 0..plan.spawn_rounds {
         for v in SPAWN_VARIANTS {
             let n = if plan.quick { v.per_run.0 } else { v.per_run.1 };
+
             let got = match v.key.strip_prefix("py-") {
                 Some(method) => json_of(
                     std::process::Command::new(&env.python).arg(&env.peers_py).args(["spawn", method, &n.to_string()]),
@@ -358,6 +391,19 @@ fn spawn_section(env: &Env, plan: &Plan, results: &mut Results) {
                     env,
                     &["spawn".into(), v.key.into(), n.to_string(), env.daemonic.to_string_lossy().into_owned()],
                 ),
+            };
+            if let Ok(j) = &got
+                && let Some(per_service) = j.get("service_ns").and_then(Value::as_object)
+            {
+                for (service, ns) in per_service {
+                    if let (Some(service), Some(ns)) = (Services::NAMES.iter().find(|s| *s == service), ns.as_u64()) {
+                        results.service_cpu.entry((v.key, service)).or_default().push(ns);
+                    }
+                }
+            }
+            let got = match (got, v.key.starts_with("py-")) {
+                (Ok(j), false) => j.get("ns").cloned().ok_or_else(|| "no \"ns\" in the report".to_string()),
+                (other, _) => other,
             };
             match got.and_then(|j| nanos(&j)) {
                 Ok(ns) => results.spawn.entry(v.key).or_default().push(ns),

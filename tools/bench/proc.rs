@@ -15,6 +15,31 @@ pub(crate) fn cpu_ns(pid: u32) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
 }
 
+/// CPU time used by all threads of process `pid` so far (`/proc/<pid>/task/*/schedstat`, ns).
+pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let mut total = 0;
+    for task in tasks.flatten() {
+        let stat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(total)
+}
+
+/// The PID of the process behind a well-known name on the session bus, asked with `busctl`;
+/// `org.freedesktop.DBus` answers with the bus daemon's own.
+pub(crate) fn bus_name_pid(name: &str) -> Option<u32> {
+    let out = std::process::Command::new("busctl")
+        .args(["--user", "call", "org.freedesktop.DBus", "/org/freedesktop/DBus", "org.freedesktop.DBus"])
+        .args(["GetConnectionUnixProcessID", "s", name])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    // "u 1234"
+    String::from_utf8_lossy(&out.stdout).split_whitespace().nth(1)?.parse().ok()
+}
+
 /// VmRSS of `pid`, in KiB.
 pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

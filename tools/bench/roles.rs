@@ -25,7 +25,7 @@ pub(crate) fn run(role: &str, mut args: impl Iterator<Item = String>) -> RoleRes
             let variant = next("VARIANT")?;
             let n = next("N")?.parse().map_err(|e| format!("N: {e}"))?;
             let daemonic = PathBuf::from(next("DAEMONIC")?);
-            spawn_latency(&variant, n, &daemonic).map(|ns| json!(ns))
+            spawn_latency(&variant, n, &daemonic)
         }
         "family" => {
             let backend = backend(&next("BACKEND")?)?;
@@ -61,7 +61,11 @@ fn open_family(backend: Backend, name: &str) -> Result<Family, String> {
 const WARMUP: usize = 5;
 
 /// `n` timed spawn+waits of `/bin/true` (Python's variants are in peers.py), in nanoseconds.
-fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> Result<Vec<u64>, String> {
+/// `{"ns": [every timed spawn+wait], "service_ns": {"manager": ns, …}}`: the CPU time per timed
+/// spawn of the user manager and dbus-daemon (see [`crate::Services`]), of this process
+/// ("caller": the library's own work, the child before `execve` not included) and of the
+/// family's guardian ("guardian"), for the variants that have one.
+fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> RoleResult {
     let program = Program::new("/bin/true");
     let check = |what: &str, code: std::io::Result<i32>| match code {
         Ok(0) => Ok(()),
@@ -73,6 +77,8 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> Result<Vec<u64>, S
         c.args(args).stdin(Stdio::null());
         c
     };
+    // The family's guardian, when the variant opens a family.
+    let mut guardian: Option<u32> = None;
     // One spawn+wait of the variant; the family (when it needs one) is opened once, untimed.
     let mut once: Box<dyn FnMut() -> Result<(), String>> = match variant {
         "fork-exec" => Box::new(|| check("fork+exec", program.fork_exec_wait())),
@@ -84,6 +90,7 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> Result<Vec<u64>, S
         "lib-member" | "lib-daemon" | "lib-systemd" | "cli-spawn" => {
             let backend = if variant == "lib-systemd" { Backend::Systemd } else { Backend::Cgroupfs };
             let family = open_family(backend, "bench")?;
+            guardian = cgroup::attr(family.cgroup(), "guardian").and_then(|p| p.trim().parse().ok());
             let daemon = variant != "lib-member";
             match variant {
                 "cli-spawn" => {
@@ -118,13 +125,25 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> Result<Vec<u64>, S
     for _ in 0..WARMUP {
         once()?;
     }
+    let mut services = crate::Services::find();
+    services.0.push(("caller", std::process::id()));
+    if let Some(pid) = guardian {
+        services.0.push(("guardian", pid));
+    }
+    let before = services.cpu();
     let mut samples = Vec::with_capacity(n);
     for _ in 0..n {
         let start = Instant::now();
         once()?;
         samples.push(start.elapsed().as_nanos() as u64);
     }
-    Ok(samples)
+    let mut service_ns = serde_json::Map::new();
+    for ((&(service, _), before), after) in services.0.iter().zip(before).zip(services.cpu()) {
+        if let (Some(b), Some(a)) = (before, after) {
+            service_ns.insert(service.into(), json!(a.saturating_sub(b) / n as u64));
+        }
+    }
+    Ok(json!({ "ns": samples, "service_ns": service_ns }))
 }
 
 /// A cgroup `daemonic-bench-floor-<pid>` below this process's own, for the clone3 floor; its
