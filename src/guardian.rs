@@ -194,8 +194,13 @@ impl Units {
     }
 }
 
-/// How long the guardian lets events gather after a wake-up; added to its reaction time.
+/// How long the guardian lets events gather after a wake-up that comes within [`BURST`] of the
+/// one before; added to its reaction time in a burst only.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// Wake-ups closer together than this are a burst (members starting or ending one after
+/// another), worth gathering; a lone event, such as the end of a family, is handled at once.
+const BURST: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// How often a degraded guardian looks at the whole family.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
@@ -237,6 +242,7 @@ impl Guardian {
         let family = self.family.clone();
         self.watch_tree(&family);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
+        let mut last_wake: Option<Instant> = None;
         loop {
             while let Some(dir) = self.queue.pop_first() {
                 self.evaluate(&dir);
@@ -268,10 +274,14 @@ impl Guardian {
                 }
             };
             if woken > 0 {
-                // A member's start and end come as a burst of events (new directory, its PID,
-                // populated 1, populated 0); gathering them for a moment lets one look at each
-                // directory serve the whole burst.
-                std::thread::sleep(COALESCE);
+                // Members started or ended one after another come as bursts of events (new
+                // directory, its PID, populated 1, populated 0); gathering them for a moment lets
+                // one look at each directory serve the whole burst. A lone wake-up goes on at once.
+                let now = Instant::now();
+                if last_wake.is_some_and(|t| now.duration_since(t) < BURST) {
+                    std::thread::sleep(COALESCE);
+                }
+                last_wake = Some(now);
             }
             self.read_events(&mut buf)?;
             self.read_removals();
