@@ -99,8 +99,14 @@ pub(crate) struct SpawnVariant {
     pub(crate) daemonic: bool,
 }
 
-pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 11] = [
+pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 13] = [
     SpawnVariant { key: "fork-exec", label: "fork + exec + wait (the floor)", per_run: (100, 200), daemonic: false },
+    SpawnVariant {
+        key: "std-command",
+        label: "std::process::Command::status (posix_spawn)",
+        per_run: (100, 200),
+        daemonic: false,
+    },
     SpawnVariant {
         key: "clone3-cgroup",
         label: "clone3 into a fresh cgroup (the floor with a cgroup)",
@@ -110,6 +116,12 @@ pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 11] = [
     SpawnVariant {
         key: "lib-member",
         label: "daemonic cgroupfs, library: member",
+        per_run: (100, 200),
+        daemonic: true,
+    },
+    SpawnVariant {
+        key: "lib-fork",
+        label: "daemonic cgroupfs, library: member, fork fallback (no clone3)",
         per_run: (100, 200),
         daemonic: true,
     },

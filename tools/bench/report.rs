@@ -246,12 +246,17 @@ impl<'a> Report<'a> {
              first process in a brand-new cgroup and rmdir make the floor with a cgroup {:.2}× plain fork+exec in \
              this run (the ratio moves by ±0.1 from run to run with the machine's load). daemonic's own work on top of that floor is {:.2}× ({:.0} µs): \
              a start-report pipe, the `pid` attribute, and the guardian's look at every new member on the other \
-             core. A child that shares the parent's memory until it executes (`clone3` with `CLONE_VM | \
-             CLONE_VFORK`, as `posix_spawn` does) measured 1.10–1.12× in a separate experiment; it is not in this \
-             build.",
+             core. std's `Command` is {:.2}× the floor: it uses `posix_spawn`, whose child shares the \
+             parent's memory until it executes (`CLONE_VM | CLONE_VFORK`, no page tables copied, no copy-on-write \
+             faults in the parent afterwards). daemonic's child shares the descriptor table and holds the parent \
+             (`CLONE_FILES | CLONE_VFORK`) but not the memory, which would need a stack of its own and an assembly \
+             entry point. The fork fallback, for kernels or sandboxes without `clone3` (the child writes itself \
+             into `cgroup.procs`), is {:.2}×: moving a process into a cgroup costs more than starting it there.",
             cgroup / floor,
             lib / cgroup,
-            lib - cgroup
+            lib - cgroup,
+            self.spawn_p50("std-command") / floor,
+            self.spawn_p50("lib-fork") / floor
         );
         let cpu = |variant, service| show(&self.service_ms(variant, service), 2);
         let manager = self.service_ms("lib-systemd", "manager").median;
@@ -267,8 +272,14 @@ impl<'a> Report<'a> {
              {} ms in the guardian (the unit and job signals it follows). 2× faster than systemd-run \
              ({run:.1} ms) means {:.1} ms per member. The manager's work for a daemonic member ({manager:.1} \
              ms) plus a plain fork+exec ({:.2} ms) {} {bound:.1} ms, before daemonic or dbus-daemon do \
-             anything. What is left to cut is dbus-daemon (the private socket, which zbus 5.19 cannot use yet: \
-             it rejects the messages systemd sends there, zbus issue #1497) and daemonic's own share.",
+             anything. That manager cost comes from daemonic's design, not from a law: `cargo bench --bench \
+             scopes` (a separate run) starts a bare scope over a persistent connection for about 1.0 ms of \
+             manager CPU, while a daemonic member is a slice and a scope, and its family's guardian subscribes \
+             to the manager's signals (`UnitRemoved` is how it learns that systemd has unloaded a member, as \
+             the kernel sends no inotify event for that), which makes the manager emit every unit's and job's \
+             signals. 2× would take scope-only members where no members of their own can follow, a guardian \
+             that needs no signal stream, and the manager's private socket instead of dbus-daemon (which zbus \
+             5.19 cannot use yet: it rejects the messages systemd sends there, zbus issue #1497).",
             cpu("lib-systemd", "manager"),
             cpu("systemd-run", "manager"),
             cpu("lib-systemd", "dbus-daemon"),

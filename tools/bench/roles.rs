@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use daemonic::cgroup::{self, Hierarchy};
 use daemonic::systemd::Bus;
-use daemonic::{Backend, Command, Family, Member};
+use daemonic::{Backend, Command, Family, Member, Placement};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::json;
 
@@ -82,16 +82,21 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> RoleResult {
     // One spawn+wait of the variant; the family (when it needs one) is opened once, untimed.
     let mut once: Box<dyn FnMut() -> Result<(), String>> = match variant {
         "fork-exec" => Box::new(|| check("fork+exec", program.fork_exec_wait())),
+        "std-command" => {
+            let mut cmd = std::process::Command::new("/bin/true");
+            Box::new(move || check("std Command::status", cmd.status().map(|s| s.code().unwrap_or(-1))))
+        }
         "clone3-cgroup" => {
             let floor = FloorCgroup::create()?;
             let program = Program::new("/bin/true");
             Box::new(move || check("clone3 into a cgroup", program.clone3_cgroup_wait(&floor.child)))
         }
-        "lib-member" | "lib-daemon" | "lib-systemd" | "cli-spawn" => {
+        "lib-member" | "lib-fork" | "lib-daemon" | "lib-systemd" | "cli-spawn" => {
             let backend = if variant == "lib-systemd" { Backend::Systemd } else { Backend::Cgroupfs };
             let family = open_family(backend, "bench")?;
             guardian = cgroup::attr(family.cgroup(), "guardian").and_then(|p| p.trim().parse().ok());
-            let daemon = variant != "lib-member";
+            let daemon = !matches!(variant, "lib-member" | "lib-fork");
+            let placement = if variant == "lib-fork" { Placement::Fork } else { Placement::Auto };
             match variant {
                 "cli-spawn" => {
                     let mut spawn = command(daemonic, &["spawn", "--quiet", "--", "/bin/true"]);
@@ -102,7 +107,7 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> RoleResult {
                 }
                 _ => Box::new(move || {
                     let member = family
-                        .spawn(Command::new("/bin/true").daemon(daemon))
+                        .spawn(Command::new("/bin/true").daemon(daemon).placement(placement))
                         .map_err(|e| format!("spawn /bin/true: {e}"))?;
                     check("Member::wait", member.wait().map_err(std::io::Error::other))?;
                     // Forget the ended member, as Python's active_children() does.
