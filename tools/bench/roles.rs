@@ -261,6 +261,11 @@ fn kill_floor(n: usize) -> RoleResult {
         cgroup::write(&floor.parent, "cgroup.procs", &pid.to_string())
             .map_err(|e| format!("move {pid} into {}: {e}", floor.parent.display()))?;
     }
+    // The kernel sends at most one `cgroup.events` notification per cgroup every 10 ms: right
+    // after the moves, "populated 0" would wait out that window. The families of the `family`
+    // role are settled before their kill, so let this one settle too.
+    wait_all_sleeping(children.0.iter().map(std::process::Child::id))?;
+    std::thread::sleep(Duration::from_millis(20));
     let start = Instant::now();
     cgroup::kill(&floor.parent).map_err(|e| format!("cgroup.kill {}: {e}", floor.parent.display()))?;
     cgroup::wait_unpopulated(&floor.parent, None).map_err(|e| format!("wait for {}: {e}", floor.parent.display()))?;
