@@ -121,7 +121,7 @@ impl Member {
 
 impl Inner {
     /// Whether the process was reaped (its status is known).
-    pub fn is_reaped(&self) -> bool {
+    pub(crate) fn is_reaped(&self) -> bool {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).is_some()
     }
 
@@ -174,7 +174,7 @@ impl Inner {
     }
 
     pub(crate) fn signal(&self, sig: Signal) -> Result<()> {
-        if self.status.lock().unwrap_or_else(|p| p.into_inner()).is_some() {
+        if self.is_reaped() {
             return Ok(());
         }
         match pidfd_send_signal(&self.pidfd, sig) {
