@@ -216,8 +216,8 @@ pub(crate) struct Results {
     pub(crate) failures: Vec<(String, String)>,
 }
 
-/// The processes that serve a systemd spawn, whose CPU time is charged to it: the user manager
-/// and the session bus's daemon.
+/// Processes whose CPU time a spawn role charges to its spawns: the user manager and the session
+/// bus's daemon, found here; the role adds itself ("caller") and its family's guardian.
 pub(crate) struct Services(pub(crate) Vec<(&'static str, u32)>);
 
 impl Services {
@@ -241,7 +241,7 @@ impl Services {
 
     /// Every service's CPU time so far.
     pub(crate) fn cpu(&self) -> Vec<Option<u64>> {
-        self.0.iter().map(|&(_, pid)| proc::process_cpu_ns(pid)).collect()
+        self.0.iter().map(|&(_, pid)| proc::cpu_ns(pid)).collect()
     }
 }
 
@@ -393,7 +393,7 @@ fn spawn_section(env: &Env, plan: &Plan, results: &mut Results) {
     for round in 0..plan.spawn_rounds {
         for v in SPAWN_VARIANTS {
             let n = if plan.quick { v.per_run.0 } else { v.per_run.1 };
-
+            // peers.py reports the list of samples; a role, `{"ns": [...], "service_ns": {...}}`.
             let got = match v.key.strip_prefix("py-") {
                 Some(method) => json_of(
                     std::process::Command::new(&env.python).arg(&env.peers_py).args(["spawn", method, &n.to_string()]),
@@ -402,20 +402,17 @@ fn spawn_section(env: &Env, plan: &Plan, results: &mut Results) {
                 None => role(
                     env,
                     &["spawn".into(), v.key.into(), n.to_string(), env.daemonic.to_string_lossy().into_owned()],
-                ),
-            };
-            if let Ok(j) = &got
-                && let Some(per_service) = j.get("service_ns").and_then(Value::as_object)
-            {
-                for (service, ns) in per_service {
-                    if let (Some(service), Some(ns)) = (Services::NAMES.iter().find(|s| *s == service), ns.as_u64()) {
-                        results.service_cpu.entry((v.key, service)).or_default().push(ns);
+                )
+                .and_then(|j| {
+                    let per_service = j.get("service_ns").and_then(Value::as_object).into_iter().flatten();
+                    for (service, ns) in per_service {
+                        if let (Some(service), Some(ns)) = (Services::NAMES.iter().find(|s| *s == service), ns.as_u64())
+                        {
+                            results.service_cpu.entry((v.key, service)).or_default().push(ns);
+                        }
                     }
-                }
-            }
-            let got = match (got, v.key.starts_with("py-")) {
-                (Ok(j), false) => j.get("ns").cloned().ok_or_else(|| "no \"ns\" in the report".to_string()),
-                (other, _) => other,
+                    j.get("ns").cloned().ok_or_else(|| "no \"ns\" in the report".to_string())
+                }),
             };
             match got.and_then(|j| nanos(&j)) {
                 Ok(ns) => results.spawn.entry(v.key).or_default().push(ns),

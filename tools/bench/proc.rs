@@ -10,13 +10,9 @@ pub(crate) fn state(pid: u32) -> Option<(char, String)> {
     Some((right.trim_start().chars().next()?, comm))
 }
 
-/// CPU time used by `pid` so far (`/proc/<pid>/schedstat`, nanoseconds).
+/// CPU time used by all threads of process `pid` so far (`/proc/<pid>/task/*/schedstat`, ns):
+/// the guardian and `daemonic run` of a systemd family have a thread for the bus.
 pub(crate) fn cpu_ns(pid: u32) -> Option<u64> {
-    std::fs::read_to_string(format!("/proc/{pid}/schedstat")).ok()?.split_whitespace().next()?.parse().ok()
-}
-
-/// CPU time used by all threads of process `pid` so far (`/proc/<pid>/task/*/schedstat`, ns).
-pub(crate) fn process_cpu_ns(pid: u32) -> Option<u64> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
     let mut total = 0;
     for task in tasks.flatten() {
