@@ -133,11 +133,7 @@ impl Client {
     /// Connects to `bus` and subscribes to the manager's signals.
     pub fn connect(bus: Bus) -> Result<Client> {
         zbus::block_on(async {
-            let conn = match bus {
-                Bus::User => zbus::Connection::session().await,
-                Bus::System => zbus::Connection::system().await,
-            }
-            .map_err(|e| unavailable(bus, e))?;
+            let conn = open(bus).await.map_err(|e| unavailable(bus, e))?;
             Client::on(conn, bus).await
         })
     }
@@ -399,6 +395,36 @@ async fn job_result(removed: &mut JobRemovals, job: &OwnedObjectPath, timeout: D
 enum StartError {
     Exists,
     Other(Error),
+}
+
+/// A connection to `bus`, its unix socket connected on this thread.
+///
+/// `zbus::Connection::session()` connects a unix socket on the `blocking` crate's thread pool,
+/// and since blocking 1.7 the pool's last thread never exits: it wakes every 500 ms for as long
+/// as the process lives, a polling loop in every idle `daemonic run` and guardian. Connecting a
+/// unix socket does not block for long enough to need a thread, so it is done here and the
+/// stream handed to zbus; any other transport (tcp, …) is left to zbus.
+async fn open(bus: Bus) -> zbus::Result<zbus::Connection> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    use zbus::address::transport::{Transport, UnixSocket};
+
+    let address = match bus {
+        Bus::User => zbus::Address::session()?,
+        Bus::System => zbus::Address::system()?,
+    };
+    let connected = match address.transport() {
+        Transport::Unix(unix) => match unix.path() {
+            UnixSocket::File(path) => UnixStream::connect(path),
+            UnixSocket::Abstract(name) => {
+                SocketAddr::from_abstract_name(name.as_encoded_bytes()).and_then(|a| UnixStream::connect_addr(&a))
+            }
+            _ => return zbus::connection::Builder::address(address)?.build().await,
+        },
+        _ => return zbus::connection::Builder::address(address)?.build().await,
+    };
+    let stream = connected.map_err(|e| zbus::Error::Connection(std::sync::Arc::new(e), address.clone()))?;
+    zbus::connection::Builder::async_io_unix_stream(stream).build().await
 }
 
 fn unavailable(bus: Bus, e: zbus::Error) -> Error {
