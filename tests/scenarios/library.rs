@@ -166,6 +166,9 @@ fn daemon_flag_is_chosen_at_spawn_and_visible_in_the_cgroup_path() {
                     .expect("read the member's stdout");
                 print!("{piped}");
                 let daemon = spawn(&family, py(CGROUP_PY).arg("daemon_seen").name("watcher").daemon(true));
+                // One at a time: both write to the inherited stdout, and two lines written at once
+                // came out spliced in CI ("…watcher-2.daemon@explicit_seen=…").
+                daemon.wait().expect("wait for the daemon");
                 let explicit = spawn(&family, py(CGROUP_PY).arg("explicit_seen").name("explicit").daemon(false));
                 for (tag, m) in [("plain", &plain), ("daemon", &daemon), ("explicit", &explicit)] {
                     report(&format!("{tag}_flag"), m.daemon());
