@@ -405,26 +405,34 @@ enum StartError {
 /// unix socket does not block for long enough to need a thread, so it is done here and the
 /// stream handed to zbus; any other transport (tcp, …) is left to zbus.
 async fn open(bus: Bus) -> zbus::Result<zbus::Connection> {
-    use std::os::linux::net::SocketAddrExt;
-    use std::os::unix::net::{SocketAddr, UnixStream};
-    use zbus::address::transport::{Transport, UnixSocket};
-
     let address = match bus {
         Bus::User => zbus::Address::session()?,
         Bus::System => zbus::Address::system()?,
     };
-    let connected = match address.transport() {
-        Transport::Unix(unix) => match unix.path() {
-            UnixSocket::File(path) => UnixStream::connect(path),
-            UnixSocket::Abstract(name) => {
-                SocketAddr::from_abstract_name(name.as_encoded_bytes()).and_then(|a| UnixStream::connect_addr(&a))
-            }
-            _ => return zbus::connection::Builder::address(address)?.build().await,
-        },
-        _ => return zbus::connection::Builder::address(address)?.build().await,
+    match connect_unix(&address) {
+        Some(Ok(stream)) => zbus::connection::Builder::async_io_unix_stream(stream).build().await,
+        Some(Err(e)) => Err(zbus::Error::Connection(std::sync::Arc::new(e), address)),
+        None => zbus::connection::Builder::address(address)?.build().await,
+    }
+}
+
+/// `address`'s unix socket (a path or an abstract name), connected; `None` for any other
+/// transport.
+fn connect_unix(address: &zbus::Address) -> Option<std::io::Result<std::os::unix::net::UnixStream>> {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixStream};
+    use zbus::address::transport::{Transport, UnixSocket};
+
+    let Transport::Unix(unix) = address.transport() else {
+        return None;
     };
-    let stream = connected.map_err(|e| zbus::Error::Connection(std::sync::Arc::new(e), address.clone()))?;
-    zbus::connection::Builder::async_io_unix_stream(stream).build().await
+    Some(match unix.path() {
+        UnixSocket::File(path) => UnixStream::connect(path),
+        UnixSocket::Abstract(name) => {
+            SocketAddr::from_abstract_name(name.as_encoded_bytes()).and_then(|a| UnixStream::connect_addr(&a))
+        }
+        _ => return None,
+    })
 }
 
 fn unavailable(bus: Bus, e: zbus::Error) -> Error {
