@@ -165,15 +165,17 @@ impl Notifier {
         self.dirty = false;
         let mut stack = vec![self.family_dir.clone()];
         while let Some(dir) = stack.pop() {
-            let _ =
-                inotify::add_watch(&self.inotify, &dir, WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::ONLYDIR);
+            // ATTRIB: a member counts as running once its directory carries its PID, an
+            // extended attribute set just after the directory's creation was reported.
+            let flags = WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
+            let _ = inotify::add_watch(&self.inotify, &dir, flags);
             if let Ok(subdirs) = crate::cgroup::subdirs(&dir) {
                 stack.extend(subdirs);
             }
         }
-        // A member directory exists before its process runs in it, and a process can end
-        // without its directory going: `cgroup.events` of every member would tell, at a watch
-        // per member. The update after the guardian removes the directory is the one that counts.
+        // A process can end without its directory going: `cgroup.events` of every member would
+        // tell, at a watch per member. The update after the guardian removes the directory is
+        // the one that counts.
         Counts::of(&self.h, &self.family_dir)
     }
 
