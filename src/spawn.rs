@@ -6,7 +6,9 @@
 //! followed by a write of `0` to the target's `cgroup.procs` in the child, before it executes
 //! anything of the program; the refusal is remembered for the life of the process. A failure in
 //! the child (joining the cgroup, the seccomp filter, `execve`) comes back over a close-on-exec
-//! pipe, as std does, so a bad program is a clean error and no half-started member remains.
+//! pipe, as std does, or, for a child that shares the caller's memory until `execve` (the
+//! common case, see [`sys::ChildSpec::report`]), in that memory; so a bad program is a clean
+//! error and no half-started member remains.
 
 use std::fs::File;
 use std::io;
@@ -41,8 +43,16 @@ pub(crate) struct Spawned {
     pub stderr: Option<File>,
 }
 
-/// A created process and the read end of its start report.
-type Attempt = (i32, OwnedFd, OwnedFd);
+/// A created process and how to learn how its start went.
+type Attempt = (i32, OwnedFd, Report);
+
+/// How a started process's start went, or where to read it.
+enum Report {
+    /// The read end of the report pipe: end of file once the child has executed its program.
+    Pipe(OwnedFd),
+    /// Known at the clone: `None` when the child executed its program.
+    Known(Option<(Stage, io::Error)>),
+}
 
 /// What to start and how.
 #[derive(Clone, Copy)]
@@ -70,7 +80,7 @@ pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
 pub(crate) struct Started {
     pub pid: i32,
     pub pidfd: OwnedFd,
-    report: OwnedFd,
+    report: Report,
     gate: Option<OwnedFd>,
     ends: [Option<File>; 3],
     program: String,
@@ -84,8 +94,12 @@ impl Started {
         if let Some(gate) = self.gate.take() {
             rustix::io::write(&gate, &[1]).map_err(|e| Error::os(format!("release {}", self.program), e.into()))?;
         }
-        let failure =
-            sys::read_report(self.report.as_fd()).map_err(|e| Error::os("read the child's start report", e))?;
+        let failure = match self.report {
+            Report::Pipe(pipe) => {
+                sys::read_report(pipe.as_fd()).map_err(|e| Error::os("read the child's start report", e))?
+            }
+            Report::Known(failure) => failure,
+        };
         if let Some((stage, err)) = failure {
             // The child exits at once after reporting; reap it so nothing is left.
             let _ = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
@@ -155,11 +169,21 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
         None
     };
     let attempt = |placement: sys::Placement<'_>| -> Result<Attempt> {
-        let (report_r, report_w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?;
         let low = |fd: Option<RawFd>| fd.is_none_or(|fd| fd < sys::HIGH_DESCRIPTORS);
-        let used = [Some(report_w.as_raw_fd()), req.keep, placement.procs()];
+        let used = [req.keep, placement.procs()];
         let share_table =
             gate.is_none() && !req.contain && used.into_iter().chain(child_fds).all(low) && can_share_table();
+        // A child that shares the table may share the memory too, and then needs no pipe.
+        let shared_memory = share_table && sys::SHARED_MEMORY && matches!(placement, sys::Placement::Clone3(_));
+        let pipe = if shared_memory {
+            None
+        } else {
+            let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?;
+            // The child uses the write end: with a shared table it must be low too.
+            let share_table = share_table && w.as_raw_fd() < sys::HIGH_DESCRIPTORS;
+            Some((r, w, share_table))
+        };
+        let share_table = pipe.as_ref().map_or(share_table, |(_, _, share)| *share);
         let spec = ChildSpec {
             program: &req.prepared.program,
             argv: &argv,
@@ -168,15 +192,20 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             cwd: req.prepared.cwd.as_deref(),
             filters: req.filters,
             new_session: req.new_session,
-            report: report_w.as_raw_fd(),
+            report: pipe.as_ref().map(|(_, w, _)| w.as_raw_fd()),
             gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
             keep: req.keep,
             contain: req.contain,
             share_table,
         };
-        let (pid, pidfd) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
+        let (pid, pidfd, start) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
+        let report = match (start, pipe) {
+            (sys::Start::Pending, Some((r, _, _))) => Report::Pipe(r),
+            (sys::Start::Failed(stage, err), _) => Report::Known(Some((stage, err))),
+            _ => Report::Known(None),
+        };
         // Kept out of the part of the table that children copy.
-        Ok((pid, sys::raise_descriptor(pidfd), report_r))
+        Ok((pid, sys::raise_descriptor(pidfd), report))
     };
 
     let result = match (&dir_fd, use_clone3) {

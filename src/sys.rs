@@ -7,7 +7,8 @@
 //!   cgroup before it runs an instruction and the parent gets a pidfd atomically, and the
 //!   fallback `clone(CLONE_PIDFD)` plus a write of `0` to the target's `cgroup.procs`; where it
 //!   can, the child shares the descriptor table and copies only its low part (see
-//!   [`ChildSpec::share_table`]);
+//!   [`ChildSpec::share_table`]), and on x86_64 it also shares the caller's memory and runs on
+//!   a stack of its own until `execve`, as `posix_spawn` does (see [`ChildSpec::report`]);
 //! - the code that runs in the child between the clone and `execve`. It may run in a copy of a
 //!   multithreaded process whose other threads held locks at the moment of the clone, so it is
 //!   async-signal-safe: no allocation, no locks, no logging, only system calls on data prepared
@@ -29,7 +30,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -88,7 +89,16 @@ pub(crate) struct ChildSpec<'a> {
     /// Start a new session (`setsid`), leaving the terminal's process group.
     pub new_session: bool,
     /// Close-on-exec pipe on which the child reports a failure as `[stage, errno]`.
-    pub report: RawFd,
+    ///
+    /// `None` (only with `share_table` and [`Placement::Clone3`], where [`SHARED_MEMORY`]):
+    /// the child is cloned with `CLONE_VM` too. It runs on a stack of its own in the caller's
+    /// memory, which the caller, held in the clone, does not touch meanwhile, and leaves a
+    /// failure there instead of in a pipe. No address space is copied, so no page of the
+    /// caller is made copy-on-write: the clone costs the same however large the caller is,
+    /// and the caller takes no page faults afterwards. The child runs with every signal
+    /// blocked until it has set each caught signal back to its default, so that no handler
+    /// of the caller ever runs on the caller's memory from the child.
+    pub report: Option<RawFd>,
     /// A pipe `(read end, write end)` the child waits on before anything else: it closes its
     /// copy of the write end, then one byte lets it go on and end of file makes it exit. Used
     /// to hold a child until systemd has put it into its scope.
@@ -121,6 +131,10 @@ unsafe extern "C" {
     /// other thread reads it meanwhile, which is what std's own `Command` relies on too.
     static environ: *const *const c_char;
 }
+
+/// Whether [`spawn`] can start a child in the caller's memory ([`ChildSpec::report`] `None`):
+/// where the clone trampoline exists.
+pub(crate) const SHARED_MEMORY: bool = cfg!(target_arch = "x86_64");
 
 /// Where the new process goes.
 #[derive(Clone, Copy)]
@@ -178,13 +192,34 @@ impl Stage {
     }
 }
 
-/// Creates a process that runs `spec`. Returns its PID and a pidfd for it.
+/// How far a new process got, as [`spawn`] can tell.
+pub(crate) enum Start {
+    /// Unknown yet: the child reports on [`ChildSpec::report`] (end of file: it executed).
+    Pending,
+    /// The child, which shared the caller's memory, has executed its program.
+    Executed,
+    /// The child, which shared the caller's memory, failed at this step and exited; it is not
+    /// reaped yet.
+    Failed(Stage, io::Error),
+}
+
+/// Creates a process that runs `spec`. Returns its PID, a pidfd for it, and how far it got.
 ///
-/// The caller reads `spec.report` after closing its write end to learn whether `execve` worked.
-pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd)> {
+/// With a report pipe the caller closes its write end, then reads it to learn whether
+/// `execve` worked.
+pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd, Start)> {
     let mut pidfd: c_int = -1;
     let newpid = if spec.contain { CLONE_NEWPID } else { 0 };
     let share = if spec.share_table { SHARE_TABLE } else { 0 };
+    let Some(report) = spec.report else {
+        let Placement::Clone3(dir) = placement else {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a child in shared memory needs clone3"));
+        };
+        if !SHARED_MEMORY || !spec.share_table || spec.gate.is_some() || spec.contain {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a child in shared memory must not wait"));
+        }
+        return spawn_shared(spec, dir);
+    };
     let pid = match placement {
         Placement::Clone3(dir) => {
             let args = CloneArgs {
@@ -224,28 +259,273 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
             Placement::Fork(procs) => Some(procs.as_raw_fd()),
             _ => None,
         };
-        child_exec(spec, procs);
+        child_exec(spec, procs, Reporter::Pipe(report));
     }
     // SAFETY: the kernel returned a fresh descriptor for the child in `pidfd`; we own it.
     let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
-    Ok((pid as i32, pidfd))
+    Ok((pid as i32, pidfd, Start::Pending))
+}
+
+/// Where the child's code reports a failure before it exits.
+#[derive(Clone, Copy)]
+enum Reporter<'a> {
+    /// `[stage, errno]` on this close-on-exec pipe.
+    Pipe(RawFd),
+    /// `stage << 32 | errno` in the caller's memory ([`ChildSpec::report`] `None`).
+    Memory(&'a AtomicU64),
+}
+
+/// What a child in shared memory gets: its spec, and where it leaves a failure (0: none).
+struct Shared<'a, 'b> {
+    spec: &'a ChildSpec<'b>,
+    failure: AtomicU64,
+}
+
+/// `clone3(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_INTO_CGROUP | CLONE_PIDFD)` on this
+/// thread's child stack (see [`ChildSpec::report`]).
+#[cfg(target_arch = "x86_64")]
+fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
+    let stack = ChildStack::take()?;
+    let shared = Shared { spec, failure: AtomicU64::new(0) };
+    let mut pidfd: c_int = -1;
+    let args = CloneArgs {
+        flags: CLONE_PIDFD | CLONE_INTO_CGROUP | SHARE_TABLE | libc::CLONE_VM as u64,
+        pidfd: &raw mut pidfd as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        stack: stack.low as u64,
+        stack_size: ChildStack::SIZE as u64,
+        cgroup: dir.as_raw_fd() as u64,
+        ..CloneArgs::default()
+    };
+    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
+    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads it and fills `old`, which is
+    // only read after that call succeeded.
+    let blocked = unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr())
+    };
+    if blocked != 0 {
+        stack.give_back();
+        return Err(io::Error::from_raw_os_error(blocked));
+    }
+    // SAFETY: `args` and `shared` live in this frame, which stays put while the child runs: with
+    // CLONE_VFORK the kernel holds this thread in the call until the child has executed its
+    // program or exited, and only then does the child stop using `shared`, `spec` and the
+    // stack. The stack is this thread's alone (`ChildStack`), mapped and `SIZE` bytes long.
+    // The child runs `shared_child`, which never returns and is async-signal-safe; every
+    // signal is blocked in it until it has reset the caught ones.
+    let pid = unsafe { clone3_on_stack(&args, shared_child, (&raw const shared).cast_mut().cast()) };
+    // SAFETY: `old` was filled by the successful pthread_sigmask above.
+    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    stack.give_back();
+    if pid < 0 {
+        return Err(io::Error::from_raw_os_error(-pid as i32));
+    }
+    // SAFETY: the kernel returned a fresh descriptor for the child in `pidfd`; we own it.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd) };
+    let start = match shared.failure.load(Ordering::Acquire) {
+        0 => Start::Executed,
+        code => {
+            let stage = Stage::from_u32((code >> 32) as u32).unwrap_or(Stage::Exec);
+            Start::Failed(stage, io::Error::from_raw_os_error(code as u32 as i32))
+        }
+    };
+    Ok((pid as i32, pidfd, start))
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn spawn_shared(_: &ChildSpec<'_>, _: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
+    Err(io::Error::from_raw_os_error(libc::ENOSYS))
+}
+
+/// The child in shared memory: resets every caught signal to its default (they are all blocked
+/// still), then goes on as any child.
+#[cfg(target_arch = "x86_64")]
+extern "C" fn shared_child(arg: *mut libc::c_void) -> ! {
+    // SAFETY: `arg` is the `Shared` of `spawn_shared`, whose frame stays put while this child
+    // runs (the caller is held in clone3 by CLONE_VFORK).
+    let shared = unsafe { &*arg.cast::<Shared<'_, '_>>() };
+    for signal in 1..=64 {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        let mut action = KernelSigaction::default();
+        // SAFETY: rt_sigaction only fills `action`, on this stack; the kernel's struct layout
+        // and 8-byte mask are those of `KernelSigaction`. This table is the child's own copy
+        // (no CLONE_SIGHAND), so a change does not reach the caller.
+        unsafe {
+            if libc::syscall(libc::SYS_rt_sigaction, signal, std::ptr::null::<KernelSigaction>(), &raw mut action, 8)
+                != 0
+                || action.handler == libc::SIG_DFL
+                || action.handler == libc::SIG_IGN
+            {
+                continue;
+            }
+            let default = KernelSigaction::default();
+            if libc::syscall(
+                libc::SYS_rt_sigaction,
+                signal,
+                &raw const default,
+                std::ptr::null_mut::<KernelSigaction>(),
+                8,
+            ) != 0
+            {
+                fail(Reporter::Memory(&shared.failure), Stage::Signals);
+            }
+        }
+    }
+    child_exec(shared.spec, None, Reporter::Memory(&shared.failure))
+}
+
+/// The kernel's `struct sigaction` on x86_64 (not the C library's, whose mask is 128 bytes).
+#[cfg(target_arch = "x86_64")]
+#[repr(C)]
+#[derive(Default)]
+struct KernelSigaction {
+    handler: libc::sighandler_t,
+    flags: libc::c_ulong,
+    restorer: usize,
+    mask: u64,
+}
+
+/// `clone3` whose child starts on the stack given in `args` and calls `entry(arg)`, which
+/// must not return. Returns what the system call returns in the caller: the child's PID, or
+/// `-errno`.
+///
+/// # Safety
+///
+/// `args` must ask for a stack that is mapped, writable, 16-byte aligned at its top and not
+/// used by anything else until the child has executed or exited, and `entry` must be safe to
+/// run there with `arg` in the state `args` creates (with `CLONE_VM`: the caller's memory).
+#[cfg(target_arch = "x86_64")]
+unsafe fn clone3_on_stack(
+    args: &CloneArgs,
+    entry: extern "C" fn(*mut libc::c_void) -> !,
+    arg: *mut libc::c_void,
+) -> isize {
+    let ret: isize;
+    // SAFETY: (the caller's promise) the system call returns in both processes. The caller's
+    // side (non-zero rax) falls through to the end. The child's side is on the new stack: it
+    // clears the frame pointer so that nothing unwinds into the caller's frames, aligns the
+    // stack and calls `entry` (kept across the call in callee-saved r12/r13, which the child
+    // inherits), which never returns; `ud2` stops it if it did.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "and rsp, -16",
+            "mov rdi, r13",
+            "call r12",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 as isize => ret,
+            in("rdi") std::ptr::from_ref(args),
+            in("rsi") size_of::<CloneArgs>(),
+            in("r12") entry,
+            in("r13") arg,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    ret
+}
+
+/// A thread's stack for its children in shared memory, kept for the thread's life: a guard
+/// page below [`ChildStack::SIZE`] bytes, mapped lazily by the kernel as the child touches it.
+#[cfg(target_arch = "x86_64")]
+struct ChildStack {
+    /// The lowest byte of the usable stack, just above the guard page.
+    low: *mut u8,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl ChildStack {
+    /// The usable size. The child's code before `execve` needs a few KiB.
+    const SIZE: usize = 64 * 1024;
+    const GUARD: usize = 4096;
+
+    /// This thread's stack, mapped on first use; [`ChildStack::give_back`] returns it.
+    fn take() -> io::Result<ChildStack> {
+        if let Some(stack) = CHILD_STACK.with(std::cell::Cell::take) {
+            return Ok(stack);
+        }
+        let len = Self::SIZE + Self::GUARD;
+        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the first page of the mapping just made; a fault there beats silently writing
+        // below the stack into whatever is mapped next.
+        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
+            let e = io::Error::last_os_error();
+            // SAFETY: the mapping just made, unused.
+            unsafe { libc::munmap(base, len) };
+            return Err(e);
+        }
+        // SAFETY: GUARD < len: the result is inside the mapping.
+        Ok(ChildStack { low: unsafe { base.cast::<u8>().add(Self::GUARD) } })
+    }
+
+    /// Keeps the stack for this thread's next child.
+    fn give_back(self) {
+        CHILD_STACK.with(|cell| cell.set(Some(self)));
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: `low - GUARD` is the start of the mapping of `take`, `SIZE + GUARD` bytes
+        // long, and no child runs on it any more (the caller of clone3 was held until then).
+        unsafe { libc::munmap(self.low.sub(Self::GUARD).cast(), Self::SIZE + Self::GUARD) };
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    static CHILD_STACK: std::cell::Cell<Option<ChildStack>> = const { std::cell::Cell::new(None) };
+}
+
+/// Reports `stage` with the current errno, then exits with 127. Async-signal-safe.
+fn fail(reporter: Reporter<'_>, stage: Stage) -> ! {
+    let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    match reporter {
+        Reporter::Pipe(fd) => {
+            let msg = [(stage as u32).to_ne_bytes(), (errno as u32).to_ne_bytes()];
+            // SAFETY: write(2) is async-signal-safe; `msg` is on our stack.
+            unsafe { libc::write(fd, msg.as_ptr().cast(), 8) };
+        }
+        Reporter::Memory(failure) => {
+            failure.store(u64::from(stage as u32) << 32 | u64::from(errno as u32), Ordering::Release)
+        }
+    }
+    // SAFETY: _exit(2) is async-signal-safe and runs no destructor or atexit handler of the
+    // caller's.
+    unsafe { libc::_exit(127) }
 }
 
 /// Runs in the child: join the cgroup (fallback), reset signals, install stdio, chdir, setsid,
 /// seccomp, execve. Only raw system calls on prepared data; on failure, report and `_exit(127)`.
-fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
-    let fail = |stage: Stage| -> ! {
-        let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
-        let msg = [(stage as u32).to_ne_bytes(), (errno as u32).to_ne_bytes()];
-        // SAFETY: write(2) and _exit(2) are async-signal-safe; `msg` is on our stack.
-        unsafe {
-            libc::write(spec.report, msg.as_ptr().cast(), 8);
-            libc::_exit(127)
-        }
-    };
+fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>, reporter: Reporter<'_>) -> ! {
+    let fail = |stage: Stage| -> ! { fail(reporter, stage) };
     // SAFETY: (whole block) every call below is an async-signal-safe system call wrapper whose
     // pointer arguments point to data the parent prepared before the clone and that stays
-    // valid: this address space is a private copy and nothing else runs in it.
+    // valid: this address space is a private copy, or (`Reporter::Memory`) the caller's, which
+    // the caller, held in the clone, leaves alone until this process has executed or exited.
     unsafe {
         // First of all, a table of our own: until then every close or dup2 would act on the
         // caller's descriptors (the caller is held in the clone meanwhile).
@@ -316,7 +596,7 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>) -> ! {
         if spec.new_session && libc::setsid() < 0 {
             fail(Stage::Session);
         }
-        if !spec.share_table && !close_high_descriptors([spec.report, spec.keep.unwrap_or(-1)]) {
+        if !spec.share_table && !close_high_descriptors([spec.report.unwrap_or(-1), spec.keep.unwrap_or(-1)]) {
             fail(Stage::Descriptors);
         }
         for filter in spec.filters {

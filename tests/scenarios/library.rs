@@ -330,8 +330,11 @@ fn c4_child(scenario: &str) {
     let family = open_family();
     let daemon = spawn(&family, py(SLEEPER_PY).name("sleeper").daemon(true));
     report("daemon_pid", daemon.pid());
-    // The parent may end right after "ready", so the child checks that its daemon runs.
-    assert!(pid_alive_with(daemon.pid(), &child_marker()), "the daemon runs before its parent ends");
+    // The parent may end right after "ready", so the child checks that its daemon runs. spawn
+    // returns once the kernel is past the point of no return of execve, a moment before it has
+    // set up the new program's arguments, which /proc/PID/cmdline shows.
+    let runs = support::wait_until(Duration::from_secs(2), || pid_alive_with(daemon.pid(), &child_marker()));
+    assert!(runs, "the daemon runs before its parent ends");
     let _worker = worker.then(|| {
         let w = spawn(&family, py(WORKER_PY).arg(child_tmp().join("worker.end")).name("worker"));
         report("worker_pid", w.pid());
@@ -1018,7 +1021,28 @@ fn bad_spawns() {
             ErrorKind::InvalidInput,
             "NUL",
         );
-        // The program passes every check but execve fails (a missing interpreter): the member
+        // The program passes every check but execve fails: not a format the kernel runs ...
+        let text = tmp.join("plain-text");
+        std::fs::write(&text, "just words, no #! line\n").expect("write a text file");
+        std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let shown = text.display().to_string();
+        expect_refused(
+            &family,
+            &format!("exec_format_{d}"),
+            Command::new(&text).daemon(daemon),
+            ErrorKind::ProgramNotExecutable,
+            &shown,
+        );
+        // ... or a working directory that does not exist (the child fails before execve) ...
+        let nowhere = tmp.join("no-such-directory");
+        expect_refused(
+            &family,
+            &format!("missing_cwd_{d}"),
+            Command::new("true").current_dir(&nowhere).daemon(daemon),
+            ErrorKind::Os,
+            &nowhere.display().to_string(),
+        );
+        // ... or a missing interpreter: the member
         // directory was created, and must be gone again.
         let script = tmp.join("bad-interpreter");
         std::fs::write(&script, "#!/nonexistent/interpreter\n").expect("write a script");
@@ -1449,5 +1473,61 @@ fn members_inherit_open_descriptors_below_1024_only() {
     }
     let sentinel: i32 = child.expect_value("sentinel").parse().expect("a number");
     assert!(sentinel >= 1024, "a member's pidfd is kept from 1024 up: {sentinel}\n{dump}");
+    child.assert_no_leftovers();
+}
+
+// =============================================================================================
+// Signals across a spawn: the member starts clean, the caller keeps its own
+// =============================================================================================
+
+/// Prints `@signals_<tag>=<SigBlk>,<SigIgn>` of the shell itself, with builtins only (a daemon
+/// cannot fork).
+const SIGNALS_SH: &str = r#"b=; i=; while read -r k v; do case $k in SigBlk:) b=$v;; SigIgn:) i=$v;; esac; done < /proc/self/status; echo "@signals_$1=$b,$i""#;
+
+/// The calling thread's blocked signals, as `/proc/thread-self/status` shows them.
+fn own_blocked_signals() -> String {
+    let status = std::fs::read_to_string("/proc/thread-self/status").expect("read /proc/thread-self/status");
+    let line = status.lines().find(|l| l.starts_with("SigBlk:")).expect("a SigBlk line");
+    line["SigBlk:".len()..].trim().to_string()
+}
+
+/// A spawn blocks every signal in the caller while the child shares its memory (so that no
+/// handler of the caller's runs in the child); afterwards the caller's mask must be what it
+/// was, and the program must start with nothing blocked and SIGPIPE no longer ignored, on
+/// every path: the usual one, a daemon's (with its seccomp filter) and the fork fallback.
+#[test]
+fn a_spawn_leaves_the_callers_signal_mask_and_gives_the_member_a_clean_one() {
+    if let Some(s) = child_scenario() {
+        assert_eq!(s, "signals");
+        let family = open_family();
+        report("caller_before", own_blocked_signals());
+        for (tag, daemon, placement) in
+            [("plain", false, Placement::Auto), ("daemon", true, Placement::Auto), ("fork", false, Placement::Fork)]
+        {
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", SIGNALS_SH, "sh", tag]).name(tag).daemon(daemon).placement(placement);
+            let m = spawn(&family, &mut cmd);
+            assert_eq!(m.wait().expect("wait"), 0, "{tag}");
+            report(&format!("caller_after_{tag}"), own_blocked_signals());
+        }
+        report("done", 1);
+        return;
+    }
+    if !require_cgroup() {
+        return;
+    }
+    let mut child = Child::start("signals", "sigs");
+    child.expect_success(CHILD_TIMEOUT);
+    let dump = child.dump();
+    assert_eq!(child.expect_value("done"), "1", "{dump}");
+    let before = child.expect_value("caller_before");
+    for tag in ["plain", "daemon", "fork"] {
+        assert_eq!(child.expect_value(&format!("caller_after_{tag}")), before, "{tag}: the caller's mask\n{dump}");
+        let seen = child.expect_value(&format!("signals_{tag}"));
+        let (blocked, ignored) = seen.split_once(',').unwrap_or_else(|| panic!("{tag}: {seen}\n{dump}"));
+        assert_eq!(u64::from_str_radix(blocked, 16), Ok(0), "{tag}: the member's blocked signals\n{dump}");
+        let ignored = u64::from_str_radix(ignored, 16).expect("SigIgn is hex");
+        assert_eq!(ignored & (1 << (libc::SIGPIPE - 1)), 0, "{tag}: SIGPIPE is not ignored in the member\n{dump}");
+    }
     child.assert_no_leftovers();
 }
