@@ -240,27 +240,33 @@ impl<'a> Report<'a> {
         let cgroup = self.spawn_p50("clone3-cgroup");
         let lib = self.spawn_p50("lib-member");
         let _ = writeln!(t, "## Reading the figures\n");
+        let cpu = |variant, service| show(&self.service_ms(variant, service), 2);
         let _ = writeln!(
             t,
             "- **cgroupfs spawn.** A cgroup of its own per member is not free even without daemonic: mkdir, the \
              first process in a brand-new cgroup and rmdir make the floor with a cgroup {:.2}× plain fork+exec in \
-             this run (the ratio moves by ±0.1 from run to run with the machine's load). daemonic's own work on top of that floor is {:.2}× ({:.0} µs): \
-             a start-report pipe, the `pid` attribute, and the guardian's look at every new member on the other \
-             core. std's `Command` is {:.2}× the floor: it uses `posix_spawn`, whose child shares the \
-             parent's memory until it executes (`CLONE_VM | CLONE_VFORK`, no page tables copied, no copy-on-write \
-             faults in the parent afterwards). daemonic's child shares the descriptor table and holds the parent \
-             (`CLONE_FILES | CLONE_VFORK`) but not the memory, which would need a stack of its own and an assembly \
-             entry point. The fork fallback, for kernels or sandboxes without `clone3` (the child writes itself \
-             into `cgroup.procs` before it executes), is {:.2}×. A daemon costs {:.0} µs more than a member: \
-             the two seccomp filters of the no-children rule (C3), installed in the child before `execve`.",
+             this run (the ratio moves by ±0.1 from run to run with the machine's load). A daemonic member is \
+             {:.2}× plain fork+exec, {:.2}× that floor, because its child does not copy the parent's address \
+             space: like `posix_spawn` (std's `Command`, {:.2}× here), it is cloned with `CLONE_VM | \
+             CLONE_VFORK` and runs on a stack of its own until `execve` (x86_64; other architectures take a \
+             copying clone), so no page tables are copied and the parent takes no copy-on-write faults \
+             afterwards; with `CLONE_FILES` it copies only the descriptors below 1024, and with \
+             `CLONE_INTO_CGROUP` it starts in its cgroup. CPU per spawn in the caller: {} ms for a member, {} \
+             ms for the floor with a cgroup, which also pays for the rmdir that daemonic leaves to the \
+             guardian ({} ms per member, on the other core). The fork fallback, for kernels or sandboxes \
+             without `clone3` (a copying clone whose child writes itself into `cgroup.procs` before it \
+             executes), is {:.2}×. A daemon costs {:.0} µs more than a member: the two seccomp filters of the \
+             no-children rule (C3), installed in the child before `execve`.",
             cgroup / floor,
+            lib / floor,
             lib / cgroup,
-            lib - cgroup,
             self.spawn_p50("std-command") / floor,
+            cpu("lib-member", "caller"),
+            cpu("clone3-cgroup", "caller"),
+            cpu("lib-member", "guardian"),
             self.spawn_p50("lib-fork") / floor,
             self.spawn_p50("lib-daemon") - lib
         );
-        let cpu = |variant, service| show(&self.service_ms(variant, service), 2);
         let manager = self.service_ms("lib-systemd", "manager").median;
         let run = self.spawn_p50("systemd-run") / 1000.0;
         let bound = manager + floor / 1000.0;
@@ -329,7 +335,8 @@ impl<'a> Report<'a> {
                  of the member list at every spawn another 0.3 ms, since amortized). daemonic keeps the \
                  pidfds from descriptor 1024 up and clones with `CLONE_FILES | CLONE_VFORK`; the child's first \
                  call, `close_range(1024, ~0, CLOSE_RANGE_UNSHARE)`, copies only the descriptors below 1024, \
-                 so the pidfds are neither copied nor closed. On systemd the manager's own cost per scope grows \
+                 so the pidfds are neither copied nor closed, and with `CLONE_VM` the member list's memory is \
+                 not copied either. On systemd the manager's own cost per scope grows \
                  with the number of units in the slice: profiled apart from this run (perf, 1000 members), \
                  daemonic's CPU per spawn stayed the same from the first members to the last while the \
                  manager's grew 2.6×, in computing cgroup masks over the slice's units (`unit_get_own_mask`, \
