@@ -297,17 +297,15 @@ fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, O
         cgroup: dir.as_raw_fd() as u64,
         ..CloneArgs::default()
     };
-    let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-    let mut old = MaybeUninit::<libc::sigset_t>::uninit();
-    // SAFETY: sigfillset initialises `all`; pthread_sigmask reads it and fills `old`, which is
-    // only read after that call succeeded.
-    let blocked = unsafe {
-        libc::sigfillset(all.as_mut_ptr());
-        libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr())
-    };
-    if blocked != 0 {
+    // Every signal, the C library's internal ones too (as glibc's posix_spawn does): the raw
+    // call, since pthread_sigmask leaves those two unblocked.
+    let all: u64 = !0;
+    let mut old: u64 = 0;
+    // SAFETY: rt_sigprocmask reads `all` and writes `old`, both 8 bytes (the kernel's sigset).
+    if unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &raw const all, &raw mut old, 8) } != 0 {
+        let e = io::Error::last_os_error();
         stack.give_back();
-        return Err(io::Error::from_raw_os_error(blocked));
+        return Err(e);
     }
     // SAFETY: `args` and `shared` live in this frame, which stays put while the child runs: with
     // CLONE_VFORK the kernel holds this thread in the call until the child has executed its
@@ -316,8 +314,10 @@ fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, O
     // The child runs `shared_child`, which never returns and is async-signal-safe; every
     // signal is blocked in it until it has reset the caught ones.
     let pid = unsafe { clone3_on_stack(&args, shared_child, (&raw const shared).cast_mut().cast()) };
-    // SAFETY: `old` was filled by the successful pthread_sigmask above.
-    unsafe { libc::pthread_sigmask(libc::SIG_SETMASK, old.as_ptr(), std::ptr::null_mut()) };
+    // SAFETY: as above; `old` is the mask this thread had.
+    unsafe {
+        libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, &raw const old, std::ptr::null_mut::<u64>(), 8)
+    };
     stack.give_back();
     if pid < 0 {
         return Err(io::Error::from_raw_os_error(-pid as i32));
@@ -450,7 +450,7 @@ impl ChildStack {
 
     /// This thread's stack, mapped on first use; [`ChildStack::give_back`] returns it.
     fn take() -> io::Result<ChildStack> {
-        if let Some(stack) = CHILD_STACK.with(std::cell::Cell::take) {
+        if let Some(stack) = CHILD_STACK.try_with(std::cell::Cell::take).ok().flatten() {
             return Ok(stack);
         }
         let len = Self::SIZE + Self::GUARD;
@@ -480,9 +480,10 @@ impl ChildStack {
         Ok(ChildStack { low: unsafe { base.cast::<u8>().add(Self::GUARD) } })
     }
 
-    /// Keeps the stack for this thread's next child.
+    /// Keeps the stack for this thread's next child (or unmaps it, in a thread whose
+    /// thread-locals are being destroyed).
     fn give_back(self) {
-        CHILD_STACK.with(|cell| cell.set(Some(self)));
+        let _ = CHILD_STACK.try_with(|cell| cell.set(Some(self)));
     }
 }
 
