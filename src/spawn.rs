@@ -178,12 +178,10 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
         let pipe = if shared_memory {
             None
         } else {
-            let (r, w) = pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?;
-            // The child uses the write end: with a shared table it must be low too.
-            let share_table = share_table && w.as_raw_fd() < sys::HIGH_DESCRIPTORS;
-            Some((r, w, share_table))
+            Some(pipe_with(PipeFlags::CLOEXEC).map_err(|e| Error::os("create a pipe", e.into()))?)
         };
-        let share_table = pipe.as_ref().map_or(share_table, |(_, _, share)| *share);
+        // The child uses the write end: with a shared table it must be low too.
+        let share_table = share_table && low(pipe.as_ref().map(|(_, w)| w.as_raw_fd()));
         let spec = ChildSpec {
             program: &req.prepared.program,
             argv: &argv,
@@ -192,7 +190,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             cwd: req.prepared.cwd.as_deref(),
             filters: req.filters,
             new_session: req.new_session,
-            report: pipe.as_ref().map(|(_, w, _)| w.as_raw_fd()),
+            report: pipe.as_ref().map(|(_, w)| w.as_raw_fd()),
             gate: gate.as_ref().map(|(r, w)| (r.as_raw_fd(), w.as_raw_fd())),
             keep: req.keep,
             contain: req.contain,
@@ -200,7 +198,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
         };
         let (pid, pidfd, start) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
         let report = match (start, pipe) {
-            (sys::Start::Pending, Some((r, _, _))) => Report::Pipe(r),
+            (sys::Start::Pending, Some((r, _))) => Report::Pipe(r),
             (sys::Start::Failed(stage, err), _) => Report::Known(Some((stage, err))),
             _ => Report::Known(None),
         };

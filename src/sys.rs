@@ -327,8 +327,8 @@ fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, O
     let start = match shared.failure.load(Ordering::Acquire) {
         0 => Start::Executed,
         code => {
-            let stage = Stage::from_u32((code >> 32) as u32).unwrap_or(Stage::Exec);
-            Start::Failed(stage, io::Error::from_raw_os_error(code as u32 as i32))
+            let (stage, err) = failure((code >> 32) as u32, code as u32 as i32);
+            Start::Failed(stage, err)
         }
     };
     Ok((pid as i32, pidfd, start))
@@ -782,8 +782,12 @@ pub(crate) fn read_report(report: BorrowedFd<'_>) -> io::Result<Option<(Stage, i
     }
     let stage = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes"));
     let errno = i32::from_ne_bytes(buf[4..].try_into().expect("4 bytes"));
-    let stage = Stage::from_u32(stage).unwrap_or(Stage::Exec);
-    Ok(Some((stage, io::Error::from_raw_os_error(errno))))
+    Ok(Some(failure(stage, errno)))
+}
+
+/// A child's failure from its report, `stage` and `errno` as [`fail`] sent them.
+fn failure(stage: u32, errno: i32) -> (Stage, io::Error) {
+    (Stage::from_u32(stage).unwrap_or(Stage::Exec), io::Error::from_raw_os_error(errno))
 }
 
 /// Blocks `signals` for the calling thread and returns a signalfd that reads them.

@@ -90,11 +90,8 @@ fn pid_reuse_never_signals_a_non_member() {
     // a shell without job control (`cmd &` in a script) starts with SIGINT ignored, and an
     // ignored signal stays ignored in every program started from it, the shell's trap included:
     // those rounds would time out. Say so instead.
-    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
-    let ignored = status.lines().find_map(|l| l.strip_prefix("SigIgn:")).map(str::trim).unwrap_or("0");
-    let ignored = u64::from_str_radix(ignored, 16).expect("SigIgn is hex");
     assert_eq!(
-        ignored & (1 << (libc::SIGINT - 1)),
+        status_mask("/proc/self/status", "SigIgn") & (1 << (libc::SIGINT - 1)),
         0,
         "this test runs with SIGINT ignored (started as a background job of a script?), which its \
          members would inherit; run it in the foreground, or with SIGINT set back to its default"

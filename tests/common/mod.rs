@@ -428,6 +428,14 @@ pub fn write_file(dir: &Path, name: &str, content: &str, mode: u32) -> String {
     path.to_str().expect("utf-8 temp path").to_string()
 }
 
+/// A signal mask (`SigBlk`, `SigIgn`, …) of a `/proc/…/status` file; bit N-1 is signal N.
+pub fn status_mask(status: &str, key: &str) -> u64 {
+    let text = std::fs::read_to_string(status).unwrap_or_else(|e| panic!("read {status}: {e}"));
+    let prefix = format!("{key}:");
+    let value = text.lines().find_map(|l| l.strip_prefix(&prefix)).unwrap_or_else(|| panic!("no {key} in {status}"));
+    u64::from_str_radix(value.trim(), 16).unwrap_or_else(|e| panic!("{key} in {status}: {value:?}: {e}"))
+}
+
 /// Parses a file of one integer (ns timestamp) per line; ignores partial/garbage lines.
 pub fn read_timestamps(path: &Path) -> Vec<u128> {
     std::fs::read_to_string(path).unwrap_or_default().lines().filter_map(|l| l.trim().parse::<u128>().ok()).collect()

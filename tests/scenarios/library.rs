@@ -1,6 +1,5 @@
 // The library scenarios shared by both backends: included by tests/library.rs (cgroupfs) and
 // tests/library_systemd.rs (systemd), each of which defines `BACKEND`, `mod common` and `mod support`.
-use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use daemonic::{Command, ErrorKind, Family, Member, Placement, Stdio, current_process};
@@ -1022,16 +1021,13 @@ fn bad_spawns() {
             "NUL",
         );
         // The program passes every check but execve fails: not a format the kernel runs ...
-        let text = tmp.join("plain-text");
-        std::fs::write(&text, "just words, no #! line\n").expect("write a text file");
-        std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-        let shown = text.display().to_string();
+        let text = common::write_file(&tmp, "plain-text", "just words, no #! line\n", 0o755);
         expect_refused(
             &family,
             &format!("exec_format_{d}"),
             Command::new(&text).daemon(daemon),
             ErrorKind::ProgramNotExecutable,
-            &shown,
+            &text,
         );
         // ... or a working directory that does not exist (the child fails before execve) ...
         let nowhere = tmp.join("no-such-directory");
@@ -1044,9 +1040,7 @@ fn bad_spawns() {
         );
         // ... or a missing interpreter: the member
         // directory was created, and must be gone again.
-        let script = tmp.join("bad-interpreter");
-        std::fs::write(&script, "#!/nonexistent/interpreter\n").expect("write a script");
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let script = common::write_file(&tmp, "bad-interpreter", "#!/nonexistent/interpreter\n", 0o755);
         let e = family.spawn(Command::new(&script).daemon(daemon)).expect_err("a script with a missing interpreter");
         report(&format!("refused_exec_{d}"), &e);
         assert!(e.to_string().contains("bad-interpreter"), "{e}");
@@ -1486,9 +1480,7 @@ const SIGNALS_SH: &str = r#"b=; i=; while read -r k v; do case $k in SigBlk:) b=
 
 /// The calling thread's blocked signals, as `/proc/thread-self/status` shows them.
 fn own_blocked_signals() -> String {
-    let status = std::fs::read_to_string("/proc/thread-self/status").expect("read /proc/thread-self/status");
-    let line = status.lines().find(|l| l.starts_with("SigBlk:")).expect("a SigBlk line");
-    line["SigBlk:".len()..].trim().to_string()
+    format!("{:016x}", common::status_mask("/proc/thread-self/status", "SigBlk"))
 }
 
 /// A spawn blocks every signal in the caller while the child shares its memory (so that no
