@@ -20,9 +20,12 @@
 //!
 //! On the systemd backend the directories are slices, and "removed" means stopped over D-Bus
 //! (the family's slice last, waiting for its job, so no unit of the family remains when the
-//! guardian exits). A slice someone else stops (`systemctl stop`) vanishes without an inotify
-//! event, so the guardian also listens for the manager's `UnitRemoved` signals of its family's
-//! slices and looks at those directories again: a member whose slice was stopped has ended.
+//! guardian exits). A unit someone else stops (`systemctl stop`) has its cgroup removed by
+//! systemd, and a removed cgroup gets no event of its own (kernfs sends none), but the
+//! `rmdir` is seen by the watch on its parent (`IN_DELETE`): the guardian looks at that
+//! directory again, and a member whose unit was stopped has ended. So the guardian needs no
+//! signal from the manager, and does not subscribe to them (a subscriber makes the manager send
+//! every unit's signals, a cost on each spawn).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
@@ -128,10 +131,10 @@ struct Guardian {
     removed: usize,
     /// Members whose end was logged, until their directory is removed.
     logged: HashSet<PathBuf>,
-    /// Names of the slices this guardian stopped whose `UnitRemoved` has not come yet: a stop is
+    /// Directories of units this guardian stopped that systemd has not removed yet: a stop is
     /// only queued when `StopUnit` returns, and a look at such a directory would take it for a
-    /// new end. (A unit's name is its directory's name, unique on the manager.)
-    stopping: HashSet<OsString>,
+    /// new end. Ordered by path, so that a stopped subtree is one range.
+    stopping: BTreeSet<PathBuf>,
     main: PathBuf,
     inotify: OwnedFd,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
@@ -139,59 +142,13 @@ struct Guardian {
     /// Directory → its watch descriptors, to drop them when the directory is removed. Ordered
     /// by path, so that a directory's subtree is one range (see [`Guardian::below`]).
     watched: BTreeMap<PathBuf, Vec<i32>>,
-    /// A watched directory's name → the directory: a slice by its unit name.
-    by_name: HashMap<OsString, PathBuf>,
     retiring: HashMap<PathBuf, Retirement>,
     queue: BTreeSet<PathBuf>,
     done: bool,
     /// Some directory could not be watched: rescan periodically.
     degraded: bool,
     /// The manager of a family of units.
-    units: Option<Units>,
-}
-
-/// A guardian's link to the systemd manager of its family.
-struct Units {
-    client: Client,
-    /// Names of the family's slices the manager unloaded, from the listening thread ...
-    removed: std::sync::mpsc::Receiver<String>,
-    /// ... which writes a byte here for each.
-    wake: OwnedFd,
-}
-
-impl Units {
-    /// Connects and starts a thread that passes on `UnitRemoved` of slices below `family`.
-    fn connect(bus: Bus, family: &Path) -> Result<Units> {
-        let client = Client::connect(bus)?;
-        let mut stream = client.unit_removals()?;
-        let prefix = family
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".slice"))
-            .unwrap_or_default()
-            .to_string();
-        let (tx, removed) = std::sync::mpsc::channel();
-        let (wake, wake_w) =
-            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK)
-                .map_err(|e| Error::os("create a pipe", e.into()))?;
-        std::thread::Builder::new()
-            .name("unit-removals".into())
-            .spawn(move || {
-                zbus::block_on(async {
-                    use futures_lite::StreamExt;
-                    while let Some(unit) = stream.next().await {
-                        if unit.starts_with(&prefix) && unit.ends_with(".slice") {
-                            if tx.send(unit).is_err() {
-                                return;
-                            }
-                            let _ = rustix::io::write(&wake_w, &[1]);
-                        }
-                    }
-                });
-            })
-            .map_err(|e| Error::os("start a thread", e))?;
-        Ok(Units { client, removed, wake })
-    }
+    units: Option<Client>,
 }
 
 /// How long the guardian lets events gather after a wake-up that comes within [`BURST`] of the
@@ -209,7 +166,7 @@ impl Guardian {
     fn new(family: PathBuf, main: PathBuf, bus: Option<Bus>) -> Result<Guardian> {
         let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
             .map_err(|e| Error::os("create an inotify instance", e.into()))?;
-        let units = bus.map(|bus| Units::connect(bus, &family)).transpose()?;
+        let units = bus.map(Client::connect).transpose()?;
         let (family_id, family_name) = match Node::of_dir(&family) {
             Some(Node::Family { id, name }) => (id, name),
             _ => {
@@ -229,7 +186,6 @@ impl Guardian {
             inotify,
             watches: HashMap::new(),
             watched: BTreeMap::new(),
-            by_name: HashMap::new(),
             retiring: HashMap::new(),
             queue: BTreeSet::new(),
             done: false,
@@ -263,16 +219,8 @@ impl Guardian {
                 .min()
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
-            let woken = match &self.units {
-                Some(u) => {
-                    let mut fds = [PollFd::new(&self.inotify, PollFlags::IN), PollFd::new(&u.wake, PollFlags::IN)];
-                    cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?
-                }
-                None => {
-                    let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
-                    cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?
-                }
-            };
+            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            let woken = cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
             if woken > 0 {
                 // Members started or ended one after another come as bursts of events (new
                 // directory, its PID, populated 1, populated 0); gathering them for a moment lets
@@ -284,7 +232,6 @@ impl Guardian {
                 last_wake = Some(now);
             }
             self.read_events(&mut buf)?;
-            self.read_removals();
             if self.degraded {
                 self.watch_tree(&family);
             }
@@ -293,9 +240,9 @@ impl Guardian {
         cgroup::wait_unpopulated(&self.family, None)?;
         let left = count_dirs(&self.family);
         match &self.units {
-            Some(u) => {
+            Some(client) => {
                 let unit = self.family.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                u.client.stop_and_wait(unit)?;
+                client.stop_and_wait(unit)?;
             }
             None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))?,
         }
@@ -308,21 +255,6 @@ impl Guardian {
     fn member_ref<'a>(&'a self, dir: &Path, name: &'a str, daemon: bool) -> log::MemberRef<'a> {
         let pid = cgroup::attr(dir, layout::ATTR_PID).and_then(|p| p.parse().ok()).unwrap_or(0);
         log::MemberRef { family: log::FamilyRef { name: &self.family_name, id: &self.family_id }, name, daemon, pid }
-    }
-
-    /// Queues the directories of slices the manager unloaded (stopped by someone else).
-    fn read_removals(&mut self) {
-        let Some(u) = &self.units else { return };
-        let mut drain = [0u8; 64];
-        while matches!(rustix::io::read(&u.wake, &mut drain), Ok(n) if n > 0) {}
-        let names: Vec<String> = u.removed.try_iter().collect();
-        for name in names {
-            let name = OsString::from(name);
-            self.stopping.remove(&name);
-            if let Some(dir) = self.by_name.get(&name) {
-                self.queue.insert(dir.clone());
-            }
-        }
     }
 
     fn read_events(&mut self, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
@@ -341,6 +273,7 @@ impl Guardian {
             }
         }
         let mut created = Vec::new();
+        let mut deleted = Vec::new();
         let mut rescan = false;
         for (wd, flags, name) in events {
             if flags.contains(ReadFlags::QUEUE_OVERFLOW) {
@@ -354,12 +287,19 @@ impl Guardian {
                     wds.retain(|w| *w != wd);
                 }
             }
-            if flags.contains(ReadFlags::CREATE | ReadFlags::ISDIR)
+            if flags.contains(ReadFlags::ISDIR)
                 && let Some(name) = name
             {
-                created.push(dir.join(name));
+                if flags.contains(ReadFlags::CREATE) {
+                    created.push(dir.join(name));
+                } else if flags.contains(ReadFlags::DELETE) {
+                    deleted.push(dir.join(name));
+                }
             }
             self.queue.insert(dir);
+        }
+        for dir in deleted {
+            self.deleted(dir);
         }
         if rescan {
             let family = self.family.clone();
@@ -382,16 +322,13 @@ impl Guardian {
         if dir != self.family && matches!(Node::of_dir(dir), Some(Node::Family { .. })) {
             return;
         }
-        let flags = WatchFlags::CREATE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
+        let flags = WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
         let events = dir.join("cgroup.events");
         for (path, flags) in [(dir, flags), (events.as_path(), WatchFlags::MODIFY)] {
             match inotify::add_watch(&self.inotify, path, flags) {
                 Ok(wd) => {
                     if self.watches.insert(wd, dir.to_path_buf()).is_none() {
                         self.watched.entry(dir.to_path_buf()).or_default().push(wd);
-                        if let Some(name) = dir.file_name() {
-                            self.by_name.insert(name.to_owned(), dir.to_path_buf());
-                        }
                     }
                 }
                 Err(rustix::io::Errno::NOENT) => return,
@@ -425,7 +362,7 @@ impl Guardian {
 
     fn evaluate(&mut self, dir: &Path) {
         let Some(node) = Node::of_dir(dir) else { return };
-        if dir.file_name().is_some_and(|n| self.stopping.contains(n)) {
+        if self.stopping.contains(dir) {
             return;
         }
         match node {
@@ -476,10 +413,10 @@ impl Guardian {
 
     /// Removes `dir` and everything below it, deepest first, dropping their watches.
     ///
-    /// The guardian is the only remover of a family's directories: removing a cgroup produces
-    /// no inotify event (kernfs sends none) and cancels a pending `cgroup.events`
-    /// notification, so a directory removed by anyone else would leave the guardian blind to
-    /// the end of that member.
+    /// On cgroupfs the guardian is the only remover of a family's directories. Removing a
+    /// cgroup cancels its pending `cgroup.events` notification and sends no event to the
+    /// removed directory's own watches; only the `IN_DELETE` on its parent's watch says so
+    /// (see [`Guardian::deleted`]).
     fn remove(&mut self, dir: &Path) {
         self.log_ended_below(dir);
         if let Err(e) = self.remove_tree(dir) {
@@ -517,17 +454,20 @@ impl Guardian {
     }
 
     fn remove_tree(&mut self, dir: &Path) -> std::io::Result<()> {
-        if self.units.is_some() {
-            // Stopping the slice stops everything in it; forget their watches first.
-            let below: Vec<PathBuf> = self.below(dir).cloned().collect();
-            for d in below {
-                self.forget(&d);
-                self.stopping.extend(d.file_name().map(ToOwned::to_owned));
-            }
-            self.stopping.extend(dir.file_name().map(ToOwned::to_owned));
+        // Removing (stopping) a directory takes everything below it; forget their watches first.
+        let below: Vec<PathBuf> = self.below(dir).cloned().collect();
+        for d in &below {
+            self.forget(d);
+        }
+        if !dir.exists() {
+            // Removed by someone else already (a unit someone stopped).
+            return Ok(());
+        }
+        if let Some(client) = &self.units {
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            let client = &self.units.as_ref().expect("checked").client;
             client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.stopping.extend(below);
+            self.stopping.insert(dir.to_path_buf());
             self.removed += 1;
             return Ok(());
         }
@@ -545,14 +485,24 @@ impl Guardian {
         subtree(&self.watched, dir)
     }
 
+    /// A directory of the family was removed (`IN_DELETE` on its parent's watch). The removal
+    /// of a unit this guardian stopped ends its stop; one it still watched was removed by
+    /// someone else, and is looked at again: a member whose unit someone stopped has ended.
+    /// (The guardian's own removals of directories on cgroupfs come after their watches are
+    /// dropped, so they are neither.)
+    fn deleted(&mut self, dir: PathBuf) {
+        let stopped: Vec<PathBuf> = subtree(&self.stopping, &dir).cloned().collect();
+        for d in &stopped {
+            self.stopping.remove(d);
+        }
+        if stopped.is_empty() && self.watched.contains_key(&dir) {
+            self.queue.insert(dir);
+        }
+    }
+
     /// Drops the watches of `dir` and any retirement of it.
     fn forget(&mut self, dir: &Path) {
         self.logged.remove(dir);
-        if let Some(name) = dir.file_name()
-            && self.by_name.get(name).is_some_and(|d| d == dir)
-        {
-            self.by_name.remove(name);
-        }
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
             let _ = inotify::remove_watch(&self.inotify, wd);
@@ -565,10 +515,25 @@ impl Guardian {
 /// because paths compare component by component, so a path's descendants sort right after it
 /// and before its next sibling (`a/b/c` < `a/b.daemons`). Ending a member costs no walk over the
 /// whole family.
-fn subtree<'a, V>(map: &'a BTreeMap<PathBuf, V>, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
-    map.range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
-        .map(|(d, _)| d)
-        .take_while(move |d| d.starts_with(dir))
+fn subtree<'a, M: PathOrdered>(map: &'a M, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+    map.from(dir).take_while(move |d| d.starts_with(dir))
+}
+
+/// A path-ordered set or map's paths from one on.
+trait PathOrdered {
+    fn from<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a;
+}
+
+impl<V> PathOrdered for BTreeMap<PathBuf, V> {
+    fn from<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        self.range::<Path, _>((Bound::Included(dir), Bound::Unbounded)).map(|(d, _)| d)
+    }
+}
+
+impl PathOrdered for BTreeSet<PathBuf> {
+    fn from<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        self.range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
+    }
 }
 
 /// How many directories `dir` holds, itself included.

@@ -4,11 +4,17 @@
 //! used through its async API, driven from daemonic's synchronous code with `zbus::block_on`,
 //! so that waiting for a job can race a timer.
 //!
-//! A job is done right, as systemd's own tools do it: `Subscribe`, listen for `JobRemoved`
-//! *before* calling `StartTransientUnit` (a fast job would otherwise finish unseen), match the
-//! job path it returns, wait with a timeout, and turn any result but `done` into an error that
-//! names the unit and the result. A unit of the same name left over from an earlier run is reset
+//! A job is done right, as systemd's own tools do it: listen for `JobRemoved` *before* calling
+//! `StartTransientUnit` (a fast job would otherwise finish unseen), match the job path it
+//! returns, wait with a timeout, and turn any result but `done` into an error that names the
+//! unit and the result. A unit of the same name left over from an earlier run is reset
 //! (`ResetFailedUnit`, `StopUnit`) and the start retried once.
+//!
+//! daemonic never calls `Subscribe`, as `systemd-run` does not: the manager sends a job's
+//! `JobRemoved` to every client that asked for that job anyway (it tracks them), while one
+//! subscriber anywhere makes it send every unit's `UnitNew`, `PropertiesChanged` and
+//! `UnitRemoved` to the bus, which cost the user manager about 0.2 ms and dbus-daemon 0.3 ms more
+//! per scope here (`examples`-free measurement in docs/systemd-backend.md).
 
 use std::time::Duration;
 
@@ -26,9 +32,6 @@ use crate::unit_name::UnitName;
     gen_blocking = false
 )]
 pub(crate) trait Manager {
-    /// Asks the manager to send job and unit signals to this client.
-    fn subscribe(&self) -> zbus::Result<()>;
-
     /// `StartTransientUnit(name, mode, properties, aux)`: creates and starts a unit; returns the job.
     fn start_transient_unit(
         &self,
@@ -53,10 +56,6 @@ pub(crate) trait Manager {
     /// The manager's version (`252.38-1~deb12u1`).
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
-
-    /// Sent when a unit is unloaded (after it stopped and was collected).
-    #[zbus(signal)]
-    fn unit_removed(&self, unit: String, path: OwnedObjectPath) -> zbus::Result<()>;
 
     /// Sent when a job has finished, with its result (`done`, `failed`, `canceled`, `timeout`,
     /// `dependency`, `skipped`, or a later addition).
@@ -130,7 +129,7 @@ pub struct Client {
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl Client {
-    /// Connects to `bus` and subscribes to the manager's signals.
+    /// Connects to the manager on `bus`.
     pub fn connect(bus: Bus) -> Result<Client> {
         zbus::block_on(async {
             let conn = open(bus).await.map_err(|e| unavailable(bus, e))?;
@@ -151,7 +150,6 @@ impl Client {
             .build()
             .await
             .map_err(|e| unavailable(bus, e))?;
-        manager.subscribe().await.map_err(|e| unavailable(bus, e))?;
         Ok(Client { manager, bus, job_timeout: JOB_TIMEOUT })
     }
 
@@ -317,22 +315,16 @@ impl Client {
     /// queue (64) with other units' jobs on a busy manager, and a full queue stops zbus from
     /// reading the reply of that very call.
     async fn job_removals(&self, name: &str) -> zbus::Result<JobRemovals> {
-        Ok(JobRemovals(self.signals("JobRemoved", Some(name)).await?))
-    }
-
-    /// The manager's signal `member`, with `unit` as its argument 2 when given.
-    async fn signals(&self, member: &'static str, unit: Option<&str>) -> zbus::Result<zbus::MessageStream> {
-        let conn = self.manager.inner().connection();
-        let mut rule = zbus::MatchRule::builder()
+        let rule = zbus::MatchRule::builder()
             .msg_type(zbus::message::Type::Signal)
             .sender("org.freedesktop.systemd1")?
             .path("/org/freedesktop/systemd1")?
             .interface("org.freedesktop.systemd1.Manager")?
-            .member(member)?;
-        if let Some(unit) = unit {
-            rule = rule.arg(2, unit)?;
-        }
-        zbus::MessageStream::for_match_rule(rule.build(), conn, None).await
+            .member("JobRemoved")?
+            .arg(2, name)?
+            .build();
+        let conn = self.manager.inner().connection();
+        Ok(JobRemovals(zbus::MessageStream::for_match_rule(rule, conn, None).await?))
     }
 
     /// The unit's `ActiveState`, or `None` when it is not loaded.
@@ -346,13 +338,6 @@ impl Client {
             .await
             .ok()?;
         unit.active_state().await.ok()
-    }
-
-    /// The names of units as they are unloaded, in the order the manager sends them.
-    pub(crate) fn unit_removals(&self) -> Result<impl futures_lite::Stream<Item = String> + Send + Unpin + 'static> {
-        let stream = zbus::block_on(self.signals("UnitRemoved", None))
-            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to listen for removed units: {e}")))?;
-        Ok(stream.filter_map(|msg| UnitRemoved::from_message(msg.ok()?)?.args().ok().map(|a| a.unit)))
     }
 }
 

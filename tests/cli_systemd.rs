@@ -145,10 +145,22 @@ fn properties_reach_the_scope_and_bad_ones_create_nothing() {
 /// daemon dies with it, the family goes on and `ps` shows it without the member.
 #[test]
 fn systemctl_stop_of_a_member_scope_ends_that_member() {
+    stop_the_workers_unit("stopscope", ".member.scope");
+}
+
+/// The same for the member's slice, its live part: systemd removes the slice's cgroup right
+/// after its processes end. The guardian learns of the end from `populated 0`, or, when the
+/// removal cancelled that event (it can), from the removal itself (`IN_DELETE`).
+#[test]
+fn systemctl_stop_of_a_member_slice_ends_that_member() {
+    stop_the_workers_unit("stopmslice", ".member.slice");
+}
+
+fn stop_the_workers_unit(name: &str, suffix: &str) {
     if !require_cgroup() {
         return;
     }
-    let name = family_name("stopscope");
+    let name = family_name(name);
     let dir = tempdir();
     let m = marker(30);
     let script = tpl(
@@ -161,8 +173,8 @@ fn systemctl_stop_of_a_member_scope_ends_that_member() {
     await_units(&name, &run, "the worker's daemon never started", |u| {
         u.iter().filter(|u| u.ends_with(".daemon.scope")).count() == 1
     });
-    let worker = family_units(&name).into_iter().find(|u| u.contains("-worker_") && u.ends_with(".member.scope"));
-    let worker = worker.expect("worker scope");
+    let worker = family_units(&name).into_iter().find(|u| u.contains("-worker_") && u.ends_with(suffix));
+    let worker = worker.unwrap_or_else(|| panic!("the worker's {suffix}: {:?}", family_units(&name)));
     let stopped = std::process::Command::new("systemctl").args(["--user", "stop", &worker]).status().expect("stop");
     assert!(stopped.success());
     run.wait_stdout("worker-rc=143", Duration::from_secs(10));
