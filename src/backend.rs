@@ -3,7 +3,8 @@
 //! Both backends only decide *where* the cgroups are and who creates them; placement, events,
 //! the kill and cleanup work on cgroupfs for both. `Cgroupfs` creates directories itself below a
 //! delegated cgroup (the embedded default: no daemon, no D-Bus). `Systemd` makes each member a
-//! transient scope in a slice of its own, over D-Bus (`units.rs`). `Auto` takes
+//! transient scope, in a slice of its own unless it is a daemon that may not have children, over
+//! D-Bus (`units.rs`). `Auto` takes
 //! systemd when a manager answers on the caller's bus, cgroupfs otherwise, and says why.
 
 use std::fmt;

@@ -131,6 +131,9 @@ struct Guardian {
     removed: usize,
     /// Members whose end was logged, until their directory is removed.
     logged: HashSet<PathBuf>,
+    /// The PIDs of members seen running, for the log: systemd may have removed a lone daemon's
+    /// scope, and its attribute with it, by the time the guardian logs its end.
+    pids: HashMap<PathBuf, u32>,
     /// Directories of units this guardian stopped that systemd has not removed yet: a stop is
     /// only queued when `StopUnit` returns, and a look at such a directory would take it for a
     /// new end. Ordered by path, so that a stopped subtree is one range.
@@ -180,6 +183,7 @@ impl Guardian {
             started: Instant::now(),
             removed: 0,
             logged: Default::default(),
+            pids: HashMap::new(),
             stopping: Default::default(),
             family,
             main,
@@ -253,7 +257,8 @@ impl Guardian {
 
     /// The member in `dir`, for the log.
     fn member_ref<'a>(&'a self, dir: &Path, name: &'a str, daemon: bool) -> log::MemberRef<'a> {
-        let pid = cgroup::attr(dir, layout::ATTR_PID).and_then(|p| p.parse().ok()).unwrap_or(0);
+        let pid = self.pids.get(dir).copied();
+        let pid = pid.or_else(|| cgroup::attr(dir, layout::ATTR_PID).and_then(|p| p.parse().ok())).unwrap_or(0);
         log::MemberRef { family: log::FamilyRef { name: &self.family_name, id: &self.family_id }, name, daemon, pid }
     }
 
@@ -331,7 +336,12 @@ impl Guardian {
                         self.watched.entry(dir.to_path_buf()).or_default().push(wd);
                     }
                 }
-                Err(rustix::io::Errno::NOENT) => return,
+                Err(rustix::io::Errno::NOENT) => {
+                    if path == dir {
+                        self.vanished(dir);
+                    }
+                    return;
+                }
                 Err(e) => self.degrade(&Error::io("watch", path, e.into())),
             }
         }
@@ -355,8 +365,12 @@ impl Guardian {
     /// the directory) must be read before `populated`. Read the other way round, a look that
     /// found the directory still empty, then the attribute just written, took a member that had
     /// only just started for one that had ended, and the guardian killed a running family.
-    fn ended(dir: &Path) -> bool {
-        let ran = cgroup::attr(dir, layout::ATTR_PID).is_some() || !dir.exists();
+    fn ended(&mut self, dir: &Path) -> bool {
+        let pid = cgroup::attr(dir, layout::ATTR_PID);
+        if let Some(pid) = pid.as_deref().and_then(|p| p.parse().ok()) {
+            self.pids.insert(dir.to_path_buf(), pid);
+        }
+        let ran = pid.is_some() || !dir.exists();
         ran && matches!(cgroup::populated(dir), Ok(false))
     }
 
@@ -367,7 +381,7 @@ impl Guardian {
         }
         match node {
             Node::Member { name, daemon, .. } => {
-                if !Self::ended(dir) {
+                if !self.ended(dir) {
                     return;
                 }
                 let daemons = layout::daemons_dir(dir);
@@ -388,9 +402,11 @@ impl Guardian {
                     }
                     return;
                 }
-                // A daemon being retired with its siblings is counted in their event.
+                // A daemon being retired with its siblings is counted in their event. A member
+                // whose directory is gone is logged when it was seen running (a lone daemon's
+                // scope collected by systemd, a slice someone stopped); a spawn that failed is not.
                 let retired = dir.parent().is_some_and(|p| self.retiring.contains_key(p));
-                if !retired && dir.exists() {
+                if !retired && (dir.exists() || self.pids.contains_key(dir)) {
                     self.log_ended(dir);
                 }
                 self.remove(dir);
@@ -403,7 +419,7 @@ impl Guardian {
                         self.remove(dir);
                         self.remove(&owner_dir);
                     }
-                } else if Self::ended(&owner_dir) {
+                } else if self.ended(&owner_dir) {
                     self.queue.insert(owner_dir);
                 }
             }
@@ -463,9 +479,14 @@ impl Guardian {
             // Removed by someone else already (a unit someone stopped).
             return Ok(());
         }
+        self.forget(dir);
         if let Some(client) = &self.units {
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-            client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
+            // A lone daemon's scope, empty, is collected by systemd itself: asking would only
+            // cost the manager a job.
+            if layout::scope_of(dir).is_some() {
+                client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
             self.stopping.extend(below);
             self.stopping.insert(dir.to_path_buf());
             self.removed += 1;
@@ -500,9 +521,23 @@ impl Guardian {
         }
     }
 
+    /// A directory gone before the guardian could watch it. A lone daemon's scope can come and
+    /// go between two looks (created, its short run, collected by systemd): its end is logged,
+    /// without its PID, which went with the scope.
+    fn vanished(&mut self, dir: &Path) {
+        let retired = dir.parent().is_some_and(|p| self.retiring.contains_key(p));
+        // On cgroupfs only a spawn that failed removes its directory itself: nothing ran there.
+        let lone = layout::is_scope(dir);
+        if lone && !retired && !self.stopping.contains(dir) && matches!(Node::of_dir(dir), Some(Node::Member { .. })) {
+            self.log_ended(dir);
+            self.logged.remove(dir);
+        }
+    }
+
     /// Drops the watches of `dir` and any retirement of it.
     fn forget(&mut self, dir: &Path) {
         self.logged.remove(dir);
+        self.pids.remove(dir);
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
             let _ = inotify::remove_watch(&self.inotify, wd);

@@ -245,9 +245,10 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
         match Node::of_dir(&sub) {
             Some(Node::Member { name, daemon, .. }) => {
                 let pid: Option<u32> = cgroup::attr(&sub, layout::ATTR_PID).and_then(|p| p.parse().ok());
-                // On systemd the member's own processes are in its scope, inside its slice.
-                let unit = layout::scope_of(&sub);
-                let own = unit.as_ref().map_or(sub.clone(), |scope| sub.join(scope));
+                // On systemd the member's own processes are in its scope: inside its slice, or the
+                // member's directory itself for a lone daemon.
+                let unit = layout::own_unit(&sub);
+                let own = layout::own_cgroup(&sub);
                 let running = pid.is_some_and(|p| cgroup::procs(&own).is_ok_and(|procs| procs.contains(&(p as i32))));
                 out.push(MemberInfo {
                     name,

@@ -22,7 +22,10 @@
 //! With the systemd backend the same tree is made of units ([`Style::Units`]): each level is a
 //! slice whose name carries the levels above it (systemd's rule: `a-b.slice` lives in
 //! `a.slice`), the member's processes are in a scope inside its slice, and within a level the
-//! sequence number follows `_` so that no `-` needs escaping:
+//! sequence number follows `_` so that no `-` needs escaping. A daemon that may not have
+//! children can have no members either, so it needs no level: it is a lone scope in its owner's
+//! `.daemons` slice (a slice and a scope cost the manager about twice one scope). A daemon
+//! started with `allow_children` is a slice and a scope like a member:
 //!
 //! ```text
 //! daemonic.slice/
@@ -31,11 +34,13 @@
 //!       daemonic-web_4242.family-main_1.member.scope                  ... its processes
 //!       daemonic-web_4242.family-main_1.member-worker_7.member.slice  a non-daemonic child
 //!     daemonic-web_4242.family-main_1.member.daemons.slice/           the main member's daemons
-//!       daemonic-web_4242.family-main_1.member.daemons-logger_3.daemon.slice
-//!         daemonic-web_4242.family-main_1.member.daemons-logger_3.daemon.scope
+//!       daemonic-web_4242.family-main_1.member.daemons-logger_3.daemon.scope   a daemon
+//!       daemonic-web_4242.family-main_1.member.daemons-pool_4.daemon.slice/    one with allow_children
+//!         daemonic-web_4242.family-main_1.member.daemons-pool_4.daemon.scope
 //! ```
 //!
 //! The cgroup directories are the unit names, so a path is read the same way for both styles.
+//! A scope is a member's directory when it is not its slice's own (`X.scope` in `X.slice`).
 
 use std::path::{Path, PathBuf};
 
@@ -91,7 +96,8 @@ pub enum Style {
 impl Style {
     /// The style of a directory of a family, from its name.
     pub fn of_dir(dir: &Path) -> Style {
-        if dir.as_os_str().as_encoded_bytes().ends_with(SLICE.as_bytes()) { Style::Units } else { Style::Dirs }
+        let name = dir.as_os_str().as_encoded_bytes();
+        if name.ends_with(SLICE.as_bytes()) || name.ends_with(SCOPE.as_bytes()) { Style::Units } else { Style::Dirs }
     }
 }
 
@@ -132,9 +138,35 @@ pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<
     UnitName::checked(format!("{stem}-{}_{seq}{kind}{SLICE}", unit_name::escape(name)))
 }
 
+/// The lone scope of a daemon that may not have children, in the `.daemons` slice directory
+/// `parent`: `<parent's stem>-<name>_<seq>.daemon.scope`.
+pub fn daemon_scope(parent: &Path, name: &str, seq: u64) -> Result<UnitName> {
+    let slice = member_unit(parent, name, seq, true)?;
+    UnitName::checked(format!("{}{SCOPE}", slice_stem(Path::new(slice.as_str())).expect("a slice")))
+}
+
 /// The scope that holds the processes of the member whose slice is `member_dir`.
 pub fn scope_of(member_dir: &Path) -> Option<String> {
     slice_stem(member_dir).map(|stem| format!("{stem}{SCOPE}"))
+}
+
+/// The unit that holds the member's own processes: the scope in its slice, or the member's own
+/// unit when it is a lone scope; `None` on cgroupfs.
+pub fn own_unit(member_dir: &Path) -> Option<String> {
+    if is_scope(member_dir) { unit_of(member_dir).map(str::to_string) } else { scope_of(member_dir) }
+}
+
+/// Whether `dir` is a scope's: a lone daemon's, or a member's processes in its slice.
+pub fn is_scope(dir: &Path) -> bool {
+    dir.as_os_str().as_encoded_bytes().ends_with(SCOPE.as_bytes())
+}
+
+/// The cgroup directory of the member's own processes (see [`own_unit`]).
+pub fn own_cgroup(member_dir: &Path) -> PathBuf {
+    match scope_of(member_dir) {
+        Some(scope) => member_dir.join(scope),
+        None => member_dir.to_path_buf(),
+    }
 }
 
 /// The unit a directory of the systemd backend is (its name), if it is one.
@@ -224,12 +256,21 @@ pub enum Node {
 
 impl Node {
     /// What the directory `dir` is, from its last component; `None` for one daemonic did not make.
+    /// A scope is a (lone) daemon unless it is the processes of the slice it is in.
     pub fn of_dir(dir: &Path) -> Option<Node> {
-        dir.file_name().and_then(|n| n.to_str()).and_then(Node::parse)
+        let name = dir.file_name()?.to_str()?;
+        if let Some(stem) = name.strip_suffix(SCOPE) {
+            let own = dir.parent().and_then(slice_stem) == Some(stem);
+            return match Node::parse_slice(stem)? {
+                daemon @ Node::Member { daemon: true, .. } if !own => Some(daemon),
+                _ => None,
+            };
+        }
+        Node::parse(name)
     }
 
     /// Reads one directory name; `None` for directories daemonic did not make, and for the
-    /// scopes of the systemd backend (a scope is its member's processes, not a level).
+    /// scopes of the systemd backend (a scope alone is not enough to tell: see [`Node::of_dir`]).
     pub fn parse(component: &str) -> Option<Node> {
         if let Some(stem) = component.strip_suffix(SLICE) {
             return Node::parse_slice(stem);
@@ -312,8 +353,7 @@ impl Position {
         let mut member: Option<(PathBuf, String, bool)> = None;
         let mut cur = Some(dir);
         while let Some(d) = cur {
-            let comp = d.file_name()?.to_str()?;
-            match Node::parse(comp) {
+            match Node::of_dir(d) {
                 Some(Node::Member { name, daemon, .. }) if member.is_none() => {
                     member = Some((d.to_path_buf(), name, daemon));
                 }
@@ -414,6 +454,20 @@ mod tests {
         let p = Position::of_cgroup(&scope).expect("position");
         assert_eq!((p.family_id.as_str(), p.name.as_str(), p.daemon), ("web-42", "log-x", true));
         assert_eq!((p.member_dir.as_path(), p.style()), (log.as_path(), Style::Units));
+        // A daemon without children of its own is a lone scope in the `.daemons` slice; the scope
+        // of a member's slice is not a member.
+        let lone = daemons.join(daemon_scope(&daemons, "log-x", 4).expect("lone daemon").as_str());
+        assert_eq!(lone.file_name().unwrap(), "daemonic-web_42.family-main_1.member.daemons-log\\x2dx_4.daemon.scope");
+        assert_eq!(Node::of_dir(&lone), Some(Node::Member { name: "log-x".into(), seq: 4, daemon: true }));
+        assert_eq!((own_unit(&lone), own_cgroup(&lone)), (unit_of(&lone).map(str::to_string), lone.clone()));
+        let p = Position::of_cgroup(&lone).expect("position of a lone daemon");
+        assert_eq!(
+            (p.name.as_str(), p.daemon, p.member_dir.as_path(), p.style()),
+            ("log-x", true, lone.as_path(), Style::Units)
+        );
+        assert_eq!(Node::of_dir(&scope), None, "a daemon's scope in its own slice");
+        assert_eq!(Node::of_dir(&main.join(scope_of(&main).expect("scope"))), None, "a member's scope");
+        assert_eq!((own_unit(&main), own_cgroup(&main)), (scope_of(&main), main.join(scope_of(&main).unwrap())));
         let nested = family_unit(Some(&main), "sub", 9).expect("nested");
         assert_eq!(nested.as_str(), "daemonic-web_42.family-main_1.member-sub_9.family.slice");
         for other in ["user.slice", "daemonic.slice", "app-x_1.slice", "init.scope", "x_1.member.scope"] {

@@ -298,11 +298,11 @@ pub(crate) fn ended(m: MemberRef<'_>) {
     member_event!(
         Event::Ended,
         m,
-        "{} {} of family {} (pid {}) and its non-daemonic descendants have ended",
+        "{} {} of family {} ({}) and its non-daemonic descendants have ended",
         kind(m.daemon),
         m.name,
         m.family.id,
-        m.pid
+        if m.pid == 0 { "pid unknown".to_string() } else { format!("pid {}", m.pid) }
     );
 }
 

@@ -1,19 +1,21 @@
-//! The systemd backend: every member a transient scope in a slice of its own.
+//! The systemd backend: every member a transient scope, in a slice of its own when it can have
+//! members of its own.
 //!
 //! The tree is the one of the cgroupfs backend, made of units (see [`crate::layout`]): a
 //! member's slice is its live part, its processes are in a scope inside it, its daemons in a
-//! sibling `.daemons` slice. A member is placed in three steps, alike for a child of the library
-//! (held at a gate until its scope exists, so its first instruction already runs there) and
-//! for the calling process itself (`daemonic spawn`, [`crate::Family::open`]):
-//! `StartTransientUnit` of the scope with `PIDs=[pid]` and `Slice=` the member's slice (systemd
-//! creates that slice and any missing parent slice), then daemonic's attributes on the slice's
-//! cgroup, then the process goes on. On an error, what was started is stopped again and a gated
-//! child ends before it ran anything.
+//! sibling `.daemons` slice. A daemon that may not have children is a lone scope there. A
+//! member is placed in three steps, alike for a child of the library (held at a gate until its
+//! scope exists, so its first instruction already runs there) and for the calling process
+//! itself (`daemonic spawn`, [`crate::Family::open`]): `StartTransientUnit` of the scope with
+//! `PIDs=[pid]` and `Slice=` the member's slice (systemd creates that slice and any missing
+//! parent slice), then daemonic's attributes on the member's cgroup (the slice's, or the lone
+//! scope's), then the process goes on. On an error, what was started is stopped again and a
+//! gated child ends before it ran anything.
 //!
-//! From then on the runtime is the cgroupfs one: `populated` of the slices, which systemd keeps
-//! while they are active, `cgroup.kill` and the guardian. Only removal differs: the guardian
-//! stops a finished member's slice over D-Bus instead of removing a directory, and scopes are
-//! collected by systemd itself (`CollectMode=inactive-or-failed`, so a failed one too).
+//! From then on the runtime is the cgroupfs one: `populated` of the members' cgroups,
+//! `cgroup.kill` and the guardian. Only removal differs: the guardian stops a finished member's
+//! slice over D-Bus instead of removing a directory, and scopes are collected by systemd itself
+//! (`CollectMode=inactive-or-failed`, so a failed one too).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -68,10 +70,19 @@ impl Spec<'_> {
         format!("daemonic {kind} \"{}\" of family \"{}\"", self.name, self.family_name)
     }
 
+    /// Whether the member is a lone scope, without a slice: a daemon that may not have children
+    /// can have no members either.
+    fn lone(&self) -> bool {
+        self.daemon && !self.allow_children
+    }
+
     /// The transient slices created with the member's scope, with their descriptions: its own
-    /// slice, and those of its parents that do not exist yet.
+    /// slice (unless it is a lone scope), and its parent when that does not exist yet.
     fn slices(&self, slice: &str, parent: &Path, new_parent: bool) -> Vec<(String, String)> {
-        let mut out = vec![(slice.to_string(), format!("{} and its children", self.description()))];
+        let mut out = Vec::new();
+        if !self.lone() {
+            out.push((slice.to_string(), format!("{} and its children", self.description())));
+        }
         if new_parent && let Some(p) = parent.file_name().and_then(|n| n.to_str()) {
             let what = if self.daemon {
                 format!("daemons of a member of daemonic family \"{}\"", self.family_name)
@@ -87,19 +98,19 @@ impl Spec<'_> {
 /// A member placed in its scope.
 #[derive(Debug)]
 pub(crate) struct Placed {
-    /// The member's slice directory: its live part.
+    /// The member's directory, its live part: its slice, or its lone scope.
     pub dir: PathBuf,
-    /// The member's slice.
-    pub slice: String,
+    /// The member's unit: its slice, or its lone scope.
+    pub unit: String,
     /// The parent slice this placement brought into being: a new family's slice, or the owner's
-    /// `.daemons` slice for its first daemon. Stopping it takes the member's slice with it.
+    /// `.daemons` slice for its first daemon. Stopping it takes the member's unit with it.
     new_parent: Option<String>,
 }
 
 impl Placed {
     /// Stops what the placement started and waits for it (a slice's stop takes what is in it).
     pub(crate) fn undo(&self, client: &Client) {
-        let _ = client.stop_and_wait(self.new_parent.as_deref().unwrap_or(&self.slice));
+        let _ = client.stop_and_wait(self.new_parent.as_deref().unwrap_or(&self.unit));
     }
 }
 
@@ -122,25 +133,32 @@ pub(crate) fn place(
     // A member's first daemons race to bring its `.daemons` slice into being: the one whose aux
     // unit loses gets UnitExists and goes on without creating it.
     let mut container_taken = false;
-    let (slice, scope, new_parent) = loop {
+    let (unit, scope, new_parent) = loop {
         let new_parent = new_family || (spec.daemon && !container_taken && !parent.exists());
-        let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
-        let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
+        // The member's unit, and the slice its scope goes into.
+        let (unit, scope, slice) = if spec.lone() {
+            let scope = layout::daemon_scope(parent, spec.name, seq)?;
+            (scope.clone(), scope, parent_unit.clone().unwrap_or_default())
+        } else {
+            let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
+            let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
+            (slice.clone(), scope, slice.to_string())
+        };
         let mut props: Vec<(&str, Value<'_>)> = vec![
             ("Description", Value::from(spec.description())),
             ("PIDs", Value::from(vec![pid])),
             ("CollectMode", Value::from("inactive-or-failed")),
-            ("Slice", Value::from(slice.to_string())),
+            ("Slice", Value::from(slice.clone())),
         ];
         props.extend(spec.properties.iter().map(resource_property));
-        let slices = spec.slices(slice.as_str(), parent, new_parent);
+        let slices = spec.slices(&slice, parent, new_parent);
         let slice_props: Vec<[(&str, Value<'_>); 1]> =
             slices.iter().map(|(_, d)| [("Description", Value::from(d.as_str()))]).collect();
         let aux: Vec<(&str, &[(&str, Value<'_>)])> =
             slices.iter().zip(&slice_props).map(|((n, _), p)| (n.as_str(), &p[..])).collect();
         let new_parent = if new_parent { parent_unit.clone() } else { None };
         match client.start_transient_with(&scope, &props, &aux) {
-            Ok(()) => break (slice, scope, new_parent),
+            Ok(()) => break (unit, scope, new_parent),
             Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 16 => {
                 tries += 1;
                 if new_parent.is_some() && !new_family {
@@ -151,13 +169,13 @@ pub(crate) fn place(
             }
             Err(e) => {
                 before_undo();
-                Placed { dir: PathBuf::new(), slice: slice.to_string(), new_parent }.undo(client);
+                Placed { dir: PathBuf::new(), unit: unit.to_string(), new_parent }.undo(client);
                 return Err(e);
             }
         }
     };
-    let placed = Placed { dir: PathBuf::new(), slice: slice.to_string(), new_parent };
-    match label(&placed.slice, &scope, spec, pid) {
+    let placed = Placed { dir: PathBuf::new(), unit: unit.to_string(), new_parent };
+    match label(&placed.unit, &scope, spec, pid) {
         Ok(dir) => Ok(Placed { dir, ..placed }),
         Err(e) => {
             before_undo();
@@ -167,19 +185,17 @@ pub(crate) fn place(
     }
 }
 
-/// Finds the slice directory systemd made for `pid` and writes daemonic's attributes on it.
-fn label(slice: &str, scope: &UnitName, spec: &Spec<'_>, pid: u32) -> Result<PathBuf> {
+/// Finds the member's directory systemd made for `pid` (the cgroup of `unit`, the member's slice
+/// or its lone scope) and writes daemonic's attributes on it.
+fn label(unit: &str, scope: &UnitName, spec: &Spec<'_>, pid: u32) -> Result<PathBuf> {
     let cg = Hierarchy::host()?.cgroup_of(pid)?;
-    let dir = cg.parent().map(Path::to_path_buf).unwrap_or_default();
+    let dir = if unit == scope.as_str() { cg.clone() } else { cg.parent().map(Path::to_path_buf).unwrap_or_default() };
     if cg.file_name().and_then(|n| n.to_str()) != Some(scope.as_str())
-        || dir.file_name().and_then(|n| n.to_str()) != Some(slice)
+        || dir.file_name().and_then(|n| n.to_str()) != Some(unit)
     {
         return Err(Error::new(
             ErrorKind::Os,
-            format!(
-                "systemd started unit {scope}, but process {pid} is in cgroup {}, not in slice {slice}",
-                cg.display()
-            ),
+            format!("systemd started unit {scope}, but process {pid} is in cgroup {}, not in {unit}", cg.display()),
         ));
     }
     cgroup::set_attr(&dir, layout::ATTR_PID, &pid.to_string())?;

@@ -56,7 +56,8 @@ fn start_family(name: &str, script: &str, m: &str, extra: &[&str]) -> Running {
 
 /// Units read at a glance: `daemonic-<family>_<N>.family-…-<member>_<k>.member|.daemon.scope`,
 /// described as `daemonic daemon "logger" of family "web"`; `systemctl status` shows the
-/// process; `daemonic ps` lists the scopes.
+/// process; `daemonic ps` lists the scopes. A daemon is a scope alone in its owner's `.daemons`
+/// slice; a member, and a daemon that may have children, a scope in a slice of its own.
 #[test]
 fn units_tell_family_member_and_kind_apart() {
     if !require_cgroup() {
@@ -67,11 +68,12 @@ fn units_tell_family_member_and_kind_apart() {
     let script = tpl(
         "daemonic spawn --daemon --name logger -- sleep @M@ &\n\
          daemonic spawn --name worker -- sleep @M@ &\n\
+         daemonic spawn --daemon --allow-children --name pool -- sleep @M@ &\n\
          sleep @M@",
         &[("M", &m)],
     );
     let run = start_family(&name, &script, &m, &[]);
-    await_units(&name, &run, "three scopes expected", |u| u.iter().filter(|u| u.ends_with(".scope")).count() == 3);
+    await_units(&name, &run, "four scopes expected", |u| u.iter().filter(|u| u.ends_with(".scope")).count() == 4);
     let escaped = daemonic::unit_name::escape(&name);
     let main = units_ending(&name, "-main_1.member.scope");
     let logger: Vec<_> = family_units(&name)
@@ -84,6 +86,13 @@ fn units_tell_family_member_and_kind_apart() {
     assert!(main[0].starts_with(&format!("daemonic-{escaped}_")), "{}", main[0]);
     assert_eq!(unit_property(&logger[0], "Description"), format!("daemonic daemon \"logger\" of family \"{name}\""));
     assert_eq!(unit_property(&worker[0], "Description"), format!("daemonic member \"worker\" of family \"{name}\""));
+    let slice_of = |scope: &str| unit_property(scope, "Slice");
+    assert!(slice_of(&logger[0]).ends_with("-main_1.member.daemons.slice"), "{}", slice_of(&logger[0]));
+    assert_eq!(slice_of(&worker[0]), worker[0].replace(".scope", ".slice"));
+    let pool = family_units(&name).into_iter().find(|u| u.contains(".daemons-pool_") && u.ends_with(".daemon.scope"));
+    let pool = pool.unwrap_or_else(|| panic!("the pool daemon's scope: {:?}", family_units(&name)));
+    assert_eq!(slice_of(&pool), pool.replace(".scope", ".slice"), "a daemon that may have children has a slice");
+    assert_eq!(units_ending(&name, ".daemon.slice").len(), 1, "only the pool has a slice: {:?}", family_units(&name));
     let slice = units_ending(&name, ".family.slice");
     assert_eq!(slice.len(), 1, "{:?}", family_units(&name));
     assert_eq!(unit_property(&slice[0], "Description"), format!("daemonic family \"{name}\""));

@@ -77,7 +77,15 @@ proptest! {
         prop_assert!(member.as_str().starts_with(family.as_str().trim_end_matches(".slice")));
         prop_assert_eq!(Node::parse(member.as_str()), Some(Node::Member { name: name.clone(), seq, daemon }));
         let member_dir = family_dir.join(member.as_str());
-        prop_assert_eq!(Node::of_dir(&layout::daemons_dir(&member_dir)).map(|n| matches!(n, Node::Daemons { .. })), Some(true));
+        let daemons_dir = layout::daemons_dir(&member_dir);
+        prop_assert_eq!(Node::of_dir(&daemons_dir).map(|n| matches!(n, Node::Daemons { .. })), Some(true));
+        // A lone daemon's scope in the `.daemons` slice reads back as the daemon; the scope of a
+        // member's own slice is not a member.
+        if let Ok(lone) = layout::daemon_scope(&daemons_dir, &name, seq) {
+            prop_assert_eq!(Node::of_dir(&daemons_dir.join(lone.as_str())), Some(Node::Member { name: name.clone(), seq, daemon: true }));
+        }
+        let own = member_dir.join(layout::scope_of(&member_dir).expect("a slice has a scope"));
+        prop_assert_eq!(Node::of_dir(&own), None);
         // Nesting: a family below the member's slice stays within 255 bytes or is refused.
         match layout::family_unit(Some(&member_dir), &name, n) {
             Ok(nested) => prop_assert!(nested.as_str().len() <= UNIT_NAME_MAX),

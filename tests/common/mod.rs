@@ -48,14 +48,16 @@ pub fn backend() -> Backend {
 
 /// A cgroup path as the cgroupfs backend would name it, whichever backend made it: on systemd,
 /// each slice becomes its last level unescaped with `-N` for `_N` (`daemonic-web_42.family.slice`
-/// becomes `daemonic-web-42.family`), and scopes are dropped (they are their member's processes).
-/// So one assertion on paths holds for both backends.
+/// becomes `daemonic-web-42.family`), a slice's own scope is dropped (it is its member's
+/// processes), and a lone daemon's scope is read like a slice. So one assertion on paths holds
+/// for both backends.
 pub fn logical(cg: &str) -> String {
-    let level = |comp: &str| -> Option<String> {
-        if comp.ends_with(".scope") {
-            return Some(String::new());
-        }
-        let stem = comp.strip_suffix(".slice")?;
+    let level = |comp: &str, parent: &str| -> Option<String> {
+        let stem = match comp.strip_suffix(".scope") {
+            Some(stem) if parent.strip_suffix(".slice") == Some(stem) => return Some(String::new()),
+            Some(stem) => stem,
+            None => comp.strip_suffix(".slice")?,
+        };
         let last = daemonic::unit_name::unescape(stem.rsplit('-').next()?)?;
         for kind in [".family", ".member", ".daemon", ".member.daemons", ".daemon.daemons"] {
             if let Some(body) = last.strip_suffix(kind)
@@ -69,8 +71,11 @@ pub fn logical(cg: &str) -> String {
         }
         None
     };
-    cg.split('/')
-        .map(|c| level(c).unwrap_or_else(|| c.to_string()))
+    let comps: Vec<&str> = cg.split('/').collect();
+    comps
+        .iter()
+        .enumerate()
+        .map(|(i, c)| level(c, if i > 0 { comps[i - 1] } else { "" }).unwrap_or_else(|| c.to_string()))
         .filter(|c| !c.is_empty())
         .fold(String::new(), |acc, c| acc + "/" + &c)
         .replacen("/", if cg.starts_with('/') { "/" } else { "" }, 1)

@@ -267,9 +267,7 @@ impl<'a> Report<'a> {
             self.spawn_p50("lib-fork") / floor,
             self.spawn_p50("lib-daemon") - lib
         );
-        let manager = self.service_ms("lib-systemd", "manager").median;
         let run = self.spawn_p50("systemd-run") / 1000.0;
-        let bound = manager + floor / 1000.0;
         let work: f64 = ["manager", "dbus-daemon", "caller", "guardian"]
             .iter()
             .map(|service| self.service_ms("lib-systemd", service).median)
@@ -277,35 +275,28 @@ impl<'a> Report<'a> {
         let p50 = self.spawn_p50("lib-systemd") / 1000.0;
         let _ = writeln!(
             t,
-            "- **systemd spawn.** Each member is a transient scope in a slice of its own (the slice is where \
-             the member's own members and its `.daemons` go), created by the manager over the session bus and \
-             waited for before the member runs. CPU per spawn in this run: the user manager {} ms for daemonic \
-             and {} ms for `systemd-run --user --scope`; dbus-daemon {} ms for daemonic and {} ms for \
-             systemd-run, which talks to the manager's private socket; daemonic itself {} ms in the caller and \
-             {} ms in the guardian (the unit and job signals it follows). Together that is {work:.1} ms of \
-             CPU per member against a p50 of {p50:.1} ms: the steps run one after another (the call, dbus-daemon \
-             relaying it, the manager making the slice and the scope, the job's signal back, the exec), so the \
-             latency is about their sum, and whether it stays within 5 ms follows the machine's speed (plain \
-             fork+exec takes {floor:.0} µs in this run). 2× faster than systemd-run \
-             ({run:.1} ms) means {:.1} ms per member. The manager's work for a daemonic member ({manager:.1} \
-             ms) plus a plain fork+exec ({:.2} ms) {} {bound:.1} ms, before daemonic or dbus-daemon do \
-             anything. That manager cost comes from daemonic's design, not from a law: `cargo bench --bench \
-             scopes` (a separate run) starts a bare scope over a persistent connection for about 1.0 ms of \
-             manager CPU, while a daemonic member is a slice and a scope, and its family's guardian subscribes \
-             to the manager's signals (`UnitRemoved` is how it learns that systemd has unloaded a member, as \
-             the kernel sends no inotify event for that), which makes the manager emit every unit's and job's \
-             signals. 2× would take scope-only members where no members of their own can follow, a guardian \
-             that needs no signal stream, and the manager's private socket instead of dbus-daemon (which zbus \
-             5.19 cannot use yet: it rejects the messages systemd sends there, zbus issue #1497).",
+            "- **systemd spawn.** The daemon measured is a transient scope alone in its owner's `.daemons` \
+             slice, created by the manager over the session bus and waited for before the daemon runs (a \
+             member that can have members of its own also gets a slice, which costs the manager about as \
+             much again: docs/systemd-backend.md). Neither the library nor the guardian subscribes to the \
+             manager's signals: a job's `JobRemoved` comes to the client that asked for the job anyway, while \
+             one subscriber makes the manager send every unit's signals to the bus. CPU per spawn in this \
+             run: the user manager {} ms for daemonic and {} ms for `systemd-run --user --scope`; dbus-daemon \
+             {} ms for daemonic and {} ms for systemd-run, which talks to the manager's private socket; \
+             daemonic itself {} ms in the caller and {} ms in the guardian. Together that is {work:.1} ms of \
+             CPU per member against a p50 of {p50:.1} ms: the steps run one after another (the call, \
+             dbus-daemon relaying it, the manager making the scope, the job's signal back, the exec), so the \
+             latency is about their sum. daemonic is {:.1}× faster than systemd-run ({run:.1} ms), which \
+             starts a process and opens a new connection to the manager for every scope, and whose scope the \
+             manager also has to collect. The private socket would save daemonic dbus-daemon's share, but \
+             zbus 5.19 cannot use it yet (it rejects the messages systemd sends there, zbus issue #1497).",
             cpu("lib-systemd", "manager"),
             cpu("systemd-run", "manager"),
             cpu("lib-systemd", "dbus-daemon"),
             cpu("systemd-run", "dbus-daemon"),
             cpu("lib-systemd", "caller"),
             cpu("lib-systemd", "guardian"),
-            run / 2.0,
-            floor / 1000.0,
-            if bound >= run / 2.0 { "already come to" } else { "come to" },
+            run / p50,
         );
         let kernel = self.teardown(Teardown::KernelFloor, 1000).median;
         let python = self.teardown(Teardown::Python, 1000).median;
@@ -317,10 +308,10 @@ impl<'a> Report<'a> {
              daemonic code takes the kernel {kernel:.1} ms in this run: that is the floor of any teardown here, \
              and Python's exit handler takes {python:.0} ms, so no mechanism could be more than {:.1}× faster \
              than Python on this machine. daemonic reaps its 1000 daemons in {reaped:.1} ms ({:.1}× the kernel's \
-             floor; each daemon has a cgroup of its own). On systemd each daemon is two cgroups, a slice and \
-             its scope, and 1000 are reaped in {systemd:.1} ms ({:.1}× the floor): the kernel releases twice as \
-             many cgroups, and the user manager, which watches every unit's cgroup (inotify on \
-             `cgroup.events`), wakes as each one empties, on the same two cores.",
+             floor; each daemon has a cgroup of its own). On systemd each daemon is a scope, and 1000 are \
+             reaped in {systemd:.1} ms ({:.1}× the floor): the user manager, which watches every unit's cgroup \
+             (inotify on `cgroup.events`), wakes as each one empties and collects its scope, on the same two \
+             cores.",
             python / kernel,
             reaped / kernel,
             systemd / kernel,
