@@ -37,11 +37,17 @@ pub struct Hierarchy {
 }
 
 impl Hierarchy {
-    /// The cgroup2 hierarchy of this host, from `/proc/self/mountinfo`.
+    /// The cgroup2 hierarchy of this host, from `/proc/self/mountinfo`, read once per process
+    /// when found (the systemd backend asks at every spawn, and the file is long).
     pub fn host() -> Result<Hierarchy> {
+        static MOUNT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+        if let Some(mount) = MOUNT.get() {
+            return Ok(Hierarchy { mount: mount.clone() });
+        }
         let text = fs::read_to_string("/proc/self/mountinfo")
             .map_err(|e| Error::io("read", Path::new("/proc/self/mountinfo"), e))?;
-        mount_from_mountinfo(&text).map(|mount| Hierarchy { mount }).ok_or_else(|| {
+        let found = mount_from_mountinfo(&text).map(|mount| MOUNT.get_or_init(|| mount).clone());
+        found.map(|mount| Hierarchy { mount }).ok_or_else(|| {
             Error::new(
                 ErrorKind::Unsupported,
                 "no cgroup2 filesystem is mounted (see /proc/self/mountinfo); daemonic needs cgroup v2, \

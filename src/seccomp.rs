@@ -1,16 +1,19 @@
 //! The no-children rule (C3), enforced by the kernel with seccomp.
 //!
-//! A daemonic process gets two stacked filters before it executes its program:
+//! A daemonic process gets a seccomp filter before it executes its program:
 //! - `fork`, `vfork`, and `clone` without `CLONE_THREAD` fail with `EPERM`;
 //! - `clone3` fails with `ENOSYS`. clone3 passes its flags in memory, which a seccomp filter
 //!   cannot read, so it cannot tell a thread from a process; ENOSYS makes glibc and other
 //!   runtimes fall back to `clone`, where the flags are a register and threads are allowed.
 //!
-//! seccompiler gives one match action per filter, hence two filters. On x86_64 the x32 numbers
-//! of the same calls are refused too (they share the audit architecture); calls from another
-//! architecture (i386 `int 0x80`) kill the process, which is seccompiler's arch check.
-//! The programs are built before the clone (this allocates) and installed in the child with
-//! [`crate::sys::install_filter`] (which does not).
+//! seccompiler gives one match action per filter, so the two rules are built as two programs,
+//! then chained into one: the first program's "allow" becomes a jump to the second. One
+//! program is one `seccomp()` call for the child, which compiles it; two stacked filters cost
+//! a second call, and a second filter for the kernel to run at every system call of the daemon.
+//! On x86_64 the x32 numbers of the same calls are refused too (they share the audit
+//! architecture); calls from another architecture (i386 `int 0x80`) kill the process, which is
+//! seccompiler's arch check. The program is built before the clone (this allocates) and
+//! installed in the child with [`crate::sys::install_filter`] (which does not).
 
 use std::collections::BTreeMap;
 
@@ -47,7 +50,7 @@ pub(crate) fn native_arch() -> Result<TargetArch> {
     })
 }
 
-/// The two filters for `arch`, in installation order.
+/// The filters for `arch`, in installation order: one program.
 pub(crate) fn no_fork_filters(arch: TargetArch) -> Result<Vec<Vec<libc::sock_filter>>> {
     let n = numbers(arch);
     let with_x32 = |nr: i64| -> Vec<i64> { if n.x32 { vec![nr, nr | X32_SYSCALL_BIT] } else { vec![nr] } };
@@ -66,7 +69,7 @@ pub(crate) fn no_fork_filters(arch: TargetArch) -> Result<Vec<Vec<libc::sock_fil
     }
     let enosys: BTreeMap<i64, Vec<SeccompRule>> = with_x32(n.clone3).into_iter().map(|nr| (nr, Vec::new())).collect();
 
-    [(eperm, libc::EPERM), (enosys, libc::ENOSYS)]
+    let programs = [(eperm, libc::EPERM), (enosys, libc::ENOSYS)]
         .into_iter()
         .map(|(rules, errno)| {
             let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Errno(errno as u32), arch)
@@ -74,7 +77,32 @@ pub(crate) fn no_fork_filters(arch: TargetArch) -> Result<Vec<Vec<libc::sock_fil
             let program: BpfProgram = filter.try_into().map_err(build_error)?;
             Ok(program.into_iter().map(|i| libc::sock_filter { code: i.code, jt: i.jt, jf: i.jf, k: i.k }).collect())
         })
-        .collect()
+        .collect::<Result<Vec<Vec<libc::sock_filter>>>>()?;
+    Ok(vec![programs.into_iter().reduce(chain).unwrap_or_default()])
+}
+
+/// `BPF_RET | BPF_K` and `BPF_JMP | BPF_JA`.
+const RET_K: u16 = 0x06;
+const JA: u16 = 0x05;
+
+/// One program that runs `first`, and `then` wherever `first` would allow the call: each
+/// `ret ALLOW` of `first` becomes a jump to the start of `then`, which follows it. No other
+/// instruction moves, so `first`'s own (relative) jumps keep their targets.
+fn chain(first: Vec<libc::sock_filter>, then: Vec<libc::sock_filter>) -> Vec<libc::sock_filter> {
+    let len = first.len();
+    let mut out: Vec<libc::sock_filter> = first
+        .into_iter()
+        .enumerate()
+        .map(|(i, ins)| {
+            if ins.code == RET_K && ins.k == libc::SECCOMP_RET_ALLOW {
+                libc::sock_filter { code: JA, jt: 0, jf: 0, k: (len - i - 1) as u32 }
+            } else {
+                ins
+            }
+        })
+        .collect();
+    out.extend(then);
+    out
 }
 
 fn build_error(e: seccompiler::BackendError) -> Error {
@@ -114,9 +142,10 @@ mod tests {
     const ERRNO: u32 = 0x0005_0000;
     const ALLOW: u32 = 0x7fff_0000;
 
-    /// Both stacked filters: the lowest-valued action wins, as in the kernel.
+    /// The verdict of the one program.
     fn verdict(filters: &[Vec<libc::sock_filter>], arch: u32, nr: i32, arg0: u64) -> u32 {
-        filters.iter().map(|f| run(f, arch, nr, arg0)).min().expect("filters")
+        assert_eq!(filters.len(), 1, "one program");
+        run(&filters[0], arch, nr, arg0)
     }
 
     #[test]
