@@ -475,16 +475,17 @@ impl Guardian {
         for d in &below {
             self.forget(d);
         }
+        // `dir` too when it was never watched (a PID remembered for the log).
+        self.forget(dir);
         if !dir.exists() {
             // Removed by someone else already (a unit someone stopped).
             return Ok(());
         }
-        self.forget(dir);
         if let Some(client) = &self.units {
             let unit = dir.file_name().and_then(|n| n.to_str()).unwrap_or_default();
             // A lone daemon's scope, empty, is collected by systemd itself: asking would only
             // cost the manager a job.
-            if layout::scope_of(dir).is_some() {
+            if !layout::is_scope(dir) {
                 client.stop(unit).map_err(|e| std::io::Error::other(e.to_string()))?;
             }
             self.stopping.extend(below);

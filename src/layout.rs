@@ -96,8 +96,8 @@ pub enum Style {
 impl Style {
     /// The style of a directory of a family, from its name.
     pub fn of_dir(dir: &Path) -> Style {
-        let name = dir.as_os_str().as_encoded_bytes();
-        if name.ends_with(SLICE.as_bytes()) || name.ends_with(SCOPE.as_bytes()) { Style::Units } else { Style::Dirs }
+        let slice = dir.as_os_str().as_encoded_bytes().ends_with(SLICE.as_bytes());
+        if slice || is_scope(dir) { Style::Units } else { Style::Dirs }
     }
 }
 
@@ -142,7 +142,7 @@ pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<
 /// `parent`: `<parent's stem>-<name>_<seq>.daemon.scope`.
 pub fn daemon_scope(parent: &Path, name: &str, seq: u64) -> Result<UnitName> {
     let slice = member_unit(parent, name, seq, true)?;
-    UnitName::checked(format!("{}{SCOPE}", slice_stem(Path::new(slice.as_str())).expect("a slice")))
+    UnitName::checked(scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))
 }
 
 /// The scope that holds the processes of the member whose slice is `member_dir`.

@@ -14,7 +14,7 @@
 //! `JobRemoved` to every client that asked for that job anyway (it tracks them), while one
 //! subscriber anywhere makes it send every unit's `UnitNew`, `PropertiesChanged` and
 //! `UnitRemoved` to the bus, which cost the user manager about 0.2 ms and dbus-daemon 0.3 ms more
-//! per scope here (`examples`-free measurement in docs/systemd-backend.md).
+//! per scope here (measured with a scratch client: docs/systemd-backend.md).
 
 use std::time::Duration;
 
