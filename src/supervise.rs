@@ -270,9 +270,13 @@ fn reap_children(
                     (None, Some(sig)) => -sig,
                     (None, None) => continue,
                 };
-                if pid.as_raw_nonzero().get() == main {
+                // Only the first process reaped with the main member's (or the guardian's) PID
+                // is it. Once reaped, its PID is free, and an orphan of the family may get it and
+                // be reaped here too (a killed daemon's child): its status is not the member's.
+                let pid = pid.as_raw_nonzero().get();
+                if pid == main && main_status.is_none() {
                     *main_status = Some(code);
-                } else if pid.as_raw_nonzero().get() == guardian {
+                } else if pid == guardian && guardian_status.is_none() {
                     *guardian_status = Some(code);
                 }
             }

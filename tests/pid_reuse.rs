@@ -23,6 +23,9 @@
 //! stdin closed, so not even SIGKILL reached one), PIDs wrapped, decoys reused PIDs of members
 //! that had ended, and nothing is left: the namespace has no process but init and the worker,
 //! and no cgroup directory of the test's families remains.
+//!
+//! A second test builds one case of reuse exactly: an orphan of the family that `daemonic run`
+//! reaps with its main member's PID must not be taken for the main member.
 
 mod common;
 
@@ -76,14 +79,7 @@ fn pid_reuse_never_signals_a_non_member() {
         return;
     }
     let host_pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("read pid_max");
-    let probe = Command::new("unshare")
-        .args(["--pid", "--fork", "--mount-proc", "true"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    if !matches!(probe, Ok(s) if s.success()) {
-        skip_or_fail(&format!("`unshare --pid --fork --mount-proc` does not work here ({probe:?})"));
+    if !require_pid_namespace() {
         return;
     }
     // The forward-INT rounds need SIGINT to reach the main member's `trap`. A background job of
@@ -152,6 +148,84 @@ fn pid_reuse_never_signals_a_non_member() {
     assert!(left.is_empty(), "cgroup directories left behind (C10): {left:?}");
 }
 
+/// `daemonic run` reaps every process orphaned in its family (it is a child subreaper), and
+/// the main member's PID is free for reuse once it was reaped. An orphan that then gets that
+/// PID and is killed must not be taken for the main member: `run` exits with the main
+/// member's own status.
+///
+/// Built exactly in a fresh PID namespace, where nothing else forks: a daemon with children
+/// allowed waits until the main member is reaped; a subshell of it sets `ns_last_pid` so that
+/// its child gets the main member's PID, and exits, orphaning that child. The daemon and the
+/// orphan ignore SIGTERM, so both are SIGKILLed (`cgroup.kill`) when the stop timeout expires.
+#[test]
+fn run_exits_with_its_main_members_status_when_an_orphan_reuses_its_pid() {
+    if !require_cgroup() || !require_pid_namespace() {
+        return;
+    }
+    let dir = tempdir();
+    let d = dir.path().display().to_string();
+    let name = family_name("reaped-main");
+    let daemon = r#"
+        trap '' TERM
+        read -r M < "$D/main"
+        : > "$D/ready"
+        while [ -e "/proc/$M" ]; do :; done
+        ( echo $((M - 1)) > /proc/sys/kernel/ns_last_pid; sh -c 'echo $$ > "$D/orphan"; exec sleep 30' & )
+        exec sleep 30
+    "#;
+    let main = r#"
+        echo $$ > "$D/main"
+        daemonic spawn --daemon --allow-children --stop-timeout 1 --name d -- sh -c "$DAEMON" &
+        while [ ! -e "$D/ready" ]; do sleep 0.01; done
+        exit 0
+    "#;
+    // `sh` is the namespace's PID 1, so that `run` is a subreaper like anywhere else; the
+    // namespace ends (--kill-child) should the test kill `unshare`.
+    let ns = [
+        "unshare",
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "--kill-child",
+        "--",
+        "sh",
+        "-c",
+        "\"$@\"; st=$?; exit $st",
+        "ns-init",
+    ];
+    let out = daemonic_via(&ns, ["run", "--backend", "cgroupfs", "--name", &name, "--", "sh", "-c", main, "main"])
+        .env("D", &d)
+        .env("DAEMON", daemon)
+        .timeout(20.0)
+        .run();
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default().trim().to_string();
+    let (main_pid, orphan_pid) = (read("main"), read("orphan"));
+    let left = cgroup_dirs_where(&|n| is_family_dir_of(n, &name));
+    for d in &left {
+        remove_cgroup_tree(d);
+    }
+    assert!(
+        !main_pid.is_empty() && orphan_pid == main_pid,
+        "the orphan got PID {orphan_pid:?}, not the main member's {main_pid:?}: the scenario was not built\n{}",
+        out.dump()
+    );
+    out.assert_code(0);
+    assert!(!out.stderr.contains("was killed"), "{}", out.dump());
+    assert!(left.is_empty(), "cgroup directories left behind (C10): {left:?}");
+}
+
+/// Whether `unshare --pid --fork --mount-proc` works here (it needs root); skips or fails if not.
+fn require_pid_namespace() -> bool {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    matches!(probe, Ok(s) if s.success())
+        || skip_or_fail(&format!("`unshare --pid --fork --mount-proc` does not work here ({probe:?})"))
+}
+
 /// Kills whatever runs in `dir` (a family of this test) and removes it, deepest first.
 fn remove_cgroup_tree(dir: &Path) {
     let _ = std::fs::write(dir.join("cgroup.kill"), "1");
@@ -211,14 +285,14 @@ fn init() {
     loop {
         match rustix::process::wait(WaitOptions::empty()) {
             Ok(Some((pid, status))) if pid.as_raw_nonzero().get() == worker_pid => {
-                assert!(
-                    status.exit_status() == Some(0),
-                    "the worker failed: exit {:?}, signal {:?} (killed by a signal: one meant for a member \
-                     reached the worker, a non-member too)",
-                    status.exit_status(),
-                    status.terminating_signal()
-                );
-                break;
+                match (status.exit_status(), status.terminating_signal()) {
+                    (Some(0), _) => break,
+                    (Some(code), _) => panic!("the worker failed with exit code {code} (its panic is above)"),
+                    (None, sig) => panic!(
+                        "the worker was killed by signal {sig:?}: one meant for a member reached the worker, \
+                         a non-member too"
+                    ),
+                }
             }
             Ok(_) => {}
             Err(e) => panic!("wait in init: {e}"),
