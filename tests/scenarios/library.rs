@@ -666,7 +666,9 @@ fn without_stop_timeout_daemons_die_at_once_without_sigterm() {
     let secs = c6_secs(&child);
     eprintln!("C6: without stop_timeout shutdown took {secs:.3} s");
     assert_eq!(child.expect_value("terms"), "0", "a daemon without stop timeout got SIGTERM\n{}", child.dump());
-    assert!(secs < 0.5, "shutdown took {secs} s without a stop timeout\n{}", child.dump());
+    // Below the 0.7 s that the test with a 1 s stop timeout requires at least: no stop timeout
+    // was waited for (the daemon got no SIGTERM and died by SIGKILL, checked here too).
+    assert!(secs < 0.7, "shutdown took {secs} s without a stop timeout\n{}", child.dump());
     assert_eq!(child.expect_value("daemon_exit"), "Some(-9)", "{}", child.dump());
     child.assert_no_leftovers();
 }
@@ -1115,7 +1117,12 @@ fn active_children_lists_running_members_only() {
             v
         };
         assert!(family.active_children().is_empty());
-        let short = spawn(&family, py("import time\ntime.sleep(0.3)").name("short"));
+        // The short one ends when told (a file appears), not after a fixed time: on a loaded
+        // machine the next two spawns can take longer than any short sleep.
+        let gate = std::env::temp_dir().join(format!("daemonic-active-{}", std::process::id()));
+        let _ = std::fs::remove_file(&gate);
+        let short_py = format!("import os, time\nwhile not os.path.exists({:?}): time.sleep(0.01)", gate.display().to_string());
+        let short = spawn(&family, py(&short_py).name("short"));
         let daemon = spawn(&family, py(SLEEPER_PY).name("daemon").daemon(true));
         let long = spawn(&family, py(SLEEPER_PY).name("long"));
         let mut all = vec![short.pid(), daemon.pid(), long.pid()];
@@ -1124,7 +1131,9 @@ fn active_children_lists_running_members_only() {
         let names: Vec<String> = family.active_children().iter().map(|m| m.name().to_string()).collect();
         report("names", names.join(","));
         // The short one ends by itself; active_children() drops it (without anyone waiting on it).
+        std::fs::write(&gate, "").expect("open the gate");
         let dropped = support::wait_until(Duration::from_secs(10), || !pids(&family).contains(&short.pid()));
+        let _ = std::fs::remove_file(&gate);
         assert!(dropped, "an ended member is still listed");
         assert_eq!(short.exitcode(), Some(0), "the handle still knows the status");
         let mut rest = vec![daemon.pid(), long.pid()];
