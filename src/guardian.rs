@@ -496,7 +496,6 @@ impl Guardian {
         for sub in cgroup::subdirs(dir).map_err(std::io::Error::from)? {
             self.remove_tree(&sub)?;
         }
-        self.forget(dir);
         cgroup::remove(dir)?;
         self.removed += 1;
         Ok(())
