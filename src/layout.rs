@@ -141,7 +141,11 @@ pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<
 /// The lone scope of a daemon that may not have children, in the `.daemons` slice directory
 /// `parent`: `<parent's stem>-<name>_<seq>.daemon.scope`.
 pub fn daemon_scope(parent: &Path, name: &str, seq: u64) -> Result<UnitName> {
-    let slice = member_unit(parent, name, seq, true)?;
+    scope_in(&member_unit(parent, name, seq, true)?)
+}
+
+/// The scope of the member's processes in its slice unit `slice` ([`scope_of`] as a unit name).
+pub fn scope_in(slice: &UnitName) -> Result<UnitName> {
     UnitName::checked(scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))
 }
 

@@ -141,7 +141,7 @@ pub(crate) fn place(
             (scope.clone(), scope, parent_unit.clone().unwrap_or_default())
         } else {
             let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
-            let scope = UnitName::checked(layout::scope_of(Path::new(slice.as_str())).expect("a slice has a scope"))?;
+            let scope = layout::scope_in(&slice)?;
             (slice.clone(), scope, slice.to_string())
         };
         let mut props: Vec<(&str, Value<'_>)> = vec![
