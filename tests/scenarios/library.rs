@@ -1106,6 +1106,9 @@ fn bad_cgroups() {
 // 12. active_children()
 // =============================================================================================
 
+/// Runs until the file `argv[1]` exists.
+const UNTIL_PY: &str = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)";
+
 #[test]
 fn active_children_lists_running_members_only() {
     if let Some(s) = child_scenario() {
@@ -1119,10 +1122,8 @@ fn active_children_lists_running_members_only() {
         assert!(family.active_children().is_empty());
         // The short one ends when told (a file appears), not after a fixed time: on a loaded
         // machine the next two spawns can take longer than any short sleep.
-        let gate = std::env::temp_dir().join(format!("daemonic-active-{}", std::process::id()));
-        let _ = std::fs::remove_file(&gate);
-        let short_py = format!("import os, time\nwhile not os.path.exists({:?}): time.sleep(0.01)", gate.display().to_string());
-        let short = spawn(&family, py(&short_py).name("short"));
+        let gate = child_tmp().join("short-may-end");
+        let short = spawn(&family, py(UNTIL_PY).arg(&gate).name("short"));
         let daemon = spawn(&family, py(SLEEPER_PY).name("daemon").daemon(true));
         let long = spawn(&family, py(SLEEPER_PY).name("long"));
         let mut all = vec![short.pid(), daemon.pid(), long.pid()];
@@ -1133,7 +1134,6 @@ fn active_children_lists_running_members_only() {
         // The short one ends by itself; active_children() drops it (without anyone waiting on it).
         std::fs::write(&gate, "").expect("open the gate");
         let dropped = support::wait_until(Duration::from_secs(10), || !pids(&family).contains(&short.pid()));
-        let _ = std::fs::remove_file(&gate);
         assert!(dropped, "an ended member is still listed");
         assert_eq!(short.exitcode(), Some(0), "the handle still knows the status");
         let mut rest = vec![daemon.pid(), long.pid()];
