@@ -20,9 +20,14 @@
 //! empty `XDG_RUNTIME_DIR`.
 
 mod common;
+mod harness;
 
 /// The backend these tests run on.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 use std::collections::BTreeSet;
 use std::ffi::{OsStr, OsString};
@@ -113,11 +118,9 @@ fn bad_names() -> Vec<(String, Vec<u8>)> {
     ]
 }
 
-#[test]
+#[harness::test]
 fn names() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     for (what, name) in bad_names() {
         for sub in ["run", "spawn"] {
             let m = marker(0);
@@ -131,11 +134,9 @@ fn names() {
     }
 }
 
-#[test]
+#[harness::test]
 fn stop_timeouts() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     for value in ["-1", "-0.5", "NaN", "nan", "inf", "-inf", "1e30", "86401", "garbage", "", "1s", "0x10"] {
         for sub in ["run", "spawn"] {
@@ -155,11 +156,9 @@ fn stop_timeouts() {
 
 /// Values at the edges that are not errors: the shortest and longest stop timeouts, and the
 /// environment variables set but empty, which mean unset (as in the library).
-#[test]
+#[harness::test]
 fn accepted_values() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // Not this test's tag: the other tests, running meanwhile, would take it for theirs.
     let name = format!("okvalues{}", std::process::id());
     let own = cgroup_of("self").expect("own cgroup");
@@ -178,11 +177,9 @@ fn accepted_values() {
     }
 }
 
-#[test]
+#[harness::test]
 fn properties() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let bad = [
         ("no =", "TasksMax", "property"),
@@ -214,11 +211,9 @@ fn properties() {
     }
 }
 
-#[test]
+#[harness::test]
 fn cgroup_bases() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let mount = cgroup2_mount().expect("cgroup2 mount");
     let dir = tempdir();
@@ -304,19 +299,16 @@ fn v1_hierarchy() -> Option<PathBuf> {
 }
 
 /// A base cgroup that exists but that the caller cannot write: the binary runs as uid 65534.
-#[test]
+#[harness::test]
 fn unwritable_cgroup() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists()) else {
-        skip_or_fail("setpriv is not installed");
-        return;
+        skip("setpriv is not installed");
     };
     let nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
     let probe = daemonic_via(&nobody, ["--help"]).timeout(10.0).run();
-    if probe.code != Some(0) && !skip_or_fail(&format!("uid 65534 cannot run {}", bin())) {
-        return;
+    if probe.code != Some(0) {
+        skip(&format!("uid 65534 cannot run {}", bin()));
     }
     let t = tag();
     let own_dir = cgroup_dir(&cgroup_of("self").expect("own cgroup")).expect("own cgroup dir");
@@ -332,11 +324,9 @@ fn unwritable_cgroup() {
     assert!(base.children().is_empty(), "something was created in {}", base.as_str());
 }
 
-#[test]
+#[harness::test]
 fn backends() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     for value in ["garbage", "", "SYSTEMD", "cgroupfs,systemd"] {
         let m = marker(0);
@@ -360,11 +350,9 @@ fn backends() {
 
 /// `--backend systemd` with no bus to reach: a session bus address naming no socket and an empty
 /// runtime directory.
-#[test]
+#[harness::test]
 fn no_bus() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let runtime = tempdir();
     let address = format!("unix:path={}/no-bus-here", runtime.path().display());
@@ -398,11 +386,9 @@ fn no_bus() {
     assert!(left.is_empty(), "something was created in XDG_RUNTIME_DIR: {left:?}");
 }
 
-#[test]
+#[harness::test]
 fn programs() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let dir = tempdir();
     let not_executable = write_file(dir.path(), "not-executable", "#!/bin/sh\necho ran\n", 0o644);
@@ -430,11 +416,9 @@ fn programs() {
     }
 }
 
-#[test]
+#[harness::test]
 fn spawn_outside_a_family() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let m = marker(0);
     let [p, a] = program(&m);
     for flags in [vec![], vec!["--daemon"], vec!["--no-daemon", "--stop-timeout", "1"]] {
@@ -445,11 +429,9 @@ fn spawn_outside_a_family() {
     }
 }
 
-#[test]
+#[harness::test]
 fn kill_family() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let unknown = format!("{t}-unknown");
     let cases: Vec<(&str, Vec<OsString>, i32, &[&str])> = vec![
@@ -468,11 +450,9 @@ fn kill_family() {
 }
 
 /// Two running families of one name: `kill NAME` is ambiguous, refused, and kills nothing.
-#[test]
+#[harness::test]
 fn kill_ambiguous_family() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // Not this test's tag: the other tests, running meanwhile, would take the twins for theirs.
     let name = format!("twins{}", std::process::id());
     let m = marker(60);
@@ -501,11 +481,9 @@ fn kill_ambiguous_family() {
     assert_no_leftovers(&name, &[&m]);
 }
 
-#[test]
+#[harness::test]
 fn other_usage_errors() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let t = tag();
     let m = marker(0);
     let [p, a] = program(&m);
@@ -530,11 +508,9 @@ fn other_usage_errors() {
 
 /// A host without cgroup2: every subcommand that needs it says so in one line, exit 1; bad
 /// input is still reported as bad input (exit 2), as it is checked first.
-#[test]
+#[harness::test]
 fn no_cgroup2() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // In a private mount namespace (`unshare -m`, which makes mounts private), unmount every
     // cgroup2 mount, then run the binary there. Nothing outside the namespace changes.
     let script = r#"while grep -q ' - cgroup2 ' /proc/self/mountinfo; do
@@ -543,10 +519,8 @@ fn no_cgroup2() {
     exec "$@""#;
     let prefix = ["unshare", "-m", "--", "sh", "-c", script, "sh"];
     let probe = daemonic_via(&prefix, ["--version"]).timeout(10.0).run();
-    if probe.code != Some(0)
-        && !skip_or_fail(&format!("cannot unmount cgroup2 in a mount namespace:\n{}", probe.dump()))
-    {
-        return;
+    if probe.code != Some(0) {
+        skip(&format!("cannot unmount cgroup2 in a mount namespace:\n{}", probe.dump()));
     }
     let t = tag();
     let m = marker(0);

@@ -9,9 +9,14 @@
 //! loop are therefore small python3 programs (the real interpreter, not a forking pyenv shim).
 
 mod common;
+mod harness;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 include!("scenarios/cli.rs");
 
@@ -19,11 +24,9 @@ include!("scenarios/cli.rs");
 // cgroupfs only: the base cgroup, the fork placement
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn bad_input_cgroup_not_a_cgroup() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("badcg");
     let dir = tempdir();
     let tmp = d(&dir);
@@ -42,11 +45,9 @@ fn bad_input_cgroup_not_a_cgroup() {
 
 /// An explicit, writable --cgroup / DAEMONIC_CGROUP is used as the base (even though our
 /// own cgroup is writable too: an explicit choice wins).
-#[test]
+#[harness::test]
 fn explicit_cgroup_base_is_used() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("cgbase");
     let own = cgroup_of("self").expect("own cgroup");
     let own_dir = cgroup_dir(&own).expect("own cgroup dir");
@@ -74,24 +75,16 @@ fn explicit_cgroup_base_is_used() {
 
 /// An unwritable base cgroup: an error naming the path and mentioning Delegate=yes.
 /// Runs the binary as uid 65534 (via setpriv) so root's cgroups are not writable for it.
-#[test]
+#[harness::test]
 fn unwritable_base_cgroup_mentions_delegate() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists()) else {
-        eprintln!("*** SKIPPED: unwritable_base_cgroup_mentions_delegate: setpriv not installed ***");
-        return;
+        skip("setpriv is not installed");
     };
     let nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
     let probe = daemonic_via(&nobody, ["--help"]).timeout(10.0).run();
     if probe.code != Some(0) {
-        eprintln!(
-            "*** SKIPPED: unwritable_base_cgroup_mentions_delegate: uid 65534 cannot run {} ***\n{}",
-            bin(),
-            probe.dump()
-        );
-        return;
+        skip(&format!("uid 65534 cannot run {}:\n{}", bin(), probe.dump()));
     }
     let name = family_name("unwritable");
     let own = cgroup_of("self").expect("own cgroup");
@@ -121,11 +114,9 @@ fn unwritable_base_cgroup_mentions_delegate() {
 
 /// The systemd backend without a manager on the chosen bus is a clear error that creates
 /// nothing; auto then falls back to cgroupfs and says why with `-v`.
-#[test]
+#[harness::test]
 fn backend_selection() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("backend");
     let nowhere = "unix:path=/nonexistent/daemonic-test-bus";
     let out = daemonic(["run", "--name", &name, "--backend", "systemd", "--user", "--", "echo", "ran"])
@@ -161,11 +152,9 @@ fn backend_selection() {
     assert_clean_at_exit(&name, &[]);
 }
 
-#[test]
+#[harness::test]
 fn fork_fallback_placement_works() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("forkplace");
     let dir = tempdir();
     let dp = d(&dir);

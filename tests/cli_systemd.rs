@@ -4,12 +4,17 @@
 //! of a member's scope or a family's slice, `daemonic kill` without a guardian, the choice of
 //! backend.
 //!
-//! Without that manager the tests say SKIPPED loudly, and fail when `CI=true`.
+//! Without that manager the tests are ignored, with the reason, and fail when `CI=true`.
 
 mod common;
+mod harness;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Systemd;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 include!("scenarios/cli.rs");
 
@@ -17,14 +22,9 @@ include!("scenarios/cli.rs");
 // systemd only
 // =============================================================================================
 
-/// `systemctl --user ARGS`, its stdout.
-fn systemctl(args: &[&str]) -> String {
-    let out = std::process::Command::new("systemctl")
-        .arg("--user")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run systemctl");
+/// `systemctl ARGS` for the manager under test, its stdout.
+fn systemctl_out(args: &[&str]) -> String {
+    let out = systemctl().args(args).output().expect("run systemctl");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -35,7 +35,7 @@ fn units_ending(name: &str, suffix: &str) -> Vec<String> {
 
 /// One property of a unit, as `systemctl show --value` prints it.
 fn unit_property(unit: &str, property: &str) -> String {
-    systemctl(&["show", "--value", "-p", property, unit]).trim().to_string()
+    systemctl_out(&["show", "--value", "-p", property, unit]).trim().to_string()
 }
 
 /// Starts a family whose main member runs `script` (with `extra` options of `run`) and returns
@@ -58,11 +58,9 @@ fn start_family(name: &str, script: &str, m: &str, extra: &[&str]) -> Running {
 /// described as `daemonic daemon "logger" of family "web"`; `systemctl status` shows the
 /// process; `daemonic ps` lists the scopes. A daemon is a scope alone in its owner's `.daemons`
 /// slice; a member, and a daemon that may have children, a scope in a slice of its own.
-#[test]
+#[harness::test]
 fn units_tell_family_member_and_kind_apart() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("units");
     let m = marker(30);
     let script = tpl(
@@ -97,7 +95,7 @@ fn units_tell_family_member_and_kind_apart() {
     assert_eq!(slice.len(), 1, "{:?}", family_units(&name));
     assert_eq!(unit_property(&slice[0], "Description"), format!("daemonic family \"{name}\""));
 
-    let status = systemctl(&["status", "--no-pager", "--lines=0", &logger[0]]);
+    let status = systemctl_out(&["status", "--no-pager", "--lines=0", &logger[0]]);
     assert!(status.contains(&m), "systemctl status should show the daemon's process:\n{status}");
 
     let ps = daemonic(["ps"]).timeout(10.0).run();
@@ -112,11 +110,9 @@ fn units_tell_family_member_and_kind_apart() {
 }
 
 /// `--property` reaches the scope; bad values are refused before anything exists.
-#[test]
+#[harness::test]
 fn properties_reach_the_scope_and_bad_ones_create_nothing() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("props");
     let m = marker(30);
     let script = tpl("daemonic spawn -p TasksMax=7 -p MemoryMax=32M --name w -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
@@ -152,7 +148,7 @@ fn properties_reach_the_scope_and_bad_ones_create_nothing() {
 
 /// `systemctl stop` of a member's scope: the member ends by SIGTERM (its parent sees 143), its
 /// daemon dies with it, the family goes on and `ps` shows it without the member.
-#[test]
+#[harness::test]
 fn systemctl_stop_of_a_member_scope_ends_that_member() {
     stop_the_workers_unit("stopscope", ".member.scope");
 }
@@ -160,15 +156,13 @@ fn systemctl_stop_of_a_member_scope_ends_that_member() {
 /// The same for the member's slice, its live part: systemd removes the slice's cgroup right
 /// after its processes end. The guardian learns of the end from `populated 0`, or, when the
 /// removal cancelled that event (it can), from the removal itself (`IN_DELETE`).
-#[test]
+#[harness::test]
 fn systemctl_stop_of_a_member_slice_ends_that_member() {
     stop_the_workers_unit("stopmslice", ".member.slice");
 }
 
 fn stop_the_workers_unit(name: &str, suffix: &str) {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name(name);
     let dir = tempdir();
     let m = marker(30);
@@ -184,7 +178,7 @@ fn stop_the_workers_unit(name: &str, suffix: &str) {
     });
     let worker = family_units(&name).into_iter().find(|u| u.contains("-worker_") && u.ends_with(suffix));
     let worker = worker.unwrap_or_else(|| panic!("the worker's {suffix}: {:?}", family_units(&name)));
-    let stopped = std::process::Command::new("systemctl").args(["--user", "stop", &worker]).status().expect("stop");
+    let stopped = systemctl().args(["stop", &worker]).status().expect("stop");
     assert!(stopped.success());
     run.wait_stdout("worker-rc=143", Duration::from_secs(10));
     let sleeping = || marked_processes(&m).into_iter().filter(|(_, cmd)| cmd.starts_with("sleep")).count();
@@ -215,11 +209,9 @@ fn stop_the_workers_unit(name: &str, suffix: &str) {
 
 /// `systemctl stop` of a family's slice ends the whole family: the main member gets SIGTERM
 /// (run exits 143 and says it was stopped from outside), nothing of it remains.
-#[test]
+#[harness::test]
 fn systemctl_stop_of_the_family_slice_ends_the_family() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("stopslice");
     let m = marker(30);
     let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@ & wait", &[("M", &m)]);
@@ -229,7 +221,7 @@ fn systemctl_stop_of_the_family_slice_ends_the_family() {
     });
     let slice = units_ending(&name, ".family.slice").pop().expect("family slice");
     let t = Instant::now();
-    let stopped = std::process::Command::new("systemctl").args(["--user", "stop", &slice]).status().expect("stop");
+    let stopped = systemctl().args(["stop", &slice]).status().expect("stop");
     assert!(stopped.success());
     let out = run.wait();
     eprintln!("stopslice: run ended {:?} after systemctl stop", t.elapsed());
@@ -240,11 +232,9 @@ fn systemctl_stop_of_the_family_slice_ends_the_family() {
 
 /// A family whose supervisor and guardian were SIGKILLed is still ended by `daemonic kill`,
 /// its units stopped over D-Bus.
-#[test]
+#[harness::test]
 fn kill_stops_the_units_of_a_family_without_guardian() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("orphan");
     let m = marker(30);
     let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
@@ -275,11 +265,9 @@ fn kill_stops_the_units_of_a_family_without_guardian() {
 /// manager (absent here): the family's bus is read from the family, and a tree its guardian
 /// already removed is not an error. (It printed "cannot reach the system's systemd manager" and
 /// exited 1 after killing everything.)
-#[test]
+#[harness::test]
 fn kill_uses_the_familys_bus_not_the_callers() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("killbus");
     let m = marker(30);
     let script = tpl("daemonic spawn --daemon --name d -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
@@ -300,11 +288,9 @@ fn kill_uses_the_familys_bus_not_the_callers() {
 
 /// A name whose unit would exceed systemd's 255 bytes is refused with a clear error, and
 /// nothing of that member is created.
-#[test]
+#[harness::test]
 fn names_too_long_for_a_unit_are_refused() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // At least 9 + 20 bytes of family slice, 14 of main member, 72 per member level below:
     // the third level needs a slice of at least 265 bytes.
     let name = family_name("long");
@@ -324,11 +310,9 @@ fn names_too_long_for_a_unit_are_refused() {
 }
 
 /// `auto` takes systemd when the manager answers, and says so with `-v`.
-#[test]
+#[harness::test]
 fn auto_picks_systemd_when_a_manager_answers() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("auto");
     let out = daemonic(["-v", "run", "--name", &name, "--", "grep", "^0::", "/proc/self/cgroup"])
         .env("DAEMONIC_BACKEND", "auto")

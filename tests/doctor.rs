@@ -10,6 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod harness;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 /// The environment variables that change what `daemonic run` would do; cleared for a run of
 /// the defaults.
 const SETTINGS: [&str; 5] =
@@ -120,15 +126,6 @@ fn own_cgroup_writable(mount: &Path) -> Result<(), String> {
     std::fs::remove_dir(&probe).map_err(|e| format!("rmdir {}: {e}", probe.display()))
 }
 
-/// Skips loudly, or fails when `CI=true`.
-fn skip(test: &str, why: &str) {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {test} cannot run: {why}");
-    }
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED: {test} ({why}) ***\n");
-}
-
 /// Every cgroup directory below `dir` whose name starts with `prefix`.
 fn dirs_named(dir: &Path, prefix: &str, found: &mut Vec<PathBuf>) {
     let Ok(entries) = std::fs::read_dir(dir) else { return };
@@ -168,10 +165,10 @@ fn assert_well_formed(r: &Report) {
     assert!(last.starts_with("result: the default backend"), "no result line at the end\n{}", r.dump());
 }
 
-#[test]
+#[harness::test]
 fn reports_this_host_line_by_line_and_leaves_nothing() {
     let (Some(mount), v1) = mounts() else {
-        return skip("reports_this_host_line_by_line_and_leaves_nothing", "no cgroup2 mount");
+        harness::skip("no cgroup2 mount");
     };
     let r = doctor(&[], &[]);
     assert_well_formed(&r);
@@ -190,7 +187,7 @@ fn reports_this_host_line_by_line_and_leaves_nothing() {
     assert!(r.line("own cgroup").1.ends_with(&format!("the directory {}", own.display())), "{}", r.dump());
 
     if let Err(why) = own_cgroup_writable(&mount) {
-        return skip("reports_this_host_line_by_line_and_leaves_nothing (exit code)", &why);
+        harness::skip(&why);
     }
     assert_eq!(r.code, Some(0), "{}", r.dump());
     assert!(!r.stdout.contains("\nmissing "), "{}", r.dump());
@@ -209,10 +206,10 @@ fn reports_this_host_line_by_line_and_leaves_nothing() {
     assert!(left.is_empty() && !temp.exists(), "left behind: {left:?}\n{}", r.dump());
 }
 
-#[test]
+#[harness::test]
 fn a_missing_base_cgroup_is_missing_with_a_fix_and_exit_1() {
     let (Some(mount), _) = mounts() else {
-        return skip("a_missing_base_cgroup_is_missing_with_a_fix_and_exit_1", "no cgroup2 mount");
+        harness::skip("no cgroup2 mount");
     };
     let name = format!("daemonic-test-no-such-cgroup-{}", std::process::id());
     let r = doctor(&[], &[("DAEMONIC_CGROUP", &name)]);
@@ -236,15 +233,14 @@ fn a_missing_base_cgroup_is_missing_with_a_fix_and_exit_1() {
     assert!(!path.exists());
 }
 
-#[test]
+#[harness::test]
 fn an_unwritable_base_cgroup_says_how_to_delegate() {
-    let test = "an_unwritable_base_cgroup_says_how_to_delegate";
-    let (Some(mount), _) = mounts() else { return skip(test, "no cgroup2 mount") };
+    let (Some(mount), _) = mounts() else { harness::skip("no cgroup2 mount") };
     if !rustix::process::geteuid().is_root() {
-        return skip(test, "needs root to run the binary as uid 65534");
+        harness::skip("needs root to run the binary as uid 65534");
     }
     let Some(setpriv) = ["/usr/bin/setpriv", "/bin/setpriv"].into_iter().find(|p| Path::new(p).exists()) else {
-        return skip(test, "setpriv is not installed");
+        harness::skip("setpriv is not installed");
     };
     let nobody = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", "--"];
     let r = doctor(&nobody, &[("DAEMONIC_BACKEND", "cgroupfs")]);
@@ -261,7 +257,7 @@ fn an_unwritable_base_cgroup_says_how_to_delegate() {
     assert!(r.line("default backend").1.contains("cgroupfs, as DAEMONIC_BACKEND asks"), "{}", r.dump());
 }
 
-#[test]
+#[harness::test]
 fn an_invalid_backend_setting_is_missing() {
     let r = doctor(&[], &[("DAEMONIC_BACKEND", "docker")]);
     assert_well_formed(&r);
@@ -274,11 +270,16 @@ fn an_invalid_backend_setting_is_missing() {
 
 /// On the test user manager (`eval "$(scripts/user-manager start)"`), the systemd backend on
 /// the user bus is reported to work, with the manager's version.
-#[test]
+#[harness::test]
 fn the_test_user_manager_answers() {
-    let test = "the_test_user_manager_answers";
-    if std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() != Ok("1") {
-        return skip(test, "needs a systemd --user manager: run eval \"$(scripts/user-manager start)\"");
+    match daemonic::systemd::Client::connect(daemonic::systemd::Bus::User).map(|c| c.version()) {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            harness::skip("the systemd user manager does not answer: run eval \"$(scripts/user-manager start)\"")
+        }
+        Err(e) => {
+            harness::skip(&format!("no systemd user manager answers ({e}): run eval \"$(scripts/user-manager start)\""))
+        }
     }
     let r = doctor(&[], &[("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", "user")]);
     assert_well_formed(&r);
@@ -291,7 +292,7 @@ fn the_test_user_manager_answers() {
     assert_eq!(r.code, Some(0), "{}", r.dump());
 }
 
-#[test]
+#[harness::test]
 fn help_explains_the_exit_code() {
     let out = Command::new(env!("CARGO_BIN_EXE_daemonic")).args(["doctor", "--help"]).output().expect("run --help");
     let text = String::from_utf8_lossy(&out.stdout);

@@ -1,11 +1,12 @@
 //! The examples (`cargo run --example NAME`) print what the Python originals print.
 //!
 //! Each example is run as a program, as a user would, on the cgroupfs backend and then on the
-//! systemd backend of the test user manager (`scripts/user-manager`; SKIPPED loudly without
+//! systemd backend of the test user manager (`scripts/user-manager`; ignored without
 //! it, a failure when `CI=true`). `cargo test` builds the examples before it runs this; the
 //! binaries are in `target/<profile>/examples/`.
 
 mod common;
+mod harness;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -15,6 +16,10 @@ use std::time::{Duration, Instant};
 
 /// `tests/common` asks every test crate for its backend; the runs below choose theirs per run.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -41,20 +46,12 @@ fn example(name: &str) -> PathBuf {
     path
 }
 
-/// The backends to run on: cgroupfs, and systemd when its manager is there.
-fn backends() -> Vec<common::Backend> {
-    let mut out = Vec::new();
-    if common::require_cgroup() {
-        out.push(common::Backend::Cgroupfs);
-    }
-    if std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() == Ok("1") {
-        out.push(common::Backend::Systemd);
-    } else {
-        common::skip_or_fail(
-            "the systemd half of this test needs a user manager: eval \"$(scripts/user-manager start)\"",
-        );
-    }
-    out
+/// The backends to run on: both, so the test is ignored (failed with `CI=true`) unless a
+/// writable cgroup v2 and a systemd manager are there.
+fn backends() -> [common::Backend; 2] {
+    common::require_cgroup();
+    common::require_manager();
+    [common::Backend::Cgroupfs, common::Backend::Systemd]
 }
 
 /// Starts example `name` on `backend` with its output piped.
@@ -67,7 +64,7 @@ fn start(name: &str, backend: common::Backend) -> (Child, JoinHandle<String>, Jo
     }
     cmd.env("DAEMONIC_BACKEND", backend.name());
     if backend == common::Backend::Systemd {
-        cmd.env("DAEMONIC_BUS", "user");
+        cmd.env("DAEMONIC_BUS", common::test_bus().as_str());
     }
     let mut child = cmd
         .stdin(Stdio::null())
@@ -133,27 +130,27 @@ fn assert_prints(name: &str, expected: &[&str]) {
     }
 }
 
-#[test]
+#[harness::test]
 fn seed_current_process() {
     assert_prints("seed_current_process", &["Daemon process: False"]);
 }
 
-#[test]
+#[harness::test]
 fn seed_new_process() {
     assert_prints("seed_new_process", &["Daemon process: False"]);
 }
 
-#[test]
+#[harness::test]
 fn seed_daemon_arg() {
     assert_prints("seed_daemon_arg", &["Daemon process: True"]);
 }
 
-#[test]
+#[harness::test]
 fn seed_daemon_property() {
     assert_prints("seed_daemon_property", &["Daemon process: True"]);
 }
 
-#[test]
+#[harness::test]
 fn seed_daemon_child() {
     for backend in backends() {
         let run = run("seed_daemon_child", backend);
@@ -167,7 +164,7 @@ fn seed_daemon_child() {
     }
 }
 
-#[test]
+#[harness::test]
 fn seed_terminated_abruptly() {
     for backend in backends() {
         let run = run("seed_terminated_abruptly", backend);
@@ -210,7 +207,7 @@ fn seed_terminated_abruptly() {
     }
 }
 
-#[test]
+#[harness::test]
 fn pool_in_daemon() {
     assert_prints("pool_in_daemon", &["pool results: [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]"]);
 }

@@ -167,3 +167,33 @@ fn every_subcommand_has_a_page_with_its_options() {
         }
     }
 }
+
+/// A test binary built with `harness = false` compiles `#[test]` functions out without a word,
+/// so a `#[test]` in one of them would be a test that silently never runs. Every such binary
+/// (Cargo.toml) and the scenario files they include must mark tests `#[harness::test]`.
+#[test]
+fn no_plain_test_attribute_where_libtest_does_not_run() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
+    let mut without_libtest: Vec<PathBuf> = manifest
+        .split("[[test]]")
+        .skip(1)
+        .filter(|entry| entry.contains("harness = false"))
+        .filter_map(|entry| entry.lines().find_map(|l| l.strip_prefix("name = ")))
+        .map(|name| root.join("tests").join(format!("{}.rs", name.trim_matches('"'))))
+        .collect();
+    assert!(without_libtest.len() >= 10, "the [[test]] entries were not read: {without_libtest:?}");
+    for entry in std::fs::read_dir(root.join("tests/scenarios")).expect("read tests/scenarios") {
+        without_libtest.push(entry.expect("an entry").path());
+    }
+    for path in without_libtest {
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        let plain = text.lines().position(|l| l.trim() == "#[test]");
+        assert!(
+            plain.is_none(),
+            "{}:{}: #[test] does not run here; use #[harness::test]",
+            path.display(),
+            plain.unwrap_or(0) + 1
+        );
+    }
+}

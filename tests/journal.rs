@@ -4,9 +4,10 @@
 //!
 //! Needs a running `systemd-journald` (`eval "$(scripts/journald start)"`, before the user
 //! manager) and, for the service tests, the test user manager (`scripts/user-manager`); `.ci/run`
-//! starts both. Without them the tests say SKIPPED loudly, and fail when `CI=true`.
+//! starts both. Without them the tests are ignored, with the reason, and fail when `CI=true`.
 
 mod common;
+mod harness;
 
 use std::collections::BTreeMap;
 use std::os::unix::net::UnixDatagram;
@@ -18,28 +19,26 @@ use common::*;
 /// The backend of the helpers in `common` (the systemd backend is asked for explicitly here).
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
 
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 /// One journal entry's fields.
 type Entry = BTreeMap<String, String>;
 
-/// Whether a journald runs (its socket exists and `journalctl` works).
-fn require_journal() -> bool {
-    if !require_cgroup() {
-        return false;
+/// Ends the test as ignored (failed with `CI=true`) unless it can run here: a writable cgroup
+/// v2 and a running journald. A journald runs when its socket accepts a connection (a stale
+/// socket file left by a stopped journald refuses it) and `journalctl` works.
+fn require_journal() {
+    require_cgroup();
+    let socket = "/run/systemd/journal/socket";
+    let answers = std::os::unix::net::UnixDatagram::unbound().and_then(|s| s.connect(socket));
+    if let Err(e) = answers {
+        skip(&format!("no systemd-journald answers on {socket} ({e}): run eval \"$(scripts/journald start)\""));
     }
-    let socket = std::path::Path::new("/run/systemd/journal/socket").exists();
-    let journalctl = Command::new("journalctl").arg("--version").output().is_ok_and(|o| o.status.success());
-    if socket && journalctl {
-        return true;
+    if !Command::new("journalctl").arg("--version").output().is_ok_and(|o| o.status.success()) {
+        skip("journalctl does not run");
     }
-    skip_or_fail("no systemd-journald runs here: run eval \"$(scripts/journald start)\"")
-}
-
-/// Whether the test user manager runs.
-fn require_manager() -> bool {
-    if std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() == Ok("1") {
-        return true;
-    }
-    skip_or_fail("no test user manager runs: run eval \"$(scripts/user-manager start)\"")
 }
 
 /// A family name never used before, even in an earlier run against the same persistent journal.
@@ -112,7 +111,7 @@ fn family_life_is_in_the_journal(backend: &str) {
     );
     let mut run = daemonic(["run", "--backend", backend, "--name", &name, "--", "sh", "-c", &script]);
     if backend == "systemd" {
-        run = run.env("DAEMONIC_BACKEND", "systemd").env("DAEMONIC_BUS", "user");
+        run = run.env("DAEMONIC_BACKEND", "systemd").env("DAEMONIC_BUS", test_bus().as_str());
     }
     let out = run.run();
     out.assert_code(5);
@@ -159,26 +158,23 @@ fn family_life_is_in_the_journal(backend: &str) {
     }
 }
 
-#[test]
+#[harness::test]
 fn family_life_is_in_the_journal_on_cgroupfs() {
-    if require_journal() {
-        family_life_is_in_the_journal("cgroupfs");
-    }
+    require_journal();
+    family_life_is_in_the_journal("cgroupfs");
 }
 
-#[test]
+#[harness::test]
 fn family_life_is_in_the_journal_on_systemd() {
-    if require_journal() && require_manager() {
-        family_life_is_in_the_journal("systemd");
-    }
+    require_journal();
+    require_manager();
+    family_life_is_in_the_journal("systemd");
 }
 
 /// `-q` keeps standard error quiet, yet the journal still tells the family's life.
-#[test]
+#[harness::test]
 fn quiet_stderr_still_logs_to_the_journal() {
-    if !require_journal() {
-        return;
-    }
+    require_journal();
     let name = unique_name("jquiet");
     let out = daemonic(["-q", "run", "--backend", "cgroupfs", "--name", &name, "--", "true"]).run();
     out.assert_code(0);
@@ -214,11 +210,9 @@ fn notifications(socket: &UnixDatagram, until: impl Fn(&[String]) -> bool) -> Ve
 /// `daemonic run` with `NOTIFY_SOCKET`: `READY=1` while the main member runs (not before, not at
 /// its end), `STATUS=` lines that count members and daemons as they come, `STOPPING=1` once the
 /// main member has ended.
-#[test]
+#[harness::test]
 fn notify_socket_gets_ready_status_and_stopping() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let dir = tempdir();
     let path = dir.path().join("notify");
     let socket = UnixDatagram::bind(&path).expect("bind a notify socket");
@@ -260,11 +254,10 @@ fn notify_socket_gets_ready_status_and_stopping() {
 /// `Delegate=yes` in the test user manager. The service is active only once READY=1 came,
 /// shows the family's counts as its status, logs its events to the journal with the family's
 /// fields (and, its stderr being the journal, no duplicate plain lines), and ends cleanly.
-#[test]
+#[harness::test]
 fn type_notify_service_with_delegate() {
-    if !require_journal() || !require_manager() {
-        return;
-    }
+    require_journal();
+    require_manager();
     let name = unique_name("jsvc");
     let unit = format!("daemonic-test-{name}.service");
     let dir = tempdir();
@@ -279,7 +272,8 @@ fn type_notify_service_with_delegate() {
     );
     let start = Instant::now();
     let out = Command::new("systemd-run")
-        .args(["--user", "--quiet", "--collect", "-p", "Type=notify", "-p", "Delegate=yes", "-p", "KillMode=mixed"])
+        .arg(format!("--{}", test_bus().as_str()))
+        .args(["--quiet", "--collect", "-p", "Type=notify", "-p", "Delegate=yes", "-p", "KillMode=mixed"])
         .arg(format!("--unit={unit}"))
         .args([bin(), "-v", "run", "--backend", "cgroupfs", "--name", &name, "--", "sh", "-c", &script])
         .stdin(Stdio::null())
@@ -289,10 +283,7 @@ fn type_notify_service_with_delegate() {
     assert!(out.status.success(), "systemd-run: {}", String::from_utf8_lossy(&out.stderr));
     // systemd-run returns once the start job is done: for Type=notify, once READY=1 came.
     let show = |prop: &str| {
-        let out = Command::new("systemctl")
-            .args(["--user", "show", "--value", "-p", prop, &unit])
-            .output()
-            .expect("systemctl show");
+        let out = systemctl().args(["show", "--value", "-p", prop, &unit]).output().expect("systemctl show");
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     };
     assert_eq!(show("ActiveState"), "active", "after {:?}", start.elapsed());
@@ -309,7 +300,11 @@ fn type_notify_service_with_delegate() {
     one(&life, &[("DAEMONIC_EVENT", "daemons-killed"), ("DAEMONIC_DAEMONS", "1")]);
     one(&life, &[("DAEMONIC_EVENT", "exited"), ("DAEMONIC_EXITCODE", "0")]);
     // stderr was the journal (JOURNAL_STREAM): no plain copy of the events from the stream.
-    let plain = journal(&format!("_SYSTEMD_USER_UNIT={unit}"))
+    let unit_field = match test_bus() {
+        daemonic::systemd::Bus::User => "_SYSTEMD_USER_UNIT",
+        daemonic::systemd::Bus::System => "_SYSTEMD_UNIT",
+    };
+    let plain = journal(&format!("{unit_field}={unit}"))
         .into_iter()
         .filter(|e| field(e, "_TRANSPORT") == "stdout" && field(e, "MESSAGE").starts_with("daemonic"))
         .count();
@@ -323,7 +318,7 @@ struct UnitGuard(String);
 impl Drop for UnitGuard {
     fn drop(&mut self) {
         for args in [["stop", self.0.as_str()], ["reset-failed", self.0.as_str()]] {
-            let _ = Command::new("systemctl").arg("--user").args(args).stderr(Stdio::null()).status();
+            let _ = systemctl().args(args).stderr(Stdio::null()).status();
         }
     }
 }

@@ -11,9 +11,14 @@
 //! `python3` shim is a forking shell script) or this test binary itself.
 
 mod common;
+mod harness;
 mod support;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 include!("scenarios/library.rs");

@@ -9,7 +9,7 @@
 //!   package and checks that nothing of it is left.
 //!
 //! What is missing (a tool, the packages, root) fails the test when `CI=true` and otherwise
-//! skips it with a loud `*** SKIPPED ... ***` line on stderr (written past libtest's capture).
+//! ends it as ignored, with what is missing as the reason (tests/harness).
 //!
 //! Tests of one file run in parallel threads. These do not interfere: none of them writes below
 //! `target/` (the packages are built beforehand by `scripts/build-packages`, never here); the
@@ -26,6 +26,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod harness;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
 /// The binary cargo built for these tests; stands in for /usr/bin/daemonic in `units_verify`.
@@ -38,15 +44,6 @@ const INSTALLED_BINARY: &str = "/usr/bin/daemonic";
 
 fn in_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
-}
-
-/// Fails the test when `CI=true`; otherwise prints a loud SKIPPED line past libtest's capture.
-/// The caller returns right after.
-fn skip(test: &str, why: &str) {
-    if in_ci() {
-        panic!("{test}: CI=true, so this cannot be skipped: {why}");
-    }
-    let _ = writeln!(std::io::stderr(), "\n*** SKIPPED {test}: {why} ***\n");
 }
 
 fn root() -> PathBuf {
@@ -177,20 +174,19 @@ fn check_listing(kind: &str, package: &Path, listed: &BTreeSet<String>, expected
     );
 }
 
-/// The package file for a contents test, or None after skipping/failing when it is missing.
-fn package_or_skip(test: &str, kind: &str, file: Option<PathBuf>, tool: &str) -> Option<(PathBuf, PathBuf)> {
+/// The package file for a contents test and the tool that reads it; ends the test as ignored
+/// (failed with `CI=true`) when either is missing.
+fn package_or_skip(kind: &str, file: Option<PathBuf>, tool: &str) -> (PathBuf, PathBuf) {
     let Some(tool_path) = which(tool) else {
-        skip(test, &format!("`{tool}` is not installed (Debian: apt-get install {})", tool_package(tool)));
-        return None;
+        harness::skip(&format!("`{tool}` is not installed (Debian: apt-get install {})", tool_package(tool)));
     };
     let Some(file) = file else {
-        skip(
-            test,
-            &format!("no {kind} of daemonic {VERSION} in {}: run scripts/build-packages first", target_dir().display()),
-        );
-        return None;
+        harness::skip(&format!(
+            "no {kind} of daemonic {VERSION} in {}: run scripts/build-packages first",
+            target_dir().display()
+        ));
     };
-    Some((file, tool_path))
+    (file, tool_path)
 }
 
 fn tool_package(tool: &str) -> &'static str {
@@ -258,12 +254,10 @@ fn unit_files(dir: &Path, user: bool, found: &mut Vec<(PathBuf, bool)>) {
     }
 }
 
-#[test]
+#[harness::test]
 fn units_verify() {
-    let test = "units_verify";
     let Some(analyze) = which("systemd-analyze") else {
-        skip(test, "systemd-analyze is not installed (Debian: apt-get install systemd)");
-        return;
+        harness::skip("systemd-analyze is not installed (Debian: apt-get install systemd)");
     };
     let mut units = Vec::new();
     unit_files(&root().join("units"), false, &mut units);
@@ -318,12 +312,9 @@ fn units_verify() {
 // Package contents
 // ---------------------------------------------------------------------------------------------
 
-#[test]
+#[harness::test]
 fn deb_contents() {
-    let test = "deb_contents";
-    let Some((deb, dpkg_deb)) = package_or_skip(test, ".deb", deb_file(), "dpkg-deb") else {
-        return;
-    };
+    let (deb, dpkg_deb) = package_or_skip(".deb", deb_file(), "dpkg-deb");
     println!("checking {}", deb.display());
     // Lines like `-rwxr-xr-x 0/0 4093624 2026-11-22 00:00 ./usr/bin/daemonic`.
     let listing = run_ok(Command::new(&dpkg_deb).arg("-c").arg(&deb));
@@ -351,12 +342,9 @@ fn deb_contents() {
     assert!(depends.contains("libc6"), "Depends should be computed from the binary (libc6): {depends:?}");
 }
 
-#[test]
+#[harness::test]
 fn rpm_contents() {
-    let test = "rpm_contents";
-    let Some((rpm_path, rpm)) = package_or_skip(test, ".rpm", rpm_file(), "rpm") else {
-        return;
-    };
+    let (rpm_path, rpm) = package_or_skip(".rpm", rpm_file(), "rpm");
     println!("checking {}", rpm_path.display());
     // One line per file: mode and path (rpm -qlp alone gives the paths).
     let listing =
@@ -504,30 +492,22 @@ fn running_sleeper() -> Option<u64> {
     sleeper["pid"].as_u64()
 }
 
-#[test]
+#[harness::test]
 fn deb_installs_runs_and_removes() {
-    let test = "deb_installs_runs_and_removes";
     if !in_ci() && std::env::var("DAEMONIC_TEST_PACKAGES").as_deref() != Ok("1") {
-        let _ = writeln!(
-            std::io::stderr(),
-            "\n*** SKIPPED {test}: installs the .deb system-wide; set DAEMONIC_TEST_PACKAGES=1 (as root) to run it ***\n"
-        );
-        return;
+        harness::skip("installs the .deb system-wide; set DAEMONIC_TEST_PACKAGES=1 (as root) to run it");
     }
     if !rustix::process::geteuid().is_root() {
-        skip(test, "dpkg -i needs root");
-        return;
+        harness::skip("dpkg -i needs root");
     }
     let (Some(dpkg), Some(dpkg_query)) = (which("dpkg"), which("dpkg-query")) else {
-        skip(test, "dpkg is not installed: this test needs a Debian-based system");
-        return;
+        harness::skip("dpkg is not installed: this test needs a Debian-based system");
     };
     let Some(deb) = deb_file() else {
-        skip(
-            test,
-            &format!("no .deb of daemonic {VERSION} in {}: run scripts/build-packages first", target_dir().display()),
-        );
-        return;
+        harness::skip(&format!(
+            "no .deb of daemonic {VERSION} in {}: run scripts/build-packages first",
+            target_dir().display()
+        ));
     };
     assert!(
         !dpkg_has_daemonic(&dpkg_query),

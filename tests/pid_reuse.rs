@@ -28,9 +28,14 @@
 //! reaps with its main member's PID must not be taken for the main member.
 
 mod common;
+mod harness;
 
 /// The backend of this test crate (the cgroupfs backend is enough for PID reuse).
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 use common::*;
 
@@ -61,7 +66,7 @@ const ENV_DIR: &str = "DAEMONIC_PIDREUSE_DIR";
 const ENV_TAG: &str = "DAEMONIC_PIDREUSE_TAG";
 const TEST: &str = "pid_reuse_never_signals_a_non_member";
 
-#[test]
+#[harness::test]
 fn pid_reuse_never_signals_a_non_member() {
     match std::env::var(ENV_ROLE).as_deref() {
         Ok("init") => return init(),
@@ -69,19 +74,14 @@ fn pid_reuse_never_signals_a_non_member() {
         Ok("lib") => return lib(),
         _ => {}
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // Before Linux 6.14 pid_max is one global sysctl: writing it in the namespace would
     // shrink the whole machine's. (No fallback that spawns until the global counter wraps.)
     if !pid_max_per_namespace() {
-        skip_or_fail("pid_max is per PID namespace only since Linux 6.14");
-        return;
+        skip("pid_max is per PID namespace only since Linux 6.14");
     }
     let host_pid_max = std::fs::read_to_string("/proc/sys/kernel/pid_max").expect("read pid_max");
-    if !require_pid_namespace() {
-        return;
-    }
+    require_pid_namespace();
     // The forward-INT rounds need SIGINT to reach the main member's `trap`. A background job of
     // a shell without job control (`cmd &` in a script) starts with SIGINT ignored, and an
     // ignored signal stays ignored in every program started from it, the shell's trap included:
@@ -158,11 +158,10 @@ fn pid_reuse_never_signals_a_non_member() {
 /// its child gets the main member's PID, and exits, orphaning that child. The daemon and the
 /// orphan ignore SIGTERM, so both are SIGKILLed (`cgroup.kill`) when the stop timeout expires
 /// (3 s: the daemon must have built the case by then, even on a loaded machine).
-#[test]
+#[harness::test]
 fn run_exits_with_its_main_members_status_when_an_orphan_reuses_its_pid() {
-    if !require_cgroup() || !require_pid_namespace() {
-        return;
-    }
+    require_cgroup();
+    require_pid_namespace();
     let dir = tempdir();
     let d = dir.path().display().to_string();
     let name = family_name("reaped-main");
@@ -215,16 +214,18 @@ fn run_exits_with_its_main_members_status_when_an_orphan_reuses_its_pid() {
     assert!(left.is_empty(), "cgroup directories left behind (C10): {left:?}");
 }
 
-/// Whether `unshare --pid --fork --mount-proc` works here (it needs root); skips or fails if not.
-fn require_pid_namespace() -> bool {
+/// Ends the test as ignored (failed with `CI=true`) unless `unshare --pid --fork --mount-proc`
+/// works here (it needs root).
+fn require_pid_namespace() {
     let probe = Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "true"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
-    matches!(probe, Ok(s) if s.success())
-        || skip_or_fail(&format!("`unshare --pid --fork --mount-proc` does not work here ({probe:?})"))
+    if !matches!(probe, Ok(s) if s.success()) {
+        skip(&format!("`unshare --pid --fork --mount-proc` does not work here ({probe:?})"));
+    }
 }
 
 /// Kills whatever runs in `dir` (a family of this test) and removes it, deepest first.

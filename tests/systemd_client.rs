@@ -1,30 +1,25 @@
 //! The D-Bus client of the systemd backend against a real `systemd --user` manager.
 //!
-//! Needs the manager that `scripts/user-manager start` runs (`.ci/run` starts it). Without it
-//! these tests say SKIPPED loudly on a developer machine and fail when `CI=true`.
+//! Needs a manager that answers on the bus under test (`common::test_bus`: the user manager of
+//! the session bus, e.g. the one `scripts/user-manager start` runs, or with
+//! `DAEMONIC_TEST_BUS=system` the system manager). Without one these tests are ignored, with
+//! the reason, and fail when `CI=true`.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemonic::systemd::{Bus, Client};
+use daemonic::systemd::Client;
 use daemonic::unit_name::{UnitName, UnitType};
 use zbus::zvariant::Value;
 
-fn manager_available() -> bool {
-    if std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() == Ok("1") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "CI=true but no systemd --user manager: .ci/run should have run `eval \"$(scripts/user-manager start)\"`"
-        );
-    }
-    // Straight to fd 2: libtest captures eprintln! of passing tests, and a skip must be seen.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stderr(),
-        b"*** SKIPPED: needs a systemd --user manager (run: eval \"$(scripts/user-manager start)\") ***\n",
-    );
-    false
+mod common;
+mod harness;
+
+/// The backend of the helpers in `common`.
+const BACKEND: common::Backend = common::Backend::Systemd;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
 }
 
 /// A sleeping child that is killed and reaped whatever happens to the test.
@@ -76,12 +71,10 @@ fn scope_properties(description: &str, pid: u32) -> Vec<(&'static str, Value<'st
     ]
 }
 
-#[test]
+#[harness::test]
 fn a_transient_scope_holds_its_process_and_stops_with_it() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect to the user manager");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect to the user manager");
     let unit = unique("client");
     let mut child = Sleeper::start();
     client.start_transient(&unit, &scope_properties("daemonic test scope", child.pid())).expect("start scope");
@@ -100,12 +93,10 @@ fn a_transient_scope_holds_its_process_and_stops_with_it() {
 /// unit's process goes on. (The reset and retry of a stale, failed unit is tested against the
 /// fake manager in `tests/systemd_fake.rs`: a real one cannot be made to keep a failed scope on
 /// demand.)
-#[test]
+#[harness::test]
 fn a_unit_in_use_is_never_reset() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect");
     let unit = unique("inuse");
     let mut old = Sleeper::start();
     client.start_transient(&unit, &scope_properties("in use", old.pid())).expect("first start");
@@ -120,12 +111,10 @@ fn a_unit_in_use_is_never_reset() {
     assert!(old.ended_within(Duration::from_secs(5)), "stopping {unit} ended its process");
 }
 
-#[test]
+#[harness::test]
 fn a_failed_start_names_the_unit() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect");
     let unit = unique("nopid");
     // PID 0x7fff_fff0 does not exist: systemd refuses the scope.
     let e = client.start_transient(&unit, &scope_properties("no such process", 0x7fff_fff0)).expect_err("refused");
@@ -133,12 +122,10 @@ fn a_failed_start_names_the_unit() {
     assert!(!client.exists(unit.as_str()), "nothing half-created");
 }
 
-#[test]
+#[harness::test]
 fn a_gated_child_runs_only_inside_its_scope() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect");
     let unit = unique("gated");
     let mut cmd = daemonic::Command::new("/bin/sh");
     cmd.args(["-c", "cat /proc/self/cgroup"]).stdout(daemonic::Stdio::Piped);
@@ -156,12 +143,10 @@ fn a_gated_child_runs_only_inside_its_scope() {
     assert!(!client.exists(unit.as_str()), "{unit} was collected after its process ended");
 }
 
-#[test]
+#[harness::test]
 fn a_refused_scope_leaves_no_process_and_no_unit() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect");
     let unit = unique("refused");
     let marker = format!("/tmp/daemonic-refused-{}", std::process::id());
     let mut cmd = daemonic::Command::new("/bin/sh");
@@ -180,12 +165,10 @@ fn a_refused_scope_leaves_no_process_and_no_unit() {
     assert!(!client.exists(unit.as_str()), "no unit remains");
 }
 
-#[test]
+#[harness::test]
 fn resource_properties_reach_the_unit() {
-    if !manager_available() {
-        return;
-    }
-    let client = Client::connect(Bus::User).expect("connect");
+    common::require_manager();
+    let client = Client::connect(common::test_bus()).expect("connect");
     let unit = unique("props");
     let props: Vec<(&str, Value<'static>)> = ["TasksMax=100", "MemoryMax=512M", "CPUWeight=200"]
         .iter()
@@ -195,7 +178,8 @@ fn resource_properties_reach_the_unit() {
     cmd.arg("30");
     let member = daemonic::systemd::spawn_in_scope(&client, &unit, "props", &mut cmd, &props).expect("spawn");
     let shown = Command::new("systemctl")
-        .args(["--user", "show", unit.as_str(), "-p", "TasksMax", "-p", "MemoryMax", "-p", "CPUWeight"])
+        .arg(common::bus_flag())
+        .args(["show", unit.as_str(), "-p", "TasksMax", "-p", "MemoryMax", "-p", "CPUWeight"])
         .output()
         .expect("systemctl show");
     let text = String::from_utf8_lossy(&shown.stdout);

@@ -9,33 +9,23 @@
 //! Every unit name is unique (`daemonic-test-<pid>-<n>-<nanos>`), every unit a test starts is
 //! stopped again, and nothing is ever killed by name: only the PIDs the tests started.
 
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+mod common;
+mod harness;
+
+/// The backend of the helpers in `common`.
+const BACKEND: common::Backend = common::Backend::Systemd;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
+
 /// How long any single `systemctl`/`systemd-run`/`busctl` call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// True when a manager is available. Otherwise: panics when `CI=true` (.ci/run must have
-/// started one), else prints a loud SKIPPED line to stderr and returns false.
-fn require_manager(test: &str) -> bool {
-    if std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() == Ok("1") {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!(
-            "{test}: CI=true but DAEMONIC_TEST_USER_MANAGER is not 1: .ci/run should have started \
-             a systemd --user manager with eval \"$(scripts/user-manager start)\" before cargo test"
-        );
-    }
-    // Straight to the stderr handle, not eprintln!, so libtest's capture cannot hide the skip.
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n*** SKIPPED: {test} needs a systemd --user manager (run: eval \"$(scripts/user-manager start)\") ***\n"
-    );
-    false
-}
 
 /// A unit name no other test (or test run) uses.
 fn unique_unit() -> String {
@@ -102,7 +92,7 @@ fn run_ok(prog: &str, args: &[&str]) -> String {
 
 /// Names of the units `systemctl --user list-units --all PATTERN` lists.
 fn listed_units(pattern: &str) -> Vec<String> {
-    run_ok("systemctl", &["--user", "list-units", "--all", "--no-legend", "--plain", "--no-pager", pattern])
+    run_ok("systemctl", &[common::bus_flag(), "list-units", "--all", "--no-legend", "--plain", "--no-pager", pattern])
         .lines()
         .filter_map(|l| l.split_whitespace().next().map(str::to_string))
         .collect()
@@ -145,7 +135,7 @@ struct ScopeGuard {
 impl Drop for ScopeGuard {
     fn drop(&mut self) {
         let _ = Command::new("systemctl")
-            .args(["--user", "stop", "--no-block", &self.unit])
+            .args([common::bus_flag(), "stop", "--no-block", &self.unit])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -157,12 +147,10 @@ impl Drop for ScopeGuard {
     }
 }
 
-#[test]
+#[harness::test]
 fn manager_answers_on_the_session_bus() {
-    if !require_manager("manager_answers_on_the_session_bus") {
-        return;
-    }
-    let state = run("systemctl", &["--user", "is-system-running"]);
+    common::require_manager();
+    let state = run("systemctl", &[common::bus_flag(), "is-system-running"]);
     let state = state.stdout.trim();
     assert!(matches!(state, "running" | "degraded"), "systemctl --user is-system-running: {state:?}");
 
@@ -170,7 +158,7 @@ fn manager_answers_on_the_session_bus() {
     let out = run_ok(
         "busctl",
         &[
-            "--user",
+            common::bus_flag(),
             "call",
             "org.freedesktop.systemd1",
             "/org/freedesktop/systemd1",
@@ -183,17 +171,25 @@ fn manager_answers_on_the_session_bus() {
     assert_eq!(out.trim(), "o \"/org/freedesktop/systemd1/unit/init_2escope\"", "GetUnit init.scope");
 }
 
-#[test]
+#[harness::test]
 fn a_transient_scope_holds_its_process() {
-    if !require_manager("a_transient_scope_holds_its_process") {
-        return;
-    }
+    common::require_manager();
     let unit = unique_unit();
     let scope = format!("{unit}.scope");
     let _guard = ScopeGuard { unit: scope.clone(), child: None };
     let out = run_ok(
         "systemd-run",
-        &["--user", "--scope", "--quiet", "--collect", "--unit", &unit, "/bin/sh", "-c", "cat /proc/self/cgroup"],
+        &[
+            common::bus_flag(),
+            "--scope",
+            "--quiet",
+            "--collect",
+            "--unit",
+            &unit,
+            "/bin/sh",
+            "-c",
+            "cat /proc/self/cgroup",
+        ],
     );
     let path = cgroup2_path(&out).unwrap_or_else(|| panic!("no 0:: line in {out:?}"));
     assert!(path.ends_with(&format!("/{scope}")), "the scope's process is in {path}, not in {scope}");
@@ -202,16 +198,14 @@ fn a_transient_scope_holds_its_process() {
     }
 }
 
-#[test]
+#[harness::test]
 fn a_stopped_scope_leaves_nothing() {
-    if !require_manager("a_stopped_scope_leaves_nothing") {
-        return;
-    }
+    common::require_manager();
     let unit = unique_unit();
     let scope = format!("{unit}.scope");
     // systemd-run --scope execs the command in place: the child *is* the sleeping process.
     let child = Command::new("systemd-run")
-        .args(["--user", "--scope", "--quiet", "--collect", "--unit", &unit, "sleep", "30"])
+        .args([common::bus_flag(), "--scope", "--quiet", "--collect", "--unit", &unit, "sleep", "30"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -230,7 +224,7 @@ fn a_stopped_scope_leaves_nothing() {
         listed_units("daemonic-test-*").contains(&scope)
     });
     assert!(listed, "{scope} never appeared in systemctl --user list-units 'daemonic-test-*'");
-    let active = run_ok("systemctl", &["--user", "show", "--property=ActiveState", "--value", &scope]);
+    let active = run_ok("systemctl", &[common::bus_flag(), "show", "--property=ActiveState", "--value", &scope]);
     assert_eq!(active.trim(), "active", "{scope} ActiveState");
 
     // The sleeping process is in the scope's cgroup; remember that directory.
@@ -248,7 +242,7 @@ fn a_stopped_scope_leaves_nothing() {
         assert!(std::path::Path::new(d).is_dir(), "the scope's cgroup {d} does not exist");
     }
 
-    run_ok("systemctl", &["--user", "stop", &scope]);
+    run_ok("systemctl", &[common::bus_flag(), "stop", &scope]);
 
     let mut child = guard.child.take().expect("the child");
     let status = wait_or_kill(&mut child, Duration::from_secs(5))

@@ -3,6 +3,7 @@
 //! binary started again, so `daemonic::init()` comes first).
 
 mod common;
+mod harness;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;

@@ -13,13 +13,18 @@
 //! (`scripts/user-manager start --as USER`) and runs families of transient scopes in it.
 //!
 //! Needs root (to create the user); without it, or without a writable cgroup v2, `useradd` or
-//! `setpriv`, the tests print SKIPPED, and fail with `CI=true`.
+//! `setpriv`, the tests are ignored, with the reason, and fail with `CI=true`.
 
 mod common;
+mod harness;
 
 /// The backend the common helpers assume; the one test of the user's own systemd manager passes
 /// `--backend systemd --user` itself.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;
+
+fn main() -> std::process::ExitCode {
+    harness::main()
+}
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -61,22 +66,19 @@ fn tool_exists(name: &str) -> bool {
     ["/usr/sbin", "/usr/bin", "/sbin", "/bin"].iter().any(|d| Path::new(d).join(name).exists())
 }
 
-/// What these tests need, or skip (locally) / fail (CI). `None` means: return early.
-fn delegated() -> Option<Delegated> {
-    if !require_cgroup() {
-        return None;
-    }
+/// A test user with a delegated cgroup; ends the test as ignored (failed with `CI=true`) where
+/// this host cannot make one.
+fn delegated() -> Delegated {
+    require_cgroup();
     if !rustix::process::geteuid().is_root() {
-        skip_or_fail("creating a test user and delegating a cgroup to it needs root");
-        return None;
+        skip("creating a test user and delegating a cgroup to it needs root");
     }
     for tool in ["useradd", "userdel", "setpriv"] {
         if !tool_exists(tool) {
-            skip_or_fail(&format!("`{tool}` is not installed"));
-            return None;
+            skip(&format!("`{tool}` is not installed"));
         }
     }
-    Some(Delegated::create())
+    Delegated::create()
 }
 
 impl Delegated {
@@ -270,9 +272,9 @@ fn runs(ps: &Value, name: &str, pids: &[u32]) -> bool {
 
 /// The user's own family: daemons and non-daemons, `is-daemon`, the no-children rule, `ps` and
 /// `ps --json` with every detail, the daemon killed when the main member ends, nothing left.
-#[test]
+#[harness::test]
 fn own_family_works_for_an_unprivileged_user() {
-    let Some(u) = delegated() else { return };
+    let u = delegated();
     let name = family_name("unpriv-own");
     let (bg, worker) = (marker(300), marker(300));
     let files = u.files();
@@ -339,9 +341,9 @@ while [ ! -e {files}/go ]; do sleep 0.02; done"#
 }
 
 /// `daemonic kill` of the user's own family ends it all: `run` exits 137, nothing is left.
-#[test]
+#[harness::test]
 fn unprivileged_user_kills_its_own_family() {
-    let Some(u) = delegated() else { return };
+    let u = delegated();
     let name = family_name("unpriv-kill");
     let (daemon, main) = (marker(300), marker(300));
     let script = format!("daemonic spawn --daemon -- sleep {daemon} & exec sleep {main}");
@@ -357,9 +359,9 @@ fn unprivileged_user_kills_its_own_family() {
 }
 
 /// `daemonic doctor` as the user, inside the delegated cgroup: the default backend can work.
-#[test]
+#[harness::test]
 fn doctor_passes_for_an_unprivileged_user_in_a_delegated_cgroup() {
-    let Some(u) = delegated() else { return };
+    let u = delegated();
     let out = u.daemonic(["doctor"]).timeout(30.0).run();
     assert_eq!(out.code, Some(0), "doctor as uid {} in {}\n{}", u.uid, u.dir.display(), out.dump());
     let line = |check: &str| {
@@ -381,9 +383,9 @@ fn doctor_passes_for_an_unprivileged_user_in_a_delegated_cgroup() {
 /// Another user's family (root's here): the user cannot kill it with daemonic (a clear
 /// one-line error, exit 1, the family intact), cannot signal its members or write its
 /// `cgroup.kill` (the kernel refuses), and sees it in `ps` only as a line saying whose it is.
-#[test]
+#[harness::test]
 fn another_users_family_is_hidden_and_out_of_reach() {
-    let Some(u) = delegated() else { return };
+    let u = delegated();
     let rootfam = family_name("rootfam");
     let (r_daemon, r_main) = (marker(300), marker(300));
     let script = format!("daemonic spawn --daemon -- sleep {r_daemon} & exec sleep {r_main}");
@@ -487,7 +489,7 @@ struct UserManager {
 }
 
 impl UserManager {
-    fn start(u: &Delegated) -> Option<UserManager> {
+    fn start(u: &Delegated) -> UserManager {
         let systemd = ["/lib/systemd/systemd", "/usr/lib/systemd/systemd"].iter().any(|p| Path::new(p).exists());
         for (ok, what) in [
             (systemd, "systemd (/lib/systemd/systemd)"),
@@ -497,8 +499,7 @@ impl UserManager {
             (tool_exists("busctl"), "busctl"),
         ] {
             if !ok {
-                skip_or_fail(&format!("{what} is not installed (needed for the user's own systemd manager)"));
-                return None;
+                skip(&format!("{what} is not installed (needed for the user's own systemd manager)"));
             }
         }
         let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/user-manager");
@@ -523,7 +524,7 @@ impl UserManager {
             u.user,
             String::from_utf8_lossy(&out.stderr)
         );
-        Some(m)
+        m
     }
 }
 
@@ -572,10 +573,10 @@ impl Delegated {
 /// The systemd backend with the user's own manager: a family of transient scopes owned by the
 /// user (its daemon killed when the main member ends, the no-children rule), listed in full to
 /// the user and to root, killed by the user, nothing left (no unit, no cgroup, no process).
-#[test]
+#[harness::test]
 fn users_own_systemd_manager_runs_and_kills_its_families() {
-    let Some(u) = delegated() else { return };
-    let Some(m) = UserManager::start(&u) else { return };
+    let u = delegated();
+    let m = UserManager::start(&u);
     let files = u.files();
     let name = family_name("unpriv-sd");
     let bg = marker(300);

@@ -1,7 +1,8 @@
 //! Shared helpers for the `daemonic` integration tests.
 //!
 //! - [`daemonic`]: a fluent runner for the binary that always kills what it started on timeout.
-//! - [`require_cgroup`]: skip (locally) or fail (in CI) when no writable cgroup v2 is available.
+//! - [`require_cgroup`], [`require_manager`]: end a test as ignored, with the reason (failed in
+//!   CI), when this host has no writable cgroup v2 or no systemd manager answering.
 //! - [`assert_no_leftovers`]: C10, no family cgroup directory and no marked process remains.
 //! - [`marker`]: unique strings to tag the processes a test starts, so tests never confuse
 //!   each other's processes (and never kill anything by name).
@@ -10,7 +11,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
-use std::io::{Read, Write as _};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -168,35 +169,95 @@ fn probe_cgroup() -> Result<PathBuf, String> {
     Ok(dir)
 }
 
-/// Checks that cgroup v2 is usable (a test dir can be created and removed under our own
-/// cgroup). When it is not: panics if `CI=true` (tests must fail in CI, never skip silently),
-/// otherwise prints a loud SKIPPED line and returns `false` so the test returns early.
-pub fn require_cgroup() -> bool {
-    static RESULT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let manager = || {
-        if backend() == Backend::Systemd && std::env::var("DAEMONIC_TEST_USER_MANAGER").as_deref() != Ok("1") {
-            return Err("and a systemd --user manager: run eval \"$(scripts/user-manager start)\"".to_string());
-        }
-        probe_cgroup()
-    };
-    match RESULT.get_or_init(manager) {
-        Ok(_) => true,
-        Err(e) => skip_or_fail(&format!("no writable cgroup v2 is available: {e}")),
+/// Why the tests cannot create cgroups here, if they cannot (probed once): the probe makes and
+/// removes a directory under the test's own cgroup.
+pub fn cgroup_problem() -> Option<String> {
+    static RESULT: OnceLock<Option<String>> = OnceLock::new();
+    RESULT.get_or_init(|| probe_cgroup().err().map(|e| format!("no writable cgroup v2 is available: {e}"))).clone()
+}
+
+/// Why this crate's backend cannot run here, if it cannot: no writable cgroup v2, or (systemd
+/// backend) no manager answering on the bus under test.
+pub fn backend_problem() -> Option<String> {
+    cgroup_problem().or_else(|| match backend() {
+        Backend::Systemd => manager_problem(),
+        Backend::Cgroupfs => None,
+    })
+}
+
+/// Ends the calling test as ignored (failed with `CI=true`) unless this crate's backend can run
+/// here: a writable cgroup v2 and, for the systemd backend, a manager that answers.
+pub fn require_cgroup() {
+    if let Some(why) = backend_problem() {
+        skip(&why);
     }
 }
 
-/// What a test does when something it needs (`why` says what is missing) is not there: panics
-/// when `CI=true` (tests must fail in CI, never skip), otherwise prints a loud SKIPPED line and
-/// returns `false` so the test returns early.
-pub fn skip_or_fail(why: &str) -> bool {
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("CI=true but {why}");
+/// Ends the calling test as ignored, saying why (failed with `CI=true`): see [`harness::skip`].
+pub fn skip(why: &str) -> ! {
+    crate::harness::skip(why)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The systemd manager under test
+// ---------------------------------------------------------------------------------------------
+
+/// The manager the systemd tests use: `DAEMONIC_TEST_BUS=system` for the system manager (PID 1;
+/// root only), otherwise the user manager of the session bus (`DBUS_SESSION_BUS_ADDRESS`, or
+/// `$XDG_RUNTIME_DIR/bus`), which is what `scripts/user-manager start` provides.
+pub fn test_bus() -> daemonic::systemd::Bus {
+    match std::env::var("DAEMONIC_TEST_BUS").as_deref() {
+        Ok("system") => daemonic::systemd::Bus::System,
+        Ok("user") | Ok("") | Err(_) => daemonic::systemd::Bus::User,
+        Ok(other) => panic!("DAEMONIC_TEST_BUS={other:?}: expected `user` or `system`"),
     }
-    // Written to the stderr handle, not with eprintln!, so that libtest's output capture cannot
-    // hide it: a skip must be loud.
-    let _ =
-        writeln!(std::io::stderr(), "\n*** SKIPPED: {} ({why}) ***\n", std::thread::current().name().unwrap_or("test"));
-    false
+}
+
+/// Why no systemd manager can be used here, if none can (asked once): the manager of
+/// [`test_bus`] must answer a call for its version on that bus.
+pub fn manager_problem() -> Option<String> {
+    static RESULT: OnceLock<Option<String>> = OnceLock::new();
+    RESULT
+        .get_or_init(|| {
+            let bus = test_bus();
+            let fix = match bus {
+                daemonic::systemd::Bus::User => {
+                    "start one with eval \"$(scripts/user-manager start)\", or set DAEMONIC_TEST_BUS=system as root"
+                }
+                daemonic::systemd::Bus::System => "boot with systemd as PID 1, or use DAEMONIC_TEST_BUS=user",
+            };
+            match daemonic::systemd::Client::connect(bus) {
+                Ok(client) => match client.version() {
+                    Some(_) => None,
+                    None => Some(format!("the {} systemd manager does not answer on its bus ({fix})", bus.as_str())),
+                },
+                Err(e) => Some(format!("{e} ({fix})")),
+            }
+        })
+        .clone()
+}
+
+/// Ends the calling test as ignored (failed with `CI=true`) unless the manager under test
+/// answers.
+pub fn require_manager() {
+    if let Some(why) = manager_problem() {
+        skip(&why);
+    }
+}
+
+/// The option that selects the manager under test in systemctl, systemd-run and busctl.
+pub fn bus_flag() -> &'static str {
+    match test_bus() {
+        daemonic::systemd::Bus::User => "--user",
+        daemonic::systemd::Bus::System => "--system",
+    }
+}
+
+/// `systemctl` for the manager under test (`--user` or `--system`).
+pub fn systemctl() -> Command {
+    let mut cmd = Command::new("systemctl");
+    cmd.arg(bus_flag()).stdin(Stdio::null());
+    cmd
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -329,9 +390,8 @@ pub fn guardians_of(name: &str) -> Vec<(u32, String)> {
 /// Units of the test user manager that belong to the family `name` (its slice and everything
 /// named below it), loaded in any state, failed ones included.
 pub fn family_units(name: &str) -> Vec<String> {
-    let Ok(out) = Command::new("systemctl")
-        .args(["--user", "list-units", "--all", "--plain", "--no-legend", "--no-pager", "daemonic-*"])
-        .stdin(Stdio::null())
+    let Ok(out) = systemctl()
+        .args(["list-units", "--all", "--plain", "--no-legend", "--no-pager", "daemonic-*"])
         .stderr(Stdio::null())
         .output()
     else {
@@ -564,7 +624,7 @@ where
     }
     cmd.env("DAEMONIC_BACKEND", backend().name());
     if backend() == Backend::Systemd {
-        cmd.env("DAEMONIC_BUS", "user");
+        cmd.env("DAEMONIC_BUS", test_bus().as_str());
     }
     cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let family = family_of_args(&args);

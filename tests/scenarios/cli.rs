@@ -186,11 +186,9 @@ fn assert_clean_error(out: &Output, any_of: &[&str]) {
 // =============================================================================================
 
 /// Seed 1 / C2 / C8: the main member and a plain process are non-daemonic.
-#[test]
+#[harness::test]
 fn seed1_main_member_and_plain_process_are_not_daemonic() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed1");
     let out = daemonic(["run", "--name", &name, "--", "daemonic", "is-daemon"]).run();
     assert_eq!(out.stdout.trim(), "false", "{}", out.dump());
@@ -214,11 +212,9 @@ fn seed1_main_member_and_plain_process_are_not_daemonic() {
 }
 
 /// Seed 2 / C1: a member spawned with the default flag inherits non-daemon from the main.
-#[test]
+#[harness::test]
 fn seed2_default_spawn_from_main_is_not_daemonic() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed2");
     let script = "daemonic spawn -- daemonic is-daemon; echo rc=$?; \
                   daemonic spawn --name kid -- grep ^0:: /proc/self/cgroup";
@@ -236,11 +232,9 @@ fn seed2_default_spawn_from_main_is_not_daemonic() {
 }
 
 /// Seed 3 / C1 / C8: `spawn --daemon` makes a daemon, visible in its cgroup path.
-#[test]
+#[harness::test]
 fn seed3_spawn_daemon_is_daemonic() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed3");
     let script = "daemonic spawn --daemon -- daemonic is-daemon; echo rc=$?; \
                   daemonic spawn --daemon --name dd -- grep ^0:: /proc/self/cgroup";
@@ -259,11 +253,9 @@ fn seed3_spawn_daemon_is_daemonic() {
 }
 
 /// Seed 4a / C3: `daemonic spawn` from a daemon refuses with CPython's words, exit 1.
-#[test]
+#[harness::test]
 fn seed4_spawn_from_daemon_is_refused() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed4a");
     let dir = tempdir();
     let script = tpl(
@@ -280,11 +272,9 @@ fn seed4_spawn_from_daemon_is_refused() {
 }
 
 /// Seed 4b / C3: a daemon shell cannot fork to run an external command.
-#[test]
+#[harness::test]
 fn seed4_daemon_shell_cannot_fork() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed4b");
     let dir = tempdir();
     let script = tpl(
@@ -309,11 +299,9 @@ fn seed4_daemon_shell_cannot_fork() {
 }
 
 /// Seed 4c / C3: os.fork() in a python daemon raises PermissionError (EPERM).
-#[test]
+#[harness::test]
 fn seed4_python_daemon_fork_gets_eperm() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed4c");
     let dir = tempdir();
     write_file(dir.path(), "fork.py", FORK_PY, 0o644);
@@ -329,11 +317,9 @@ fn seed4_python_daemon_fork_gets_eperm() {
 }
 
 /// Seed 4d / C3: threads keep working in a daemon.
-#[test]
+#[harness::test]
 fn seed4_python_daemon_threads_work() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed4d");
     let dir = tempdir();
     write_file(dir.path(), "threads.py", THREADS_PY, 0o644);
@@ -351,11 +337,9 @@ fn seed4_python_daemon_threads_work() {
 }
 
 /// Seed 5 / C4: the counter daemon runs while main sleeps 3 s and dies with it.
-#[test]
+#[harness::test]
 fn seed5_daemon_counter_dies_when_main_exits() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed5");
     let dir = tempdir();
     let m = marker(0);
@@ -387,11 +371,9 @@ sleep 3.05; echo "Main process exiting...""#,
 
 /// Seed 6 / C4: SIGKILL of `daemonic run` does not save the daemon: it dies when the main
 /// member (which keeps running) ends.
-#[test]
+#[harness::test]
 fn seed6_run_killed_daemon_still_dies_with_main() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed6");
     let dir = tempdir();
     let dp = d(&dir);
@@ -440,11 +422,9 @@ fn seed6_run_killed_daemon_still_dies_with_main() {
 /// A member that runs `daemonic run` itself owns a nested family with its own guardian: the
 /// inner daemon dies with the inner main member while the outer family runs on, the outer
 /// family then ends normally, and neither family leaves anything behind.
-#[test]
+#[harness::test]
 fn nested_families_each_end_by_their_own_rules() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let outer = family_name("outer");
     let inner = family_name("inner");
     let dir = tempdir();
@@ -484,11 +464,9 @@ fn nested_families_each_end_by_their_own_rules() {
 
 /// Seed 7 / C4 / C7: a non-daemon member keeps the family (and so the daemon) alive after
 /// the main shell exited; the daemon dies when that member ends.
-#[test]
+#[harness::test]
 fn seed7_non_daemon_member_keeps_family_alive() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("seed7");
     let dir = tempdir();
     let dp = d(&dir);
@@ -535,11 +513,9 @@ fn seed7_non_daemon_member_keeps_family_alive() {
 // C9: exit status
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn c9_exit_status_code_or_128_plus_signal() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("c9");
     for (script, expected) in [("exit 7", 7), ("kill -TERM $$", 143), ("kill -KILL $$", 137), ("true", 0)] {
         let out = daemonic(run_sh(&name, script, &marker(0))).run();
@@ -553,9 +529,7 @@ fn c9_exit_status_code_or_128_plus_signal() {
 // =============================================================================================
 
 fn main_ends_with(test: &str, ending: &str, expected: i32) {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name(test);
     let dir = tempdir();
     let dp = d(&dir);
@@ -578,37 +552,35 @@ fn main_ends_with(test: &str, ending: &str, expected: i32) {
     assert_clean_at_exit(&name, &[&m]);
 }
 
-#[test]
+#[harness::test]
 fn c4_main_returns() {
     main_ends_with("endreturn", ":", 0);
 }
 
-#[test]
+#[harness::test]
 fn c4_main_exit_code() {
     main_ends_with("endexit", "exit 5", 5);
 }
 
-#[test]
+#[harness::test]
 fn c4_main_sigterm() {
     main_ends_with("endterm", "kill -TERM $$", 143);
 }
 
-#[test]
+#[harness::test]
 fn c4_main_sigint() {
     main_ends_with("endint", "kill -INT $$", 130);
 }
 
-#[test]
+#[harness::test]
 fn c4_main_sigkill() {
     main_ends_with("endkill", "kill -KILL $$", 137);
 }
 
 /// C4 at depth: a non-daemon child's daemon dies when that child ends, while main runs on.
-#[test]
+#[harness::test]
 fn c4_nested_member_daemon_dies_with_its_parent() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("nested");
     let dir = tempdir();
     let dp = d(&dir);
@@ -653,9 +625,7 @@ fn c4_nested_member_daemon_dies_with_its_parent() {
 // =============================================================================================
 
 fn forwards(test: &str, sig: Signal, trap: &str) {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name(test);
     let m = marker(30);
     let script = tpl(
@@ -680,17 +650,17 @@ fn forwards(test: &str, sig: Signal, trap: &str) {
     assert_clean_at_exit(&name, &[&m]);
 }
 
-#[test]
+#[harness::test]
 fn signal_forwarding_term() {
     forwards("fwdterm", Signal::TERM, "TERM");
 }
 
-#[test]
+#[harness::test]
 fn signal_forwarding_int() {
     forwards("fwdint", Signal::INT, "INT");
 }
 
-#[test]
+#[harness::test]
 fn signal_forwarding_hup() {
     forwards("fwdhup", Signal::HUP, "HUP");
 }
@@ -700,11 +670,9 @@ fn signal_forwarding_hup() {
 // =============================================================================================
 
 /// 100 daemons and 100 non-daemons; everything gone by the time run returns.
-#[test]
+#[harness::test]
 fn c10_two_hundred_members_nothing_left() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("c10many");
     let dir = tempdir();
     let dp = d(&dir);
@@ -752,11 +720,9 @@ fn c10_two_hundred_members_nothing_left() {
 
 /// A daemon with --allow-children may fork; a double-forked, setsid'd grandchild still dies
 /// with the family.
-#[test]
+#[harness::test]
 fn allow_children_double_fork_setsid_cannot_escape() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("allowkids");
     let dir = tempdir();
     let dp = d(&dir);
@@ -831,31 +797,25 @@ fn stubborn_daemon(test: &str, run_opts: &[&str], spawn_opts: &str) -> (f64, Str
     (lag, term)
 }
 
-#[test]
+#[harness::test]
 fn c6_run_stop_timeout_sends_term_then_kills() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let (lag, term) = stubborn_daemon("stoprun", &["--stop-timeout", "1"], "");
     assert!(term.contains("got TERM"), "the daemon should have received SIGTERM first: {term:?}");
     assert!((800.0..=3000.0).contains(&lag), "killed {lag:.1} ms after main ended; expected ~1000");
 }
 
-#[test]
+#[harness::test]
 fn c6_spawn_stop_timeout_sends_term_then_kills() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let (lag, term) = stubborn_daemon("stopspawn", &[], "--stop-timeout 1");
     assert!(term.contains("got TERM"), "the daemon should have received SIGTERM first: {term:?}");
     assert!((800.0..=3000.0).contains(&lag), "killed {lag:.1} ms after main ended; expected ~1000");
 }
 
-#[test]
+#[harness::test]
 fn c6_default_is_immediate_kill_without_term() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let (lag, term) = stubborn_daemon("stopnone", &[], "");
     assert!(term.is_empty(), "without a stop timeout the daemon must not see SIGTERM: {term:?}");
     assert!(lag <= 300.0, "killed {lag:.1} ms after main ended; expected immediately");
@@ -865,11 +825,9 @@ fn c6_default_is_immediate_kill_without_term() {
 // ps and kill
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn kill_ends_family_and_ps_json_lists_it() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("killfam");
     let m = marker(30);
     let script = tpl("daemonic spawn --daemon --name worker -- sleep @M@ &\nsleep @M@", &[("M", &m)]);
@@ -940,11 +898,9 @@ fn kill_ends_family_and_ps_json_lists_it() {
     assert!(find_family(&ps_json(), &name).is_none(), "ps still lists {name} after kill");
 }
 
-#[test]
+#[harness::test]
 fn ps_plain_lists_family_id_and_members() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("psplain");
     let dir = tempdir();
     let dp = d(&dir);
@@ -986,7 +942,7 @@ fn ps_plain_lists_family_id_and_members() {
 // spawn outside a family
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn spawn_outside_a_family_is_an_error() {
     for flags in [&[][..], &["--daemon"][..], &["--no-daemon"][..]] {
         let mut args = vec!["spawn"];
@@ -1004,11 +960,9 @@ fn spawn_outside_a_family_is_an_error() {
 // Bad input
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn bad_input_missing_program() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("badprog");
     let prog = format!("/nonexistent/prog-{}", marker(0));
     let out = daemonic(["run", "--name", &name, "--", &prog]).timeout(10.0).run();
@@ -1016,11 +970,9 @@ fn bad_input_missing_program() {
     assert_clean_at_exit(&name, &[]);
 }
 
-#[test]
+#[harness::test]
 fn bad_input_not_executable() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("badexec");
     let dir = tempdir();
     let path = write_file(dir.path(), "noexec.sh", "#!/bin/sh\necho ran\n", 0o644);
@@ -1030,11 +982,9 @@ fn bad_input_not_executable() {
     assert_clean_at_exit(&name, &[]);
 }
 
-#[test]
+#[harness::test]
 fn bad_input_names() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let tag = marker(0).replace('.', "");
     let long = "x".repeat(10_000);
     let bad = [format!("a/{tag}"), "..".to_string(), format!("../{tag}"), format!("{tag}/.."), long];
@@ -1047,11 +997,9 @@ fn bad_input_names() {
     assert!(found.is_empty(), "bad names created cgroup dirs: {found:?}");
 }
 
-#[test]
+#[harness::test]
 fn bad_input_stop_timeout() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("badstop");
     for args in [
         vec!["run", "--name", &name, "--stop-timeout", "-1", "--", "echo", "ran"],
@@ -1071,11 +1019,9 @@ fn bad_input_stop_timeout() {
 
 /// The README's main command: `scripts/demo` (the seed's "terminated abruptly" example) prints
 /// `Daemon process: True`, about 30 counter lines, and `Main process exiting...` last.
-#[test]
+#[harness::test]
 fn readme_demo_prints_the_seeds_lines() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("demo");
     let demo = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/demo");
     let out = daemonic(["run", "--name", &name, "--", demo]).timeout(20.0).run();
@@ -1123,14 +1069,11 @@ impl Drop for OutsideCgroup {
 /// leave the family's tree, and `cgroup.kill` no longer reaches it: the limit of cgroups that
 /// `--contain` exists for. With `--contain` the daemon runs in a PID namespace of its own, and
 /// the same escapee dies with its family.
-#[test]
+#[harness::test]
 fn contain_catches_a_descendant_that_moved_itself_out() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     if !rustix::process::geteuid().is_root() {
-        skip_or_fail("contain_catches_a_descendant_that_moved_itself_out needs root (a PID namespace, a move as root)");
-        return;
+        skip("contain_catches_a_descendant_that_moved_itself_out needs root (a PID namespace, a move as root)");
     }
     for contain in [false, true] {
         let name = family_name(if contain { "contained" } else { "uncontained" });
@@ -1185,11 +1128,9 @@ fn contain_catches_a_descendant_that_moved_itself_out() {
 }
 
 /// `--contain` is refused for a daemon that may not have children, before anything exists.
-#[test]
+#[harness::test]
 fn contain_needs_a_member_that_may_have_children() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("containplain");
     let m = marker(300);
     let out = daemonic(run_sh(&name, &tpl("daemonic spawn --daemon --contain -- sleep @M@", &[("M", &m)]), &m))

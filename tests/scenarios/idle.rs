@@ -34,11 +34,9 @@ fn context_switches(pid: u32) -> Vec<(String, u64)> {
 
 /// No polling loop (DESIGN: nothing wakes while a family is idle): with its main member and
 /// daemons asleep, no thread of `daemonic run` or of its guardian wakes within 2 s.
-#[test]
+#[harness::test]
 fn idle_family_never_wakes() {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let name = family_name("idle");
     let dir = tempdir();
     let ready = dir.path().join("ready");

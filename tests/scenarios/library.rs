@@ -90,7 +90,7 @@ fn leaf(path: &str) -> &str {
 // 1. current_process (C2, C8)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn current_process_outside_and_inside_a_family() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "inside");
@@ -114,9 +114,7 @@ fn current_process_outside_and_inside_a_family() {
         report("after_family", after.family.as_deref().unwrap_or("<none>"));
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     // C2: this process was not started by daemonic.
     let me = current_process().expect("current_process outside a family");
     assert_eq!(me.name, "MainProcess");
@@ -151,7 +149,7 @@ fn current_process_outside_and_inside_a_family() {
 // 2. The daemon flag: chosen at spawn, inherited by default, visible in the cgroup path (C1, C8)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn daemon_flag_is_chosen_at_spawn_and_visible_in_the_cgroup_path() {
     if let Some(s) = child_scenario() {
         match s.as_str() {
@@ -194,9 +192,7 @@ fn daemon_flag_is_chosen_at_spawn_and_visible_in_the_cgroup_path() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("outer", "flag");
     child.expect_success(CHILD_TIMEOUT);
     let mount = support::cgroup2_mount().expect("cgroup2 mount");
@@ -234,7 +230,7 @@ fn daemon_flag_is_chosen_at_spawn_and_visible_in_the_cgroup_path() {
 // 3. Daemons cannot have children (C3)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn daemons_are_not_allowed_to_have_children() {
     if let Some(s) = child_scenario() {
         match s.as_str() {
@@ -281,9 +277,7 @@ fn daemons_are_not_allowed_to_have_children() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("outer", "c3");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();
@@ -358,9 +352,7 @@ fn c4_child(scenario: &str) {
 
 /// The parent side: runs `scenario` of `test`, checks how the child ended and when its daemon died.
 fn c4_parent(scenario: &str, expected: End) {
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let worker = scenario.ends_with("+worker");
     let mut child = Child::start(scenario, "c4");
     child.wait_value("ready", Duration::from_secs(10));
@@ -407,7 +399,7 @@ fn c4_parent(scenario: &str, expected: End) {
     eprintln!("C4 {scenario}: nothing left {} ms after the check started", ms(cleanup));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_returns() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -415,7 +407,7 @@ fn c4_parent_returns() {
     c4_parent("return", End::Code(0));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_panics() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -423,7 +415,7 @@ fn c4_parent_panics() {
     c4_parent("panic", End::Code(101));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_calls_exit() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -431,7 +423,7 @@ fn c4_parent_calls_exit() {
     c4_parent("exit", End::Code(3));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_calls_exit_while_a_worker_runs() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -439,7 +431,7 @@ fn c4_parent_calls_exit_while_a_worker_runs() {
     c4_parent("exit+worker", End::Code(3));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_dies_of_sigterm() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -447,7 +439,7 @@ fn c4_parent_dies_of_sigterm() {
     c4_parent("sigterm", End::Signal(15));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_dies_of_sigint() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -455,7 +447,7 @@ fn c4_parent_dies_of_sigint() {
     c4_parent("sigint", End::Signal(2));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_is_sigkilled() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -463,7 +455,7 @@ fn c4_parent_is_sigkilled() {
     c4_parent("sigkill", End::Signal(9));
 }
 
-#[test]
+#[harness::test]
 fn c4_parent_is_sigkilled_while_a_worker_runs() {
     if let Some(s) = child_scenario() {
         return c4_child(&s);
@@ -497,7 +489,7 @@ rec("member")
 time.sleep(60)
 "#;
 
-#[test]
+#[harness::test]
 fn kill_takes_forked_and_setsid_descendants() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "forker");
@@ -538,9 +530,7 @@ fn kill_takes_forked_and_setsid_descendants() {
         report("daemon_tree_ms", ms(t0.elapsed()));
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("forker", "c5");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();
@@ -615,14 +605,12 @@ fn c6_secs(child: &Child) -> f64 {
     child.expect_value("shutdown_ms").parse::<f64>().expect("milliseconds") / 1000.0
 }
 
-#[test]
+#[harness::test]
 fn stop_timeout_sends_sigterm_then_kills() {
     if let Some(s) = child_scenario() {
         return c6_child(&s);
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("grace", "c6");
     child.expect_success(CHILD_TIMEOUT);
     let secs = c6_secs(&child);
@@ -636,14 +624,12 @@ fn stop_timeout_sends_sigterm_then_kills() {
     child.assert_no_leftovers();
 }
 
-#[test]
+#[harness::test]
 fn family_stop_timeout_is_the_default_of_its_daemons() {
     if let Some(s) = child_scenario() {
         return c6_child(&s);
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("family_grace", "c6f");
     child.expect_success(CHILD_TIMEOUT);
     let secs = c6_secs(&child);
@@ -653,14 +639,12 @@ fn family_stop_timeout_is_the_default_of_its_daemons() {
     child.assert_no_leftovers();
 }
 
-#[test]
+#[harness::test]
 fn without_stop_timeout_daemons_die_at_once_without_sigterm() {
     if let Some(s) = child_scenario() {
         return c6_child(&s);
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("nograce", "c6n");
     child.expect_success(CHILD_TIMEOUT);
     let secs = c6_secs(&child);
@@ -673,14 +657,12 @@ fn without_stop_timeout_daemons_die_at_once_without_sigterm() {
     child.assert_no_leftovers();
 }
 
-#[test]
+#[harness::test]
 fn stop_timeout_is_honoured_by_the_guardian_after_exit() {
     if let Some(s) = child_scenario() {
         return c6_child(&s);
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("guardian_grace", "c6g");
     child.expect_success(CHILD_TIMEOUT);
     let daemon_pid: u32 = child.expect_value("daemon_pid").parse().expect("pid");
@@ -699,7 +681,7 @@ fn stop_timeout_is_honoured_by_the_guardian_after_exit() {
 // 7. shutdown() waits for non-daemonic children (C7)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn shutdown_waits_for_non_daemonic_children() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "wait");
@@ -713,9 +695,7 @@ fn shutdown_waits_for_non_daemonic_children() {
         report("daemon_exit", format!("{:?}", daemon.exitcode()));
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("wait", "c7");
     child.expect_success(CHILD_TIMEOUT);
     let secs = c6_secs(&child);
@@ -741,7 +721,7 @@ fn sentinel_ready(m: &Member, timeout: Duration) -> bool {
     n > 0 && fds[0].revents().contains(PollFlags::IN)
 }
 
-#[test]
+#[harness::test]
 fn exit_status_follows_pythons_convention() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "status");
@@ -794,9 +774,7 @@ fn exit_status_follows_pythons_convention() {
         report("done", 1);
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("status", "c9");
     child.expect_success(CHILD_TIMEOUT);
     assert_eq!(child.expect_value("done"), "1", "{}", child.dump());
@@ -807,7 +785,7 @@ fn exit_status_follows_pythons_convention() {
 // 9. Many members, nothing left behind (C10)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn two_hundred_members_leave_nothing_behind() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "many");
@@ -833,9 +811,7 @@ fn two_hundred_members_leave_nothing_behind() {
         report("true_codes", codes(&trues));
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("many", "c10");
     child.expect_success(Duration::from_secs(120));
     let spawn_ms = child.expect_value("spawn_ms");
@@ -870,7 +846,7 @@ except OSError as e:
 sys.exit(3)
 "#;
 
-#[test]
+#[harness::test]
 fn fork_and_clone3_placements_both_work() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "placements");
@@ -887,9 +863,7 @@ fn fork_and_clone3_placements_both_work() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("placements", "place");
     child.expect_success(CHILD_TIMEOUT);
     let mount = support::cgroup2_mount().expect("mount");
@@ -933,7 +907,7 @@ fn assert_only_main(family: &Family, what: &str) {
     assert_eq!(dirs, ["main-1.member"], "after {what}: stray directories in {}", family.cgroup().display());
 }
 
-#[test]
+#[harness::test]
 fn bad_input_is_refused_and_leaves_nothing_behind() {
     if let Some(s) = child_scenario() {
         match s.as_str() {
@@ -943,9 +917,7 @@ fn bad_input_is_refused_and_leaves_nothing_behind() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     for scenario in ["spawn", "cgroup"] {
         let mut child = Child::start(scenario, "bad");
         child.expect_success(CHILD_TIMEOUT);
@@ -1109,7 +1081,7 @@ fn bad_cgroups() {
 /// Runs until the file `argv[1]` exists.
 const UNTIL_PY: &str = "import os, sys, time\nwhile not os.path.exists(sys.argv[1]): time.sleep(0.01)";
 
-#[test]
+#[harness::test]
 fn active_children_lists_running_members_only() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "active");
@@ -1148,9 +1120,7 @@ fn active_children_lists_running_members_only() {
         report("done", 1);
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("active", "act");
     child.expect_success(CHILD_TIMEOUT);
     assert_eq!(child.expect_value("done"), "1", "{}", child.dump());
@@ -1164,7 +1134,7 @@ fn active_children_lists_running_members_only() {
 // 13. A member's own daemons die when that member ends (C4 below the family's root)
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn a_members_daemons_die_when_the_member_ends() {
     if let Some(s) = child_scenario() {
         match s.as_str() {
@@ -1221,9 +1191,7 @@ fn a_members_daemons_die_when_the_member_ends() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("outer", "nest");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();
@@ -1249,7 +1217,7 @@ fn a_members_daemons_die_when_the_member_ends() {
 /// for the same family. The daemons belong to the process, so dropping the second handle must
 /// not end the daemons spawned through the first one while the process keeps running (C4);
 /// only the last handle to shut down ends them.
-#[test]
+#[harness::test]
 fn dropping_a_second_handle_keeps_the_first_handles_daemons() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "second");
@@ -1264,9 +1232,7 @@ fn dropping_a_second_handle_keeps_the_first_handles_daemons() {
         report("exit", format!("{:?}", d.exitcode()));
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("second", "second");
     child.expect_success(CHILD_TIMEOUT);
     assert_eq!(child.expect_value("same_family"), "true", "{}", child.dump());
@@ -1289,7 +1255,7 @@ fn dropping_a_second_handle_keeps_the_first_handles_daemons() {
 /// down (at its exit), it must end only the daemons it started itself, never the daemons the
 /// member's own process started: those live until the member ends (C4). On systemd a target
 /// test's daemons were SIGKILLed this way by a child the test binary ran to check an error.
-#[test]
+#[harness::test]
 fn a_helper_process_ends_only_its_own_daemons() {
     if let Some(s) = child_scenario() {
         match s.as_str() {
@@ -1320,9 +1286,7 @@ fn a_helper_process_ends_only_its_own_daemons() {
         }
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("member", "helper");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();
@@ -1343,7 +1307,7 @@ fn a_helper_process_ends_only_its_own_daemons() {
 // Contained members: a PID namespace of their own
 // =============================================================================================
 
-#[test]
+#[harness::test]
 fn contained_members_keep_the_contract_and_take_their_descendants_along() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "contain");
@@ -1401,12 +1365,9 @@ fn contained_members_keep_the_contract_and_take_their_descendants_along() {
         report("done", 1);
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     if !rustix::process::geteuid().is_root() {
-        common::skip_or_fail("contained members need root (a PID namespace)");
-        return;
+        common::skip("contained members need root (a PID namespace)");
     }
     let mut child = Child::start("contain", "contain");
     child.expect_success(CHILD_TIMEOUT);
@@ -1429,7 +1390,7 @@ fn inheritable_from(fd: &std::fs::File, min: i32) -> std::os::fd::OwnedFd {
     dup
 }
 
-#[test]
+#[harness::test]
 fn members_inherit_open_descriptors_below_1024_only() {
     use std::os::fd::AsRawFd;
     if let Some(s) = child_scenario() {
@@ -1460,9 +1421,7 @@ fn members_inherit_open_descriptors_below_1024_only() {
         report("done", 1);
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("descriptors", "fds");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();
@@ -1496,7 +1455,7 @@ fn own_blocked_signals() -> String {
 /// handler of the caller's runs in the child); afterwards the caller's mask must be what it
 /// was, and the program must start with nothing blocked and SIGPIPE no longer ignored, on
 /// every path: the usual one, a daemon's (with its seccomp filter) and the fork fallback.
-#[test]
+#[harness::test]
 fn a_spawn_leaves_the_callers_signal_mask_and_gives_the_member_a_clean_one() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "signals");
@@ -1514,9 +1473,7 @@ fn a_spawn_leaves_the_callers_signal_mask_and_gives_the_member_a_clean_one() {
         report("done", 1);
         return;
     }
-    if !require_cgroup() {
-        return;
-    }
+    require_cgroup();
     let mut child = Child::start("signals", "sigs");
     child.expect_success(CHILD_TIMEOUT);
     let dump = child.dump();

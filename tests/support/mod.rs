@@ -275,9 +275,9 @@ pub enum End {
 }
 
 impl Child {
-    /// Starts `scenario` of the calling test (the current thread's name is the test's name).
+    /// Starts `scenario` of the calling test.
     pub fn start(scenario: &str, tag: &str) -> Child {
-        let test = std::thread::current().name().expect("tests run in threads named after them").to_string();
+        let test = crate::harness::current_test();
         Child::start_test(&test, scenario, tag, &[])
     }
 
@@ -293,7 +293,7 @@ impl Child {
         let exe = std::env::current_exe().expect("the path of the test binary");
         let mut cmd = std::process::Command::new(&exe);
         if crate::BACKEND == crate::common::Backend::Systemd {
-            cmd.env("DAEMONIC_BUS", "user");
+            cmd.env("DAEMONIC_BUS", crate::common::test_bus().as_str());
         }
         cmd.args(harness_args(test, &marker))
             .env(ENV_SCENARIO, scenario)
