@@ -447,9 +447,46 @@ pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration)
 // Waiting
 // ---------------------------------------------------------------------------------------------
 
-/// Polls `cond` every 2 ms until it holds (true) or `timeout` passes (false).
+/// How much slower than the machine the bounds were written on this host is (at least 1): the
+/// median time to fork, exec and reap `/bin/true`, measured once per test binary, over
+/// [`REFERENCE_FORK_EXEC`]. A VM under emulation measures 20–30. `DAEMONIC_TEST_SLOWNESS`
+/// overrides it.
+pub fn slowness() -> f64 {
+    static FACTOR: OnceLock<f64> = OnceLock::new();
+    *FACTOR.get_or_init(|| {
+        if let Some(f) = std::env::var("DAEMONIC_TEST_SLOWNESS").ok().and_then(|v| v.parse::<f64>().ok()) {
+            return f.max(1.0);
+        }
+        let mut times: Vec<Duration> = (0..15)
+            .filter_map(|_| {
+                let start = Instant::now();
+                let status = Command::new("/bin/true").stdin(Stdio::null()).status().ok()?;
+                status.success().then(|| start.elapsed())
+            })
+            .collect();
+        times.sort();
+        let Some(median) = times.get(times.len() / 2) else { return 1.0 };
+        let factor = (median.as_secs_f64() / REFERENCE_FORK_EXEC.as_secs_f64()).max(1.0);
+        if factor > 1.5 {
+            eprintln!("note: fork+exec takes {median:?} here: time bounds are scaled by {factor:.1}");
+        }
+        factor
+    })
+}
+
+/// Fork, exec and reap of `/bin/true` from a test binary on the machines the bounds were
+/// written on (0.4–0.7 ms measured), with room for a loaded machine.
+pub const REFERENCE_FORK_EXEC: Duration = Duration::from_millis(1);
+
+/// `d` on this host: multiplied by [`slowness`].
+pub fn scaled(d: Duration) -> Duration {
+    d.mul_f64(slowness())
+}
+
+/// Polls `cond` every 2 ms until it holds (true) or `timeout` (scaled by the host's
+/// [`slowness`]) passes (false).
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
+    let deadline = Instant::now() + scaled(timeout);
     loop {
         if cond() {
             return true;
@@ -642,7 +679,13 @@ where
         }))
         .collect::<Vec<_>>()
         .join(" ");
-    Daemonic { cmd, cmdline, timeout: Duration::from_secs(20), eof_grace: Duration::from_secs(2), family }
+    Daemonic {
+        cmd,
+        cmdline,
+        timeout: scaled(Duration::from_secs(20)),
+        eof_grace: scaled(Duration::from_secs(2)),
+        family,
+    }
 }
 
 /// The `--name` of a `run` invocation (for best-effort cleanup on timeout).
@@ -665,15 +708,17 @@ fn family_of_args(args: &[OsString]) -> Option<String> {
 }
 
 impl Daemonic {
-    /// Kill the child (and the family, best effort) and fail after `secs` seconds.
+    /// Kill the child (and the family, best effort) and fail after `secs` seconds (scaled by
+    /// the host's [`slowness`]).
     pub fn timeout(mut self, secs: f64) -> Self {
-        self.timeout = Duration::from_secs_f64(secs);
+        self.timeout = scaled(Duration::from_secs_f64(secs));
         self
     }
 
-    /// How long to wait, after exit, for every inheritor of stdout/stderr to close them.
+    /// How long to wait, after exit, for every inheritor of stdout/stderr to close them (scaled
+    /// by the host's [`slowness`]).
     pub fn eof_grace(mut self, secs: f64) -> Self {
-        self.eof_grace = Duration::from_secs_f64(secs);
+        self.eof_grace = scaled(Duration::from_secs_f64(secs));
         self
     }
 

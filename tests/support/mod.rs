@@ -362,8 +362,10 @@ impl Child {
         self.value(key).unwrap_or_else(|| panic!("the child reported no @{key}=\n{}", self.dump()))
     }
 
-    /// Waits until the child reports `key` (panics when it ends first or `timeout` passes).
+    /// Waits until the child reports `key` (panics when it ends first or `timeout`, scaled by
+    /// the host's slowness, passes).
     pub fn wait_value(&mut self, key: &str, timeout: Duration) -> String {
+        let timeout = crate::common::scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.value(key) {
