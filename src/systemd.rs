@@ -125,8 +125,31 @@ pub struct Client {
     job_timeout: Duration,
 }
 
-/// How long a unit's start job may take.
-pub const JOB_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a unit's start or stop job may take by default: systemd's own
+/// `DefaultTimeoutStartSec=`. A manager that is merely slow (a loaded or emulated machine, a
+/// long queue of jobs) answers well within it; `systemd-run` waits without a limit.
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The environment variable that sets another job timeout, in seconds.
+pub const JOB_TIMEOUT_ENV: &str = "DAEMONIC_JOB_TIMEOUT";
+
+/// The job timeout of [`JOB_TIMEOUT_ENV`], or [`JOB_TIMEOUT`] when it is unset or empty.
+fn job_timeout_from_env() -> Result<Duration> {
+    let Some(value) = std::env::var_os(JOB_TIMEOUT_ENV).filter(|v| !v.is_empty()) else {
+        return Ok(JOB_TIMEOUT);
+    };
+    value
+        .to_str()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidInput,
+                format!("{JOB_TIMEOUT_ENV}={}: expected a positive number of seconds", value.to_string_lossy()),
+            )
+        })
+}
 
 impl Client {
     /// Connects to the manager on `bus`.
@@ -150,10 +173,11 @@ impl Client {
             .build()
             .await
             .map_err(|e| unavailable(bus, e))?;
-        Ok(Client { manager, bus, job_timeout: JOB_TIMEOUT })
+        Ok(Client { manager, bus, job_timeout: job_timeout_from_env()? })
     }
 
-    /// How long a start or stop job may take before it counts as failed (default [`JOB_TIMEOUT`]).
+    /// How long a start or stop job may take before it counts as failed (default [`JOB_TIMEOUT`],
+    /// or [`JOB_TIMEOUT_ENV`]).
     pub fn set_job_timeout(&mut self, timeout: Duration) {
         self.job_timeout = timeout;
     }
@@ -240,7 +264,8 @@ impl Client {
             None => Err(StartError::Other(Error::new(
                 ErrorKind::Os,
                 format!(
-                    "failed to start unit {name}: no answer to its start job within {:.1} s",
+                    "failed to start unit {name}: the manager did not finish its start job within {:.1} s \
+                     ({JOB_TIMEOUT_ENV}=SECS waits longer)",
                     self.job_timeout.as_secs_f64()
                 ),
             ))),
@@ -284,7 +309,11 @@ impl Client {
                 )),
                 None => Err(Error::new(
                     ErrorKind::Os,
-                    format!("failed to stop unit {name}: no answer within {:.1} s", self.job_timeout.as_secs_f64()),
+                    format!(
+                        "failed to stop unit {name}: the manager did not finish its stop job within {:.1} s \
+                         ({JOB_TIMEOUT_ENV}=SECS waits longer)",
+                        self.job_timeout.as_secs_f64()
+                    ),
                 )),
             }
         })

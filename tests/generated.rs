@@ -51,6 +51,10 @@ The systemd manager of the systemd backend: user or system.
 cgroupfs backend: the cgroup to create families under (as \fB\-\-cgroup\fR); set but
 empty, it is ignored.
 .TP
+\fBDAEMONIC_JOB_TIMEOUT\fR
+systemd backend: how many seconds the manager may take to start or stop a member's unit before
+daemonic gives up (default 90, systemd's \fBDefaultTimeoutStartSec=\fR).
+.TP
 \fBDAEMONIC_LOG\fR
 quiet, warn, info or debug: how much daemonic logs (\fB\-q\fR and \fB\-v\fR override it).
 Standard error shows warnings by default; the journal always gets the family's life.

@@ -322,7 +322,8 @@ fn an_unanswered_start_job_times_out() {
     let text = err.to_string();
     assert_eq!(err.kind(), ErrorKind::Os, "{text}");
     assert!(text.contains(unit.as_str()), "the error names the unit: {text}");
-    assert!(text.contains("no answer") && text.contains("within 0.2 s"), "the error says what timed out: {text}");
+    assert!(text.contains("did not finish its start job within 0.2 s"), "the error says what timed out: {text}");
+    assert!(text.contains("DAEMONIC_JOB_TIMEOUT"), "the error says how to wait longer: {text}");
     assert!(took >= Duration::from_millis(200), "gave up after {took:?}, before the timeout");
     assert!(took < Duration::from_secs(1), "gave up only after {took:?}");
 }
