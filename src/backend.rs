@@ -4,7 +4,7 @@
 //! the kill and cleanup work on cgroupfs for both. `Cgroupfs` creates directories itself below a
 //! delegated cgroup (the embedded default: no daemon, no D-Bus). `Systemd` makes each member a
 //! transient scope, in a slice of its own unless it is a daemon that may not have children, over
-//! D-Bus (`units.rs`). `Auto` takes
+//! D-Bus (`units.rs`). `Auto` takes cgroupfs inside a service delegated to the caller, else
 //! systemd when a manager answers on the caller's bus, cgroupfs otherwise, and says why.
 
 use std::fmt;
@@ -45,7 +45,9 @@ impl Backend {
 
     /// Decides the backend. `bus` overrides the default manager (the user manager for non-root
     /// callers, the system manager for root). `Systemd` fails when that manager does not answer;
-    /// `Auto` then falls back to cgroupfs.
+    /// `Auto` then falls back to cgroupfs. Inside a unit delegated to the caller (a service with
+    /// `Delegate=yes`) whose cgroup it may write, `Auto` takes cgroupfs, so that the family stays
+    /// in the service and its limits, `systemctl status` and `systemctl stop` cover it.
     pub fn resolve(self, bus: Option<Bus>) -> Result<Choice> {
         let bus = bus.unwrap_or_else(Bus::default_for_caller);
         match self {
@@ -54,12 +56,23 @@ impl Backend {
                 crate::units::client(bus)?;
                 Ok(Choice { bus: Some(bus), reason: format!("backend systemd: as requested, on the {bus} manager") })
             }
-            Backend::Auto => match crate::units::client(bus) {
-                Ok(_) => {
-                    Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") })
-                }
-                Err(e) => Ok(Choice { bus: None, reason: format!("backend auto: cgroupfs, as {e}") }),
+            Backend::Auto => match own_delegated_unit() {
+                Some(unit) => Ok(delegated(&unit)),
+                None => Backend::auto_by_manager(bus),
             },
+        }
+    }
+
+    /// `Auto` outside a unit marked delegated in the tree: systemd when the manager on `bus`
+    /// answers, unless that manager says the caller's unit is delegated to it (a user manager
+    /// marks no cgroup).
+    fn auto_by_manager(bus: Bus) -> Result<Choice> {
+        match crate::units::client(bus) {
+            Ok(client) => match client.caller_delegated_unit() {
+                Some(unit) if own_cgroup_writable() => Ok(delegated(&unit)),
+                _ => Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") }),
+            },
+            Err(e) => Ok(Choice { bus: None, reason: format!("backend auto: cgroupfs, as {e}") }),
         }
     }
 }
@@ -77,6 +90,41 @@ impl FromStr for Backend {
             )),
         }
     }
+}
+
+/// `Auto`'s choice inside `unit`, a unit delegated to the caller.
+fn delegated(unit: &str) -> Choice {
+    let reason = format!(
+        "backend auto: cgroupfs, as this process runs in {unit}, delegated to it (Delegate=yes): the family stays inside it"
+    );
+    Choice { bus: None, reason }
+}
+
+/// The name of the unit the calling process runs in, when the tree marks it delegated
+/// (`user.delegate`, `trusted.delegate`) and the caller may write its own cgroup.
+fn own_delegated_unit() -> Option<String> {
+    let h = crate::cgroup::Hierarchy::host().ok()?;
+    let own = h.cgroup_of(0).ok()?;
+    let unit = crate::cgroup::delegated_unit(h.mount(), &own)?;
+    own_cgroup_writable().then(|| unit.file_name().map(|n| n.to_string_lossy().into_owned()))?
+}
+
+/// The unit delegated to the caller that it runs in, as `Auto` finds it: marked in the tree,
+/// or said so by the manager on `bus` (connected to here).
+pub(crate) fn caller_delegated_unit(bus: Bus) -> Option<String> {
+    own_delegated_unit().or_else(|| {
+        let unit = crate::units::client(bus).ok()?.caller_delegated_unit()?;
+        own_cgroup_writable().then_some(unit)
+    })
+}
+
+/// Whether the caller may create cgroups in its own.
+fn own_cgroup_writable() -> bool {
+    let writable = || {
+        let h = crate::cgroup::Hierarchy::host().ok()?;
+        rustix::fs::access(&h.cgroup_of(0).ok()?, rustix::fs::Access::WRITE_OK).ok()
+    };
+    writable().is_some()
 }
 
 impl fmt::Display for Backend {

@@ -277,6 +277,22 @@ pub fn attr(dir: &Path, key: &str) -> Option<String> {
     String::from_utf8(buf).ok()
 }
 
+/// The unit (a `.service` or `.scope` directory) that `dir` is in, when systemd delegated it
+/// (`Delegate=yes`): the nearest unit at or above `dir`, below `mount`, if it carries systemd's
+/// `user.delegate` (systemd 251 and later) or `trusted.delegate` attribute (readable by root).
+/// A process in such a unit owns its subtree: a family made there stays inside the unit.
+pub fn delegated_unit(mount: &Path, dir: &Path) -> Option<PathBuf> {
+    let unit = dir
+        .ancestors()
+        .take_while(|d| d.starts_with(mount) && *d != mount)
+        .find(|d| d.extension().is_some_and(|e| e == "service" || e == "scope"))?;
+    let flag = |name: &str| {
+        let mut buf = [0u8; 8];
+        rustix::fs::getxattr(unit, name, &mut buf[..]).is_ok_and(|n| &buf[..n] == b"1")
+    };
+    (flag("user.delegate") || flag("trusted.delegate")).then(|| unit.to_path_buf())
+}
+
 /// Waits until the subtree of `dir` is empty, or `timeout` passes. Returns whether it is empty.
 ///
 /// Sleeps in `poll(POLLPRI)` on `cgroup.events`, which the kernel wakes when `populated`
@@ -355,6 +371,25 @@ mod tests {
 35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
 41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
 ";
+
+    #[test]
+    fn the_nearest_unit_decides_whether_a_cgroup_is_delegated() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let mount = root.path();
+        let user = mount.join("user.slice/user-1000.slice/user@1000.service");
+        let app = user.join("app.slice/web.service");
+        let leaf = app.join("main");
+        fs::create_dir_all(&leaf).expect("mkdir");
+        // user@.service is delegated to the user manager, not to the services below it.
+        rustix::fs::setxattr(&user, "user.delegate", b"1", XattrFlags::empty()).expect("setxattr");
+        assert_eq!(delegated_unit(mount, &user), Some(user.clone()));
+        assert_eq!(delegated_unit(mount, &leaf), None, "web.service is the nearest unit, and not delegated");
+        rustix::fs::setxattr(&app, "user.delegate", b"1", XattrFlags::empty()).expect("setxattr");
+        assert_eq!(delegated_unit(mount, &leaf), Some(app.clone()), "a sub-cgroup of a delegated service");
+        rustix::fs::setxattr(&app, "user.delegate", b"0", XattrFlags::empty()).expect("setxattr");
+        assert_eq!(delegated_unit(mount, &app), None);
+        assert_eq!(delegated_unit(mount, mount), None);
+    }
 
     #[test]
     fn finds_cgroup2_on_hybrid_and_unified_hosts() {

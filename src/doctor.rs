@@ -221,6 +221,9 @@ pub(crate) struct Settings {
     pub backend: Result<Backend, String>,
     /// Whether `DAEMONIC_CGROUP` gives a base (then `auto` is cgroupfs).
     pub explicit_base: bool,
+    /// The delegated unit (`Delegate=yes`) the caller runs in, when it may write its cgroup
+    /// (then `auto` is cgroupfs).
+    pub delegated_unit: Option<String>,
     /// The manager `auto` and `systemd` would ask.
     pub bus: Bus,
     /// Whether `DAEMONIC_BUS` chose it (else the caller's uid did).
@@ -347,6 +350,7 @@ pub(crate) fn gather() -> Facts {
         settings: Settings {
             backend: Backend::from_env().map_err(|e| e.to_string()),
             explicit_base: std::env::var_os("DAEMONIC_CGROUP").is_some_and(|v| !v.is_empty()),
+            delegated_unit: crate::backend::caller_delegated_unit(Bus::default_for_caller()),
             bus: Bus::default_for_caller(),
             bus_from_env: std::env::var("DAEMONIC_BUS").ok().as_deref().and_then(Bus::parse).is_some(),
         },
@@ -744,6 +748,13 @@ pub(crate) fn resolve(f: &Facts) -> Result<Resolved, String> {
         Backend::Auto if f.settings.explicit_base => {
             Resolved { bus: None, why: "auto → cgroupfs, as DAEMONIC_CGROUP gives a base cgroup".into() }
         }
+        Backend::Auto if f.settings.delegated_unit.is_some() => Resolved {
+            bus: None,
+            why: format!(
+                "auto → cgroupfs, as this process runs in {}, a unit delegated to it (Delegate=yes)",
+                f.settings.delegated_unit.as_deref().unwrap_or_default()
+            ),
+        },
         Backend::Auto if answers => {
             Resolved { bus: Some(bus), why: format!("auto → systemd, as the {bus} manager answers") }
         }
@@ -1059,7 +1070,7 @@ fn default_backend_check(f: &Facts, resolved: &Result<Resolved, String>) -> Chec
         Ok(r) => {
             let caller = if f.euid == 0 { "root" } else { "a non-root caller" };
             let asks_systemd = match f.settings.backend {
-                Ok(Backend::Auto) => !f.settings.explicit_base,
+                Ok(Backend::Auto) => !f.settings.explicit_base && f.settings.delegated_unit.is_none(),
                 Ok(Backend::Systemd) => true,
                 _ => false,
             };
@@ -1127,6 +1138,7 @@ mod tests {
             settings: Settings {
                 backend: Ok(Backend::Auto),
                 explicit_base: false,
+                delegated_unit: None,
                 bus: Bus::System,
                 bus_from_env: false,
             },
@@ -1166,6 +1178,18 @@ mod tests {
         assert_eq!(system.status, Status::Warning);
         assert!(system.fix.is_some());
         assert!(checks.iter().all(|c| (c.fix.is_some()) == matches!(c.status, Status::Missing | Status::Warning)));
+    }
+
+    #[test]
+    fn auto_in_a_delegated_unit_is_cgroupfs_even_where_a_manager_answers() {
+        let mut f = healthy();
+        f.system_manager = Ok(Some("252".into()));
+        f.settings.delegated_unit = Some("web.service".into());
+        let resolved = resolve(&f).expect("valid settings");
+        assert_eq!(resolved.bus, None);
+        assert!(resolved.why.contains("web.service, a unit delegated to it"), "{}", resolved.why);
+        f.settings.delegated_unit = None;
+        assert_eq!(resolve(&f).expect("valid settings").bus, Some(Bus::System));
     }
 
     #[test]

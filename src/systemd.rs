@@ -53,6 +53,10 @@ pub(crate) trait Manager {
     /// `GetUnit(name)`: the unit's object, if it is loaded.
     fn get_unit(&self, name: &str) -> zbus::Result<OwnedObjectPath>;
 
+    /// `GetUnitByPID(pid)`: the object of the unit process `pid` runs in (0: the caller).
+    #[zbus(name = "GetUnitByPID")]
+    fn get_unit_by_pid(&self, pid: u32) -> zbus::Result<OwnedObjectPath>;
+
     /// The manager's version (`252.38-1~deb12u1`).
     #[zbus(property)]
     fn version(&self) -> zbus::Result<String>;
@@ -327,6 +331,32 @@ impl Client {
     /// The manager's version, or `None` when it cannot be read.
     pub fn version(&self) -> Option<String> {
         zbus::block_on(self.manager.version()).ok()
+    }
+
+    /// The unit the calling process runs in, when the manager delegated its cgroup to it
+    /// (`Delegate=yes`, a service or a scope); `None` when it did not, or cannot say.
+    pub fn caller_delegated_unit(&self) -> Option<String> {
+        zbus::block_on(async {
+            let path = self.manager.get_unit_by_pid(std::process::id()).await.ok()?;
+            let props = zbus::fdo::PropertiesProxy::builder(self.manager.inner().connection())
+                .destination("org.freedesktop.systemd1")
+                .ok()?
+                .path(path)
+                .ok()?
+                .cache_properties(zbus::proxy::CacheProperties::No)
+                .build()
+                .await
+                .ok()?;
+            let unit = zbus::names::InterfaceName::from_static_str("org.freedesktop.systemd1.Unit").ok()?;
+            let id: String = props.get(unit, "Id").await.ok()?.try_into().ok()?;
+            for kind in ["org.freedesktop.systemd1.Service", "org.freedesktop.systemd1.Scope"] {
+                let iface = zbus::names::InterfaceName::from_static_str(kind).ok()?;
+                if let Ok(value) = props.get(iface, "Delegate").await {
+                    return bool::try_from(value).ok()?.then_some(id);
+                }
+            }
+            None
+        })
     }
 
     /// Whether a unit of that name is loaded.

@@ -314,12 +314,40 @@ fn names_too_long_for_a_unit_are_refused() {
 fn auto_picks_systemd_when_a_manager_answers() {
     require_cgroup();
     let name = family_name("auto");
-    let out = daemonic(["-v", "run", "--name", &name, "--", "grep", "^0::", "/proc/self/cgroup"])
+    // In a scope of the manager that is not delegated, wherever the test itself runs.
+    let scope = ["systemd-run", bus_flag(), "--scope", "--quiet", "--collect", "--"];
+    let out = daemonic_via(&scope, ["-v", "run", "--name", &name, "--", "grep", "^0::", "/proc/self/cgroup"])
         .env("DAEMONIC_BACKEND", "auto")
         .timeout(10.0)
         .run();
     out.assert_code(0);
-    assert!(out.stderr.contains("backend auto: systemd, the user manager answers"), "{}", out.dump());
+    let said = format!("backend auto: systemd, the {} manager answers", test_bus().as_str());
+    assert!(out.stderr.contains(&said), "{}", out.dump());
     assert!(out.stdout.contains(".family.slice/") && out.stdout.contains(".member.scope"), "{}", out.dump());
+    assert_clean_at_exit(&name, &[]);
+}
+
+/// Inside a unit delegated to it (here a scope with `Delegate=yes`; a service with it is the
+/// recommended setup), `auto` takes cgroupfs even though the manager answers, so that the family
+/// stays inside the unit, and `-v` says why.
+#[harness::test]
+fn auto_in_a_delegated_unit_keeps_the_family_inside_it() {
+    require_cgroup();
+    let name = family_name("autodeleg");
+    let scope = ["systemd-run", bus_flag(), "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--"];
+    let out = daemonic_via(&scope, ["-v", "run", "--name", &name, "--", "grep", "^0::", "/proc/self/cgroup"])
+        .env("DAEMONIC_BACKEND", "auto")
+        .timeout(10.0)
+        .run();
+    out.assert_code(0);
+    assert!(out.stderr.contains("backend auto: cgroupfs, as this process runs in run-"), "{}", out.dump());
+    assert!(out.stderr.contains(".scope, delegated to it (Delegate=yes)"), "{}", out.dump());
+    let cgroup = out.stdout.trim();
+    let family = format!("/daemonic-{name}-");
+    assert!(
+        cgroup.contains(".scope/") && cgroup.contains(&family) && cgroup.ends_with("/main-1.member"),
+        "the family is not a directory inside the scope: {cgroup}\n{}",
+        out.dump()
+    );
     assert_clean_at_exit(&name, &[]);
 }
