@@ -1042,7 +1042,8 @@ fn manager_check(f: &Facts, bus: Bus, required: bool) -> Check {
         Bus::User => ("systemd user manager", "--user", "session bus"),
         Bus::System => ("systemd system manager", "--system", "system bus"),
     };
-    let auto = if f.settings.bus == bus { ", and auto takes it" } else { "" };
+    let auto_asks = f.settings.bus == bus && !f.settings.explicit_base && f.settings.delegated_unit.is_none();
+    let auto = if auto_asks { ", and auto takes it" } else { "" };
     match manager(f, bus) {
         Ok(version) => {
             let version = version.as_ref().map(|v| format!(" (systemd {v})")).unwrap_or_default();
@@ -1188,8 +1189,12 @@ mod tests {
         let resolved = resolve(&f).expect("valid settings");
         assert_eq!(resolved.bus, None);
         assert!(resolved.why.contains("web.service, a unit delegated to it"), "{}", resolved.why);
+        assert!(!manager_check(&f, Bus::System, false).found.contains("auto takes it"));
         f.settings.delegated_unit = None;
         assert_eq!(resolve(&f).expect("valid settings").bus, Some(Bus::System));
+        assert!(
+            manager_check(&f, Bus::System, false).found.contains("--backend systemd --system works, and auto takes it")
+        );
     }
 
     #[test]

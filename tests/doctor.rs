@@ -268,26 +268,28 @@ fn an_invalid_backend_setting_is_missing() {
     assert!(r.fix("default backend").contains("auto, cgroupfs or systemd"), "{}", r.dump());
 }
 
-/// On the test user manager (`eval "$(scripts/user-manager start)"`), the systemd backend on
-/// the user bus is reported to work, with the manager's version.
+/// On the manager under test (the session bus's user manager, e.g. `eval "$(scripts/user-manager
+/// start)"`, or the system manager with `DAEMONIC_TEST_BUS=system`), the systemd backend is
+/// reported to work, with the manager's version.
 #[harness::test]
-fn the_test_user_manager_answers() {
-    match daemonic::systemd::Client::connect(daemonic::systemd::Bus::User).map(|c| c.version()) {
+fn the_manager_under_test_answers() {
+    let system = std::env::var("DAEMONIC_TEST_BUS").as_deref() == Ok("system");
+    let (bus, name, bus_name) = match system {
+        true => (daemonic::systemd::Bus::System, "system", "system bus"),
+        false => (daemonic::systemd::Bus::User, "user", "session bus"),
+    };
+    match daemonic::systemd::Client::connect(bus).map(|c| c.version()) {
         Ok(Some(_)) => {}
-        Ok(None) => {
-            harness::skip("the systemd user manager does not answer: run eval \"$(scripts/user-manager start)\"")
-        }
-        Err(e) => {
-            harness::skip(&format!("no systemd user manager answers ({e}): run eval \"$(scripts/user-manager start)\""))
-        }
+        Ok(None) => harness::skip(&format!("the systemd {name} manager does not answer")),
+        Err(e) => harness::skip(&format!("no systemd {name} manager answers ({e})")),
     }
-    let r = doctor(&[], &[("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", "user")]);
+    let r = doctor(&[], &[("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", name)]);
     assert_well_formed(&r);
-    let (status, line) = r.line("systemd user manager");
+    let (status, line) = r.line(&format!("systemd {name} manager"));
     assert_eq!(status, "ok", "{}", r.dump());
-    assert!(line.contains("answers on the session bus (systemd "), "{}", r.dump());
-    assert!(line.contains("--backend systemd --user works, and auto takes it"), "{}", r.dump());
-    assert!(r.line("default backend").1.contains("systemd on the user manager"), "{}", r.dump());
+    assert!(line.contains(&format!("answers on the {bus_name} (systemd ")), "{}", r.dump());
+    assert!(line.contains(&format!("--backend systemd --{name} works")), "{}", r.dump());
+    assert!(r.line("default backend").1.contains(&format!("systemd on the {name} manager")), "{}", r.dump());
     assert!(r.line("default backend").1.contains("chosen by DAEMONIC_BUS"), "{}", r.dump());
     assert_eq!(r.code, Some(0), "{}", r.dump());
 }
