@@ -1028,8 +1028,14 @@ fn readme_demo_prints_the_seeds_lines() {
     out.assert_code(0);
     let lines = out.lines();
     assert_eq!(lines.first().copied(), Some("Daemon process: True"), "{}", out.dump());
-    assert_eq!(lines.last().copied(), Some("Main process exiting..."), "{}", out.dump());
-    let counters = &lines[1..lines.len() - 1];
+    let exiting = lines.iter().position(|l| *l == "Main process exiting...");
+    let exiting = exiting.unwrap_or_else(|| panic!("no `Main process exiting...`\n{}", out.dump()));
+    // The daemon dies a few milliseconds after the main member has exited: a counter line due
+    // in that moment may follow the main member's last line, never more than one (the next is
+    // 0.1 s later), and none after `run` returned (the family is gone then: C10 below).
+    let after = lines.len() - 1 - exiting;
+    assert!(after <= 1, "{after} counter lines after the main member's end: the daemon outlived it\n{}", out.dump());
+    let counters: Vec<&str> = lines[1..].iter().copied().filter(|l| *l != "Main process exiting...").collect();
     assert!((20..=35).contains(&counters.len()), "about 30 counter lines expected\n{}", out.dump());
     for (i, l) in counters.iter().enumerate() {
         assert_eq!(*l, i.to_string(), "{}", out.dump());
