@@ -179,6 +179,12 @@ pub(crate) fn open_procs(dir: &Path) -> Result<OwnedFd> {
         .map_err(|e| Error::io("open", &file, e.into()))
 }
 
+/// Reads the interface file `dir/name`.
+pub fn read(dir: &Path, name: &str) -> Result<String> {
+    let file = dir.join(name);
+    fs::read_to_string(&file).map_err(|e| Error::io("read", &file, e))
+}
+
 /// Writes `value` to the interface file `dir/name`.
 pub fn write(dir: &Path, name: &str, value: &str) -> Result<()> {
     let file = dir.join(name);

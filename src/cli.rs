@@ -22,7 +22,7 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::Command;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{MemberDir, check_contain, filters_for, properties_need_systemd};
+use crate::family::{MemberDir, check_contain, filters_for};
 use crate::inspect::{self, FamilyInfo};
 use crate::layout::{self, Position, Style};
 use crate::supervise::{RunOptions, run};
@@ -87,8 +87,9 @@ struct RunArgs {
     /// systemd backend: use the system manager (the default for root).
     #[arg(long)]
     system: bool,
-    /// systemd backend: a resource property of the main member, as `systemd-run -p`
-    /// (TasksMax=, MemoryMax=, CPUWeight=); repeatable.
+    /// A resource property of the main member, as `systemd-run -p` (TasksMax=, MemoryMax=,
+    /// CPUWeight=): its unit's on systemd, its cgroup's pids.max, memory.max, cpu.weight on
+    /// cgroupfs (where the base hands the controller down); repeatable.
     #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     /// cgroupfs backend: the cgroup to create the family under (default: the caller's own cgroup).
@@ -123,8 +124,9 @@ struct SpawnArgs {
     /// For a daemon: SIGTERM and this long before SIGKILL when its family ends.
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     stop_timeout: Option<Duration>,
-    /// systemd backend: a resource property of the new member, as `systemd-run -p`
-    /// (TasksMax=, MemoryMax=, CPUWeight=); repeatable.
+    /// A resource property of the new member, as `systemd-run -p` (TasksMax=, MemoryMax=,
+    /// CPUWeight=): its unit's on systemd, its cgroup's on cgroupfs (a daemon, or a member of a
+    /// main member's family dir; the controller must reach the family); repeatable.
     #[arg(short = 'p', long = "property", value_name = "KEY=VALUE")]
     properties: Vec<String>,
     /// The program and its arguments.
@@ -374,9 +376,6 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
             e
         })
     } else {
-        if !properties.is_empty() {
-            return Err(properties_need_systemd());
-        }
         let made = MemberDir::create(&me, &name, daemon, seq, a.stop_timeout, a.allow_children)?;
         let dir = made.dir.clone();
         let own = own.clone();
@@ -385,6 +384,9 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
             made.discard();
             e
         };
+        if let Err(e) = crate::properties::apply_in_dirs(&me.family_dir, &dir, &properties) {
+            return Err(undo(e));
+        }
         match cgroup::enter(&dir)
             .and_then(|()| cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string()))
         {

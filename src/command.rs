@@ -134,9 +134,11 @@ impl Command {
         }
     }
 
-    /// Adds a resource property of the member's unit, as `systemd-run -p` takes it
-    /// (`TasksMax=64`, `MemoryMax=512M`, `CPUWeight=50`; see [`crate::properties`]). Needs the
-    /// systemd backend; the value is checked when the member is spawned, before anything is created.
+    /// Adds a resource property of the member, as `systemd-run -p` takes it (`TasksMax=64`,
+    /// `MemoryMax=512M`, `CPUWeight=50`; see [`crate::properties`]): on its unit (systemd), or in
+    /// its own cgroup's `pids.max`, `memory.max`, `cpu.weight` (cgroupfs, where the family's base
+    /// hands the controller down; a non-daemonic member's parent must not hold processes). The
+    /// value is checked when the member is spawned, before anything is created.
     pub fn property(&mut self, assignment: impl Into<String>) -> &mut Command {
         self.properties.push(assignment.into());
         self

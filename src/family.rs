@@ -287,14 +287,6 @@ impl MemberDir {
     }
 }
 
-/// The error for resource properties on the cgroupfs backend.
-pub(crate) fn properties_need_systemd() -> Error {
-    Error::new(
-        ErrorKind::InvalidInput,
-        "resource properties (--property) need the systemd backend; this family uses cgroupfs",
-    )
-}
-
 /// The no-fork filters for a new member: none unless it is a daemon that may not have children.
 /// Checks a request for a contained member (see [`Command::contain`]) before anything exists:
 /// it must be a member that may have children, and the caller must be able to create a PID
@@ -590,9 +582,6 @@ impl Family {
             let (spawned, placed) = units::start(&client, &parent, &spec, &request, next_seq())?;
             return Ok(self.adopt(spawned, name, daemon, placed.dir));
         }
-        if !properties.is_empty() {
-            return Err(properties_need_systemd());
-        }
         let made = MemberDir::create(
             &self.position,
             &name,
@@ -602,7 +591,8 @@ impl Family {
             cmd.get_allow_children(),
         )?;
         let dir = made.dir.clone();
-        let spawned = spawn::spawn(&Request { cgroup: Some(&dir), ..request });
+        let limited = crate::properties::apply_in_dirs(&self.position.family_dir, &dir, &properties);
+        let spawned = limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&dir), ..request }));
         let spawned = match spawned {
             Ok(s) => s,
             Err(e) => {

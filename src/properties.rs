@@ -6,9 +6,15 @@
 //! (powers of 1024), a percentage of physical memory or `infinity`; `CPUWeight=` 1 to 10000.
 //! Each becomes the D-Bus property systemd expects (`TasksMax`/`TasksMaxScale`, `MemoryMax`/
 //! `MemoryMaxScale`, `CPUWeight`), so a bad value is an error here and never a half-created unit.
+//!
+//! On the cgroupfs backend, [`apply_in_dirs`] writes the same limits to the cgroup v2 interface
+//! files of the member's own directory (`pids.max`, `memory.max`, `cpu.weight`), as systemd
+//! would to a scope's, before the member's first process runs in it.
 
 use std::fmt;
+use std::path::Path;
 
+use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
 
 /// A checked resource property, in the form systemd's D-Bus API takes it.
@@ -46,6 +52,120 @@ impl fmt::Display for Property {
             Property::TasksMaxScale(v) | Property::MemoryMaxScale(v) => write!(f, "{}={v}", self.key()),
         }
     }
+}
+
+impl Property {
+    /// The cgroup v2 controller that enforces it.
+    pub fn controller(&self) -> &'static str {
+        match self {
+            Property::TasksMax(_) | Property::TasksMaxScale(_) => "pids",
+            Property::MemoryMax(_) | Property::MemoryMaxScale(_) => "memory",
+            Property::CpuWeight(_) => "cpu",
+        }
+    }
+
+    /// The interface file and the value to write to it, as systemd computes them: a share of
+    /// the kernel's task limit (the lower of `pid_max` and `threads-max`) or of physical memory
+    /// (`MemTotal`), `max` for infinity.
+    fn cgroup_file(&self) -> Result<(&'static str, String)> {
+        let max_or = |v: u64| if v == u64::MAX { "max".to_string() } else { v.to_string() };
+        let share = |total: u64, scale: u32| (u128::from(total) * u128::from(scale) / (1u128 << 32)) as u64;
+        Ok(match *self {
+            Property::TasksMax(n) => ("pids.max", max_or(n)),
+            Property::TasksMaxScale(s) => ("pids.max", share(kernel_task_limit()?, s).max(1).to_string()),
+            Property::MemoryMax(b) => ("memory.max", max_or(b)),
+            Property::MemoryMaxScale(s) => ("memory.max", share(physical_memory()?, s).to_string()),
+            Property::CpuWeight(w) => ("cpu.weight", w.to_string()),
+        })
+    }
+}
+
+/// Applies `properties` to a new member's own cgroup `member_dir`, below the family's directory
+/// `family_dir`, on the cgroupfs backend. Each controller is enabled in `cgroup.subtree_control`
+/// of the family's own directories on the way down (never above the family: those belong to
+/// whoever delegated the base), then the limit is written. Fails, naming the controller and the
+/// directory, where the base does not hand the controller down, or where an owner's directory
+/// holds processes (cgroup v2 gives controllers only to children of cgroups without processes).
+pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Property]) -> Result<()> {
+    let Ok(below) = member_dir.strip_prefix(family_dir) else {
+        return Err(Error::new(
+            ErrorKind::InvalidInput,
+            format!("{} is not below the family's directory {}", member_dir.display(), family_dir.display()),
+        ));
+    };
+    // The directories whose subtree_control must pass the controller on: the family's, then
+    // each level down to the member's parent.
+    let mut owners = vec![family_dir.to_path_buf()];
+    let mut dir = family_dir.to_path_buf();
+    let levels: Vec<_> = below.components().collect();
+    for level in &levels[..levels.len().saturating_sub(1)] {
+        dir.push(level);
+        owners.push(dir.clone());
+    }
+    for p in properties {
+        let controller = p.controller();
+        let available = cgroup::read(family_dir, "cgroup.controllers").unwrap_or_default();
+        if !available.split_whitespace().any(|c| c == controller) {
+            let base = family_dir.parent().unwrap_or(family_dir);
+            return Err(Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "{} needs the {controller} controller, which {} does not hand down to the family (its \
+                     cgroup.subtree_control lacks {controller}; daemonic enables controllers only inside the \
+                     family): enable it there, or give the service Delegate={controller}",
+                    p.key(),
+                    base.display()
+                ),
+            ));
+        }
+        for owner in &owners {
+            let enabled = cgroup::read(owner, "cgroup.subtree_control").unwrap_or_default();
+            if enabled.split_whitespace().any(|c| c == controller) {
+                continue;
+            }
+            if let Err(e) = cgroup::write(owner, "cgroup.subtree_control", &format!("+{controller}")) {
+                let busy =
+                    e.os_error().and_then(std::io::Error::raw_os_error) == Some(rustix::io::Errno::BUSY.raw_os_error());
+                return Err(match busy {
+                    true => Error::new(
+                        ErrorKind::Unsupported,
+                        format!(
+                            "{} needs the {controller} controller for {}, but {} has processes of its own, and \
+                             cgroup v2 gives controllers only to the children of a cgroup without processes \
+                             (a member's non-daemonic children are in its own cgroup on cgroupfs; the systemd \
+                             backend has no such limit)",
+                            p.key(),
+                            member_dir.display(),
+                            owner.display()
+                        ),
+                    ),
+                    false => e,
+                });
+            }
+        }
+        let (file, value) = p.cgroup_file()?;
+        cgroup::write(member_dir, file, &value)?;
+    }
+    Ok(())
+}
+
+/// The kernel's limit on tasks, which `TasksMax=N%` is a share of (as systemd reads it).
+fn kernel_task_limit() -> Result<u64> {
+    let read = |file: &str| -> Result<u64> {
+        let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", Path::new(file), e))?;
+        text.trim().parse().map_err(|_| Error::new(ErrorKind::Os, format!("{file} holds {text:?}, not a number")))
+    };
+    Ok(read("/proc/sys/kernel/pid_max")?.min(read("/proc/sys/kernel/threads-max")?))
+}
+
+/// Physical memory in bytes, which `MemoryMax=N%` is a share of.
+fn physical_memory() -> Result<u64> {
+    let file = Path::new("/proc/meminfo");
+    let text = std::fs::read_to_string(file).map_err(|e| Error::io("read", file, e))?;
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        .map(|kib| kib * 1024)
+        .ok_or_else(|| Error::new(ErrorKind::Os, "/proc/meminfo has no MemTotal line"))
 }
 
 /// The keys `--property` accepts.

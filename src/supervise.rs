@@ -21,7 +21,7 @@ use crate::backend::{Backend, Choice};
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{NewFamily, cgroup_with_systemd, choose_base, dismantle, properties_need_systemd, start_family};
+use crate::family::{NewFamily, cgroup_with_systemd, choose_base, dismantle, start_family};
 use crate::layout::{self, Position, Style};
 use crate::notify::Notifier;
 use crate::retire::Retirement;
@@ -38,7 +38,7 @@ pub struct RunOptions {
     pub backend: Backend,
     /// The systemd manager for the systemd backend (default: by the caller's uid).
     pub bus: Option<Bus>,
-    /// Resource properties of the main member (`KEY=VALUE`, systemd backend only).
+    /// Resource properties of the main member (`KEY=VALUE`).
     pub properties: Vec<String>,
     /// The cgroup to create the family under.
     pub cgroup: Option<PathBuf>,
@@ -76,9 +76,6 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     }
     let choice = choose_backend(opts, own.as_ref())?;
     log::info(&choice.reason);
-    if choice.bus.is_none() && !properties.is_empty() {
-        return Err(properties_need_systemd());
-    }
     if let (Some(_), Some(base)) = (choice.bus, &opts.cgroup) {
         return Err(cgroup_with_systemd(base));
     }
@@ -119,7 +116,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             };
             units::start_family(&*units::client(bus)?, &spec, &request)?
         }
-        (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &request)?,
+        (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &properties, &request)?,
     };
 
     let family_ref = log::FamilyRef { name: &name, id: &family.id };
@@ -240,10 +237,12 @@ fn start_in_dirs(
     base: &std::path::Path,
     name: &str,
     stop_timeout: Option<Duration>,
+    limits: &[properties::Property],
     request: &Request<'_>,
 ) -> Result<(NewFamily, Spawned)> {
     let family = start_family(base, name, stop_timeout)?;
-    match spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*request }) {
+    let limited = properties::apply_in_dirs(&family.dir, &family.main_dir, limits);
+    match limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*request })) {
         Ok(main) => {
             let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
             Ok((family, main))

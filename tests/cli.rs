@@ -184,3 +184,111 @@ fn fork_fallback_placement_works() {
     assert!(out.stdout.ends_with("end\n"), "{}", out.dump());
     assert_clean_at_exit(&name, &[&m]);
 }
+
+// =============================================================================================
+// cgroupfs only: resource properties
+// =============================================================================================
+
+/// A cgroup made by the test directly below the cgroup2 root, handing `pids memory cpu` to its
+/// children, as a service with `Delegate=yes` whose main process moved into a leaf hands them to
+/// its own; its processes are killed and it is removed when dropped.
+struct ControllerBase(PathBuf);
+
+impl ControllerBase {
+    fn new(test: &str) -> ControllerBase {
+        let mount = cgroup2_mount().expect("cgroup2 mount");
+        let dir = mount.join(format!("daemonic-test-{test}-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        let base = ControllerBase(dir);
+        std::fs::write(base.0.join("cgroup.subtree_control"), "+pids +memory +cpu")
+            .unwrap_or_else(|e| panic!("enable pids memory cpu in {}: {e}", base.0.display()));
+        base
+    }
+}
+
+impl Drop for ControllerBase {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.0.join("cgroup.kill"), "1");
+        let removed = wait_until(Duration::from_secs(5), || {
+            let mut dirs = cgroup_dirs_where(&|_| true);
+            dirs.retain(|d| d.starts_with(&self.0));
+            dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+            dirs.iter().for_each(|d| drop(std::fs::remove_dir(d)));
+            !self.0.exists()
+        });
+        if !removed {
+            eprintln!("WARNING: could not remove {}", self.0.display());
+        }
+    }
+}
+
+/// `-p` on cgroupfs: where the controllers reach the family, the limits are written to the
+/// member's own cgroup (`pids.max`, `memory.max`, `cpu.weight`), for the main member and for a
+/// daemon, and a non-daemonic child, whose parent's cgroup holds processes, is refused with the
+/// reason. Where they do not reach it (a hybrid host's cgroup2 has no controllers; a base that
+/// does not hand them down), `run` fails with one line naming the missing controller and
+/// creates nothing. Which case this host is, is read from the cgroup2 root: as root, with
+/// `pids memory cpu` in its `cgroup.subtree_control` (every systemd host), the limits are
+/// checked; elsewhere the error.
+#[harness::test]
+fn properties_on_cgroupfs_limit_the_members_own_cgroup() {
+    require_cgroup();
+    let name = family_name("limits");
+    let mount = cgroup2_mount().expect("cgroup2 mount");
+    let at_root = std::fs::read_to_string(mount.join("cgroup.subtree_control")).unwrap_or_default();
+    let reach = ["pids", "memory", "cpu"].iter().all(|c| at_root.split_whitespace().any(|e| e == *c));
+    if !reach || !rustix::process::geteuid().is_root() {
+        eprintln!("the cgroup2 root hands down {at_root:?}: checking the error for a missing controller");
+        let out = daemonic(["run", "--name", &name, "--backend", "cgroupfs", "-p", "TasksMax=5", "--", "echo", "ran"])
+            .timeout(10.0)
+            .run();
+        assert_clean_error(&out, &["TasksMax needs the pids controller"]);
+        assert_eq!(out.code, Some(1), "the host lacks it: not bad input\n{}", out.dump());
+        assert!(!out.stdout.contains("ran"), "{}", out.dump());
+        assert_clean_at_exit(&name, &[]);
+        return;
+    }
+    let base = ControllerBase::new("limits");
+    let m = marker(30);
+    let script = tpl(
+        r#"cg=@MOUNT@$(sed -n 's/^0:://p' /proc/self/cgroup)
+echo "main $(cat $cg/pids.max) $(cat $cg/memory.max) $(cat $cg/cpu.weight)"
+daemonic spawn --daemon -p TasksMax=7 -p MemoryMax=32M --name w -- sleep @M@ &
+i=0; until [ -d $cg.daemons ] && ls -d $cg.daemons/w-*.daemon >/dev/null 2>&1; do sleep 0.05; i=$((i+1)); [ $i -lt 400 ] || exit 9; done
+d=$(ls -d $cg.daemons/w-*.daemon)
+i=0; until grep -q '^7$' $d/pids.max; do sleep 0.05; i=$((i+1)); [ $i -lt 400 ] || exit 10; done
+echo "daemon $(cat $d/pids.max) $(cat $d/memory.max) $(cat $d/cpu.weight)"
+daemonic spawn -p TasksMax=3 --name c -- true
+echo "child exit $?""#,
+        &[("MOUNT", &mount.display().to_string()), ("M", &m)],
+    );
+    let cgroup = base.0.display().to_string();
+    let out = daemonic([
+        "run",
+        "--name",
+        &name,
+        "--backend",
+        "cgroupfs",
+        "--cgroup",
+        &cgroup,
+        "-p",
+        "TasksMax=50",
+        "-p",
+        "MemoryMax=64M",
+        "-p",
+        "CPUWeight=50",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ])
+    .timeout(30.0)
+    .run();
+    out.assert_code(0);
+    assert!(out.stdout.contains(&format!("main 50 {} 50\n", 64u64 << 20)), "{}", out.dump());
+    // The daemon's weight is the kernel's default: only what was asked is written.
+    assert!(out.stdout.contains(&format!("daemon 7 {} 100\n", 32u64 << 20)), "{}", out.dump());
+    assert!(out.stdout.contains("child exit 1\n"), "{}", out.dump());
+    assert!(out.stderr.contains("has processes of its own"), "the refusal says why\n{}", out.dump());
+    assert_clean_at_exit(&name, &[&m]);
+}

@@ -138,12 +138,6 @@ fn properties_reach_the_scope_and_bad_ones_create_nothing() {
         assert!(!out.stdout.contains("ran"), "{}", out.dump());
         assert_no_leftovers(&name, &[]);
     }
-    // On cgroupfs there is no unit to carry them: said so, nothing created.
-    let out = daemonic(["run", "--name", &name, "--backend", "cgroupfs", "-p", "TasksMax=5", "--", "echo", "ran"])
-        .timeout(10.0)
-        .run();
-    assert_clean_error(&out, &["need the systemd backend"]);
-    assert_no_leftovers(&name, &[]);
 }
 
 /// `systemctl stop` of a member's scope: the member ends by SIGTERM (its parent sees 143), its

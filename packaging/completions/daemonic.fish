@@ -37,7 +37,7 @@ complete -c daemonic -n "__fish_daemonic_needs_command" -f -a "doctor" -d 'Check
 complete -c daemonic -n "__fish_daemonic_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -l name -d 'The family\'s name (default: PROGRAM\'s file name)' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -l backend -d 'Where the family\'s cgroups come from: cgroupfs (directories below a delegated cgroup), systemd (a transient scope per member), or auto (systemd when a manager answers)' -r
-complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s p -l property -d 'systemd backend: a resource property of the main member, as `systemd-run -p` (TasksMax=, MemoryMax=, CPUWeight=); repeatable' -r
+complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s p -l property -d 'A resource property of the main member, as `systemd-run -p` (TasksMax=, MemoryMax=, CPUWeight=): its unit\'s on systemd, its cgroup\'s pids.max, memory.max, cpu.weight on cgroupfs (where the base hands the controller down); repeatable' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -l cgroup -d 'cgroupfs backend: the cgroup to create the family under (default: the caller\'s own cgroup)' -r -F
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -l stop-timeout -d 'Send SIGTERM to daemons and wait this long before SIGKILL (default: immediate SIGKILL)' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -l user -d 'systemd backend: use the calling user\'s manager (the default for non-root callers)'
@@ -47,7 +47,7 @@ complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s q -l quiet -d 
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s h -l help -d 'Print help'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l name -d 'The member\'s name (default: PROGRAM\'s file name)' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l stop-timeout -d 'For a daemon: SIGTERM and this long before SIGKILL when its family ends' -r
-complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s p -l property -d 'systemd backend: a resource property of the new member, as `systemd-run -p` (TasksMax=, MemoryMax=, CPUWeight=); repeatable' -r
+complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s p -l property -d 'A resource property of the new member, as `systemd-run -p` (TasksMax=, MemoryMax=, CPUWeight=): its unit\'s on systemd, its cgroup\'s on cgroupfs (a daemon, or a member of a main member\'s family dir; the controller must reach the family); repeatable' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l daemon -d 'Make the new member daemonic'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l no-daemon -d 'Make the new member non-daemonic'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l allow-children -d 'Let a daemonic member have children, confined to its cgroup'
