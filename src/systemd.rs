@@ -16,7 +16,7 @@
 //! `UnitRemoved` to the bus, which cost the user manager about 0.2 ms and dbus-daemon 0.3 ms more
 //! per scope here (measured with a scratch client: docs/systemd-backend.md).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use zbus::zvariant::{OwnedObjectPath, Value};
@@ -156,11 +156,24 @@ fn job_timeout_from_env() -> Result<Duration> {
 }
 
 impl Client {
-    /// Connects to the manager on `bus`.
+    /// Connects to the manager on `bus`. A bus that drops the connection while it is busy (the
+    /// system bus lets 64 connections authenticate at once: 200 members spawned together exceed
+    /// it) is tried again, with growing pauses, for as long as a job may take; one that is not
+    /// there at all fails at once.
     pub fn connect(bus: Bus) -> Result<Client> {
+        let deadline = Instant::now() + job_timeout_from_env()?;
+        let mut pause = Duration::from_millis(5);
         zbus::block_on(async {
-            let conn = open(bus).await.map_err(|e| unavailable(bus, e))?;
-            Client::on(conn, bus).await
+            loop {
+                match open(bus).await {
+                    Ok(conn) => return Client::on(conn, bus).await,
+                    Err(e) if dropped_while_busy(&e) && Instant::now() + pause < deadline => {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    Err(e) => return Err(unavailable(bus, e)),
+                }
+            }
         })
     }
 
@@ -477,6 +490,20 @@ fn connect_unix(address: &zbus::Address) -> Option<std::io::Result<std::os::unix
         }
         _ => return None,
     })
+}
+
+/// Whether a failed connection attempt met a bus that is there but dropped it (closed during
+/// the handshake, reset): worth another try, unlike a bus that does not exist or refuses.
+fn dropped_while_busy(e: &zbus::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    match e {
+        zbus::Error::InputOutput(io) => {
+            matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted | UnexpectedEof)
+        }
+        zbus::Error::Connection(io, _) => matches!(io.kind(), BrokenPipe | ConnectionReset | ConnectionAborted),
+        zbus::Error::Handshake(_) => true,
+        _ => false,
+    }
 }
 
 fn unavailable(bus: Bus, e: zbus::Error) -> Error {
