@@ -16,6 +16,7 @@ use std::path::Path;
 
 use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
+use crate::layout;
 
 /// A checked resource property, in the form systemd's D-Bus API takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,8 +85,9 @@ impl Property {
 /// `family_dir`, on the cgroupfs backend. Each controller is enabled in `cgroup.subtree_control`
 /// of the family's own directories on the way down (never above the family: those belong to
 /// whoever delegated the base), then the limit is written. Fails, naming the controller and the
-/// directory, where the base does not hand the controller down, or where an owner's directory
-/// holds processes (cgroup v2 gives controllers only to children of cgroups without processes).
+/// directory, where the base does not hand the controller down, or where the member's parent is
+/// a member's own directory, which holds processes (cgroup v2 gives controllers only to
+/// children of cgroups without processes): nothing is enabled then.
 pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Property]) -> Result<()> {
     let Ok(below) = member_dir.strip_prefix(family_dir) else {
         return Err(Error::new(
@@ -101,6 +103,25 @@ pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Propert
     for level in &levels[..levels.len().saturating_sub(1)] {
         dir.push(level);
         owners.push(dir.clone());
+    }
+    // A member's own directory holds its processes (its non-daemonic children are directories
+    // below it), and cgroup v2 lets no cgroup with processes hand controllers down: even a
+    // threaded one (pids) it accepts turns the children into cgroups no process may enter. Only
+    // the family's directory and `.daemons` directories never hold processes.
+    let holder = owners.iter().skip(1).find(|o| !o.to_string_lossy().ends_with(layout::DAEMONS_SUFFIX));
+    if let (Some(holder), Some(p)) = (holder, properties.first()) {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} cannot be applied on cgroupfs to {}: its parent {} has processes of its own, and cgroup v2 \
+                 gives controllers only to the children of a cgroup without processes (a member's non-daemonic \
+                 children live in its own cgroup on cgroupfs; use the systemd backend, or give the limit to the \
+                 parent)",
+                p.key(),
+                member_dir.display(),
+                holder.display()
+            ),
+        ));
     }
     for p in properties {
         let controller = p.controller();
@@ -120,27 +141,8 @@ pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Propert
         }
         for owner in &owners {
             let enabled = cgroup::read(owner, "cgroup.subtree_control").unwrap_or_default();
-            if enabled.split_whitespace().any(|c| c == controller) {
-                continue;
-            }
-            if let Err(e) = cgroup::write(owner, "cgroup.subtree_control", &format!("+{controller}")) {
-                let busy =
-                    e.os_error().and_then(std::io::Error::raw_os_error) == Some(rustix::io::Errno::BUSY.raw_os_error());
-                return Err(match busy {
-                    true => Error::new(
-                        ErrorKind::Unsupported,
-                        format!(
-                            "{} needs the {controller} controller for {}, but {} has processes of its own, and \
-                             cgroup v2 gives controllers only to the children of a cgroup without processes \
-                             (a member's non-daemonic children are in its own cgroup on cgroupfs; the systemd \
-                             backend has no such limit)",
-                            p.key(),
-                            member_dir.display(),
-                            owner.display()
-                        ),
-                    ),
-                    false => e,
-                });
+            if !enabled.split_whitespace().any(|c| c == controller) {
+                cgroup::write(owner, "cgroup.subtree_control", &format!("+{controller}"))?;
             }
         }
         let (file, value) = p.cgroup_file()?;
