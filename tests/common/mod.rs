@@ -124,10 +124,13 @@ pub fn family_name(test: &str) -> String {
 }
 
 /// A unique numeric marker usable as a `sleep` argument: `<secs>.0000<pid:7><salt:4><n:5>`.
-/// The fractional part is far below a millisecond, so `sleep <marker>` sleeps `secs` seconds,
-/// and the string is unique, so `/proc/*/cmdline` scans find exactly this test's processes.
+/// The fractional part is far below a millisecond, so `sleep <marker>` sleeps `secs` seconds
+/// (scaled by the host's [`slowness`], as the bounds that tell such a sleeper from a prompt end
+/// are), and the string is unique, so `/proc/*/cmdline` scans find exactly this test's
+/// processes.
 pub fn marker(secs: u32) -> String {
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let secs = (f64::from(secs) * slowness()).ceil() as u64;
     format!("{secs}.0000{:07}{:04}{:05}", std::process::id(), run_salt(), n)
 }
 

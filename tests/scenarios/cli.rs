@@ -497,7 +497,7 @@ fn seed7_non_daemon_member_keeps_family_alive() {
         ms_between(main_end, nd_end)
     );
     assert!(
-        out.duration >= Duration::from_millis(1800) && out.duration <= Duration::from_secs(12),
+        out.duration >= Duration::from_millis(1800) && out.duration <= scaled(Duration::from_secs(12)),
         "run should wait for the ~2 s non-daemon member, took {:?}",
         out.duration
     );
@@ -548,7 +548,7 @@ fn main_ends_with(test: &str, ending: &str, expected: i32) {
     assert!(dir.path().join("started").exists(), "the daemon never started\n{}", out.dump());
     // The daemon sleeps 30 s: `run` did not wait for it (a bound far from both, so that a
     // loaded machine's slow spawns cannot reach it).
-    assert!(out.duration < Duration::from_secs(12), "run took {:?}", out.duration);
+    assert!(out.duration < scaled(Duration::from_secs(12)), "run took {:?}", out.duration);
     assert_clean_at_exit(&name, &[&m]);
 }
 
@@ -890,7 +890,7 @@ fn kill_ends_family_and_ps_json_lists_it() {
     let out = run.wait();
     eprintln!("killfam: kill took {:?}; run exited {:?} after the kill started", k.duration, t.elapsed());
     assert_eq!(out.code, Some(137), "run must exit 137 after `daemonic kill`\n{}", out.dump());
-    assert!(t.elapsed() < Duration::from_secs(5), "run took {:?} to exit after kill", t.elapsed());
+    assert!(t.elapsed() < scaled(Duration::from_secs(5)), "run took {:?} to exit after kill", t.elapsed());
     assert_clean_at_exit(&name, &[&m]);
     if let Some((gpid, start)) = guardian {
         assert_ne!(proc_identity(gpid), Some((gpid, start)), "the guardian {gpid} outlived its family");

@@ -255,7 +255,7 @@ fn parent_process_is_ready_when_the_parent_dies() -> Result<(), Failed> {
     let noticed = killed.elapsed();
     check(ended == "true true false", || format!("watcher wrote {ended:?}"))?;
     check(joined(&middle)? == -15, || format!("middle: {:?}", middle.exitcode()))?;
-    check(noticed < Duration::from_secs(5), || format!("noticed after {noticed:?}"))?;
+    check(noticed < common::scaled(Duration::from_secs(5)), || format!("noticed after {noticed:?}"))?;
     check(
         common::wait_until(LIMIT, || !Path::new(&format!("/proc/{watcher}")).exists()),
         || format!("watcher {watcher} still runs"),
