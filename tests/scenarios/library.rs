@@ -1312,7 +1312,6 @@ fn contained_members_keep_the_contract_and_take_their_descendants_along() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "contain");
         let family = open_family();
-        let m = child_marker();
         // Statuses: a code stays a code; a program killed by signal N ends its init with
         // 128 + N; the member's kill (cgroup.kill) ends the init itself, -9.
         let seven = spawn(&family, Command::new("sh").args(["-c", "exit 7"]).name("seven").contain(true));
@@ -1334,25 +1333,29 @@ fn contained_members_keep_the_contract_and_take_their_descendants_along() {
         assert_eq!(pid.wait().expect("wait"), 0, "the program is PID 2, its parent the init");
 
         // When the program ends, whatever it left running ends with it: here a background
-        // sleep of a daemon with allow_children, while the family goes on.
+        // sleep of a daemon with allow_children, while the family goes on. The daemon waits
+        // until the test has seen the sleep (a file it removes), then exits.
+        let sleep = common::marker(300);
+        let seen = child_tmp().join("sleep-seen");
+        std::fs::write(&seen, "").expect("create the gate file");
+        let gate = seen.display();
         let d = spawn(
             &family,
             Command::new("sh")
-                .args(["-c", &format!("sleep 300 {m} & sleep 0.3; exit 0")])
+                .args(["-c", &format!("sleep {sleep} & while [ -e {gate} ]; do sleep 0.05; done; exit 0")])
                 .name("leaver")
                 .daemon(true)
                 .allow_children(true)
                 .contain(true),
         );
-        assert!(
-            common::wait_until(Duration::from_secs(5), || !common::marked_processes(&m).is_empty()),
-            "the daemon's background sleep should run"
-        );
+        let sleeping = || common::marked_processes(&sleep).into_iter().any(|(_, cmd)| cmd.starts_with("sleep "));
+        assert!(common::wait_until(Duration::from_secs(5), sleeping), "the daemon's background sleep should run");
+        std::fs::remove_file(&seen).expect("open the gate");
         assert_eq!(d.wait().expect("wait"), 0);
         assert!(
-            common::wait_until(Duration::from_secs(1), || common::marked_processes(&m).is_empty()),
+            common::wait_until(Duration::from_secs(1), || common::marked_processes(&sleep).is_empty()),
             "the background sleep outlived its contained daemon: {:?}",
-            common::marked_processes(&m)
+            common::marked_processes(&sleep)
         );
         report("descendants", 1);
 
