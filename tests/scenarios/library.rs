@@ -12,7 +12,7 @@ const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 const NOT_ALLOWED: &str = "daemonic processes are not allowed to have children";
 
 /// Sleeps 60 s (killed long before).
-const SLEEPER_PY: &str = "import time\ntime.sleep(60)";
+const SLEEPER_PY: &str = "import time\ntime.sleep(60 * S)";
 
 /// Prints the calling process's v2 cgroup path as `@<argv[1]>=<path>`.
 const CGROUP_PY: &str = r#"
@@ -64,7 +64,9 @@ say("threads", len(out))
 /// A python program with the scenario's marker in its command line.
 fn py(script: &str) -> Command {
     let mut cmd = Command::new(python());
-    cmd.arg("-c").arg(format!("{script}\n#{}", child_marker()));
+    // `S`: the host's slowness, by which the scripts' long sleeps are scaled as the tests'
+    // bounds are.
+    cmd.arg("-c").arg(format!("S = {}\n{script}\n#{}", common::slowness(), child_marker()));
     cmd
 }
 
@@ -476,17 +478,17 @@ def rec(tag):
         f.write("%s %d\n" % (tag, os.getpid()))
 if os.fork() == 0:
     rec("child")
-    time.sleep(60)
+    time.sleep(60 * S)
     os._exit(0)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         rec("grandchild")
-        time.sleep(60)
+        time.sleep(60 * S)
         os._exit(0)
     os._exit(0)
 rec("member")
-time.sleep(60)
+time.sleep(60 * S)
 "#;
 
 #[harness::test]

@@ -462,7 +462,7 @@ fn main() -> ExitCode {
     let mut builder = Family::builder().name(&name);
     builder = match common::backend() {
         common::Backend::Cgroupfs => builder.backend(daemonic::Backend::Cgroupfs),
-        common::Backend::Systemd => builder.backend(daemonic::Backend::Systemd).bus(daemonic::systemd::Bus::User),
+        common::Backend::Systemd => builder.backend(daemonic::Backend::Systemd).bus(common::test_bus()),
     };
     let family = match builder.open() {
         Ok(f) => f,
