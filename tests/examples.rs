@@ -8,7 +8,7 @@
 mod common;
 mod harness;
 
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
@@ -54,8 +54,8 @@ fn backends() -> [common::Backend; 2] {
     [common::Backend::Cgroupfs, common::Backend::Systemd]
 }
 
-/// Starts example `name` on `backend` with its output piped.
-fn start(name: &str, backend: common::Backend) -> (Child, JoinHandle<String>, JoinHandle<String>) {
+/// The command that runs example `name` on `backend`, in a clean daemonic environment.
+fn command(name: &str, backend: common::Backend) -> Command {
     let mut cmd = Command::new(example(name));
     for var in
         ["DAEMONIC_CGROUP", "DAEMONIC_PLACEMENT", "DAEMONIC_BUS", "DAEMONIC_LOG", "RUST_BACKTRACE", "NOTIFY_SOCKET"]
@@ -66,7 +66,12 @@ fn start(name: &str, backend: common::Backend) -> (Child, JoinHandle<String>, Jo
     if backend == common::Backend::Systemd {
         cmd.env("DAEMONIC_BUS", common::test_bus().as_str());
     }
-    let mut child = cmd
+    cmd
+}
+
+/// Starts example `name` on `backend` with its output piped.
+fn start(name: &str, backend: common::Backend) -> (Child, JoinHandle<String>, JoinHandle<String>) {
+    let mut child = command(name, backend)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -170,7 +175,7 @@ fn seed_terminated_abruptly() {
         let run = run("seed_terminated_abruptly", backend);
         assert_eq!(run.code, Some(0), "{}", run.stderr);
         let lines = run.lines();
-        assert_eq!(lines.first(), Some(&"Daemon process: True"), "{backend:?}: {lines:?}");
+        assert_eq!(lines.first(), Some(&"Daemon process: True"), "{backend:?}: {lines:?}\n{}", run.stderr);
         // The daemon's 31st tick falls a few ms after the main process's 3 s (the interpreter
         // starts after the main process began to sleep), so on a busy machine it can land
         // between "Main process exiting..." and the kill of the exit handler, as it can in
@@ -189,19 +194,31 @@ fn seed_terminated_abruptly() {
         assert!((20..=35).contains(&counted.len()), "{backend:?}: {} counter lines", counted.len());
 
         // What Python cannot do: SIGKILL the main process and the daemon still dies, at once.
-        // (In the same test: both runs are the same family name.)
-        let (mut child, out, err) = start("seed_terminated_abruptly", backend);
-        std::thread::sleep(Duration::from_millis(800));
+        // (In the same test: both runs are the same family name.) The kill comes once the
+        // daemon runs: its first line, read as it comes.
+        let mut child = command("seed_terminated_abruptly", backend)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the example");
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let first = rx.recv_timeout(common::scaled(Duration::from_secs(5)));
         let killed = Instant::now();
         child.kill().expect("SIGKILL the example's main process (our child, by PID)");
         let _ = child.wait();
         // The daemon holds the stdout pipe; its end means the daemon has died.
-        let stdout = out.join().expect("stdout");
+        reader.join().expect("stdout");
         let daemon_gone = killed.elapsed();
-        let _ = err.join();
-        let lines: Vec<&str> = stdout.lines().collect();
-        assert_eq!(lines.first(), Some(&"Daemon process: True"), "{backend:?}: {lines:?}");
-        assert!(!lines.contains(&"Main process exiting..."), "{backend:?}");
+        let lines: Vec<String> = first.iter().cloned().chain(rx.try_iter()).collect();
+        assert_eq!(lines.first().map(String::as_str), Some("Daemon process: True"), "{backend:?}: {lines:?}");
+        assert!(!lines.iter().any(|l| l == "Main process exiting..."), "{backend:?}: {lines:?}");
         assert!(
             daemon_gone < common::scaled(Duration::from_secs(2)),
             "{backend:?}: the daemon outlived its parent by {daemon_gone:?}"
