@@ -351,15 +351,7 @@ impl Client {
     pub fn caller_delegated_unit(&self) -> Option<String> {
         zbus::block_on(async {
             let path = self.manager.get_unit_by_pid(std::process::id()).await.ok()?;
-            let props = zbus::fdo::PropertiesProxy::builder(self.manager.inner().connection())
-                .destination("org.freedesktop.systemd1")
-                .ok()?
-                .path(path)
-                .ok()?
-                .cache_properties(zbus::proxy::CacheProperties::No)
-                .build()
-                .await
-                .ok()?;
+            let props: zbus::fdo::PropertiesProxy<'_> = self.object(path).await?;
             let unit = zbus::names::InterfaceName::from_static_str("org.freedesktop.systemd1.Unit").ok()?;
             let id: String = props.get(unit, "Id").await.ok()?.try_into().ok()?;
             for kind in ["org.freedesktop.systemd1.Service", "org.freedesktop.systemd1.Scope"] {
@@ -370,6 +362,23 @@ impl Client {
             }
             None
         })
+    }
+
+    /// A proxy of type `P` for the manager's object at `path`, without a property cache (it
+    /// would subscribe to `PropertiesChanged`).
+    async fn object<'p, P>(&self, path: OwnedObjectPath) -> Option<P>
+    where
+        P: From<zbus::Proxy<'p>> + zbus::proxy::Defaults,
+    {
+        zbus::proxy::Builder::new(self.manager.inner().connection())
+            .destination("org.freedesktop.systemd1")
+            .ok()?
+            .path(path)
+            .ok()?
+            .cache_properties(zbus::proxy::CacheProperties::No)
+            .build()
+            .await
+            .ok()
     }
 
     /// Whether a unit of that name is loaded.
@@ -401,14 +410,7 @@ impl Client {
 
     /// The unit's `ActiveState`, or `None` when it is not loaded.
     async fn active_state(&self, name: &str) -> Option<String> {
-        let path = self.manager.get_unit(name).await.ok()?;
-        let unit = UnitProxy::builder(self.manager.inner().connection())
-            .path(path)
-            .ok()?
-            .cache_properties(zbus::proxy::CacheProperties::No)
-            .build()
-            .await
-            .ok()?;
+        let unit: UnitProxy<'_> = self.object(self.manager.get_unit(name).await.ok()?).await?;
         unit.active_state().await.ok()
     }
 }
