@@ -69,7 +69,7 @@ impl Backend {
     fn auto_by_manager(bus: Bus) -> Result<Choice> {
         match crate::units::client(bus) {
             Ok(client) => match client.caller_delegated_unit() {
-                Some(unit) if own_cgroup_writable() => Ok(delegated(&unit)),
+                Some(unit) if writable_own_cgroup().is_some() => Ok(delegated(&unit)),
                 _ => Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") }),
             },
             Err(e) => Ok(Choice { bus: None, reason: format!("backend auto: cgroupfs, as {e}") }),
@@ -103,10 +103,9 @@ fn delegated(unit: &str) -> Choice {
 /// The name of the unit the calling process runs in, when the tree marks it delegated
 /// (`user.delegate`, `trusted.delegate`) and the caller may write its own cgroup.
 fn own_delegated_unit() -> Option<String> {
-    let h = crate::cgroup::Hierarchy::host().ok()?;
-    let own = h.cgroup_of(0).ok()?;
-    let unit = crate::cgroup::delegated_unit(h.mount(), &own)?;
-    own_cgroup_writable().then(|| unit.file_name().map(|n| n.to_string_lossy().into_owned()))?
+    let (mount, own) = writable_own_cgroup()?;
+    let unit = crate::cgroup::delegated_unit(&mount, &own)?;
+    Some(unit.file_name()?.to_string_lossy().into_owned())
 }
 
 /// The unit delegated to the caller that it runs in, as `Auto` finds it: marked in the tree,
@@ -114,17 +113,16 @@ fn own_delegated_unit() -> Option<String> {
 pub(crate) fn caller_delegated_unit(bus: Bus) -> Option<String> {
     own_delegated_unit().or_else(|| {
         let unit = crate::units::client(bus).ok()?.caller_delegated_unit()?;
-        own_cgroup_writable().then_some(unit)
+        writable_own_cgroup().map(|_| unit)
     })
 }
 
-/// Whether the caller may create cgroups in its own.
-fn own_cgroup_writable() -> bool {
-    let writable = || {
-        let h = crate::cgroup::Hierarchy::host().ok()?;
-        rustix::fs::access(&h.cgroup_of(0).ok()?, rustix::fs::Access::WRITE_OK).ok()
-    };
-    writable().is_some()
+/// The cgroup2 mount and the caller's own cgroup, when the caller may create cgroups in it.
+fn writable_own_cgroup() -> Option<(std::path::PathBuf, std::path::PathBuf)> {
+    let h = crate::cgroup::Hierarchy::host().ok()?;
+    let own = h.cgroup_of(0).ok()?;
+    rustix::fs::access(&own, rustix::fs::Access::WRITE_OK).ok()?;
+    Some((h.mount().to_path_buf(), own))
 }
 
 impl fmt::Display for Backend {
