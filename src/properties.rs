@@ -123,9 +123,9 @@ pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Propert
             ),
         ));
     }
+    let available = cgroup::read(family_dir, "cgroup.controllers").unwrap_or_default();
     for p in properties {
         let controller = p.controller();
-        let available = cgroup::read(family_dir, "cgroup.controllers").unwrap_or_default();
         if !available.split_whitespace().any(|c| c == controller) {
             let base = family_dir.parent().unwrap_or(family_dir);
             return Err(Error::new(
