@@ -5,7 +5,9 @@
 # KIND: double-fork | setsid | daemon3 | fork-bomb | move-cgroup. It sets up the escape, writes
 # REPORT (JSON: the PIDs of the processes that try to get away, and what the kernel answered),
 # and sleeps until the family ends. OUTSIDE is a cgroup2 directory outside the family that the
-# mover may write; PIDS_CGROUP a v1 pids cgroup with a small pids.max for the fork bomb.
+# mover may write; PIDS_CGROUP, for the fork bomb, a v1 pids cgroup with a small pids.max that it
+# enters first, or `own:MOUNT`: its own cgroup v2 below the cgroup2 mount MOUNT already has the
+# limit (daemonic's TasksMax=). The report names that cgroup ("cgroup").
 import ctypes
 import errno
 import json
@@ -93,8 +95,13 @@ elif kind == "daemon3":
     else:
         said["daemon(3)"] = got
 elif kind == "fork-bomb":
-    with open(os.path.join(pids_cgroup, "cgroup.procs"), "w") as f:
-        f.write(str(hostpid()))
+    if pids_cgroup.startswith("own:"):
+        with open("/proc/self/cgroup") as f:
+            own = [l.strip()[3:] for l in f if l.startswith("0::")][0]
+        pids_cgroup = pids_cgroup[4:].rstrip("/") + own
+    else:
+        with open(os.path.join(pids_cgroup, "cgroup.procs"), "w") as f:
+            f.write(str(hostpid()))
     r, w = os.pipe()
     top = os.fork()
     if top == 0:
@@ -135,6 +142,6 @@ else:
 
 tmp = report + ".tmp"
 with open(tmp, "w") as f:
-    json.dump({"pids": pids, "said": said}, f)
+    json.dump({"pids": pids, "said": said, "cgroup": pids_cgroup}, f)
 os.rename(tmp, report)
 forever()

@@ -5,6 +5,10 @@
 //!
 //! The family is opened by this program in the `escape-main` role (a library supervisor, as in
 //! the endings section), whose one daemon runs the escape.
+//!
+//! The fork bomb runs under a tasks limit (`limits.rs`): a v1 pids cgroup that the bombing
+//! daemon enters first (hybrid hosts), or `TasksMax=64` on the daemon itself, a resource
+//! property of its own cgroup v2 given by daemonic.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,14 +21,13 @@ use daemonic::Command;
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::Env;
+use crate::limits::{Mechanism, TASKS_LIMIT};
 use crate::probe::{Watched, alive, leftovers, sweep, tail, wait_for_file, watch};
 use crate::trial::LATE;
 use crate::v1::V1Cgroup;
 
 /// The escape script, written to the scratch directory at start.
 pub(crate) const SCRIPT: &str = include_str!("escape.py");
-/// The fork bomb's tasks limit.
-const BOMB_LIMIT: u32 = 64;
 /// The unprivileged user of the `move-cgroup` trial as a user (nobody).
 const NOBODY: u32 = 65534;
 
@@ -115,7 +118,7 @@ impl crate::report::Trial for EscapeOutcome {
 pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     let opt = crate::parse_pairs(&mut it)?;
     let get = |k: &str| opt.get(k).cloned().ok_or_else(|| format!("{k} is required"));
-    let family = crate::open_family(&get("--backend")?, &get("--name")?)?;
+    let family = crate::open_family(&get("--backend")?, &get("--name")?, opt.get("--cgroup").map(String::as_str))?;
     let script_args = [get("--script")?, get("--kind")?, get("--report")?, get("--outside")?, get("--pids")?];
     let mut cmd = match opt.get("--as-user") {
         Some(uid) => {
@@ -128,6 +131,9 @@ pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     };
     cmd.args(script_args).name("escaper").daemon(true).allow_children(true);
     cmd.contain(opt.contains_key("--contain"));
+    if let Some(n) = opt.get("--tasks-max") {
+        cmd.property(format!("TasksMax={n}"));
+    }
     let escaper = family.spawn(&mut cmd).map_err(|e| format!("spawn the escaping daemon: {e}"))?;
     let mut line = String::new();
     std::io::stdin().read_line(&mut line).map_err(|e| format!("wait for the harness: {e}"))?;
@@ -177,14 +183,31 @@ pub(crate) fn run(env: &Env, escape: Escape, backend: &str, index: usize) -> Esc
     let dir = env.scratch.join(&token);
     let mut out = EscapeOutcome::default();
     let as_user = (escape == Escape::MoveAsUser).then_some(NOBODY);
-    let setup = || -> Result<(Outside, Option<V1Cgroup>), String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        // The unprivileged escaper writes its report here.
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-            .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
-        let outside = Outside::create(env, &token, as_user)?;
-        let pids = if escape == Escape::ForkBomb { Some(V1Cgroup::pids(&token, BOMB_LIMIT)?) } else { None };
-        Ok((outside, pids))
+    let setup = || -> Result<(Outside, TasksLimit), String> {
+        let pids = if escape == Escape::ForkBomb {
+            match env.limits.get(backend, "pids").map_err(|e| format!("the fork bomb cannot run here: {e}"))? {
+                Mechanism::V1 => TasksLimit::V1(V1Cgroup::pids(&token, TASKS_LIMIT)?),
+                Mechanism::V2 { base } => TasksLimit::V2 { base },
+            }
+        } else {
+            TasksLimit::None
+        };
+        let rest = || -> Result<Outside, String> {
+            std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+            // The unprivileged escaper writes its report here.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
+                .map_err(|e| format!("chmod {}: {e}", dir.display()))?;
+            Outside::create(env, &token, as_user)
+        };
+        match rest() {
+            Ok(outside) => Ok((outside, pids)),
+            Err(e) => {
+                if let TasksLimit::V1(p) = pids {
+                    let _ = p.remove();
+                }
+                Err(e)
+            }
+        }
     };
     let (outside, pids) = match setup() {
         Ok(x) => x,
@@ -194,20 +217,30 @@ pub(crate) fn run(env: &Env, escape: Escape, backend: &str, index: usize) -> Esc
             return out;
         }
     };
-    if let Err(e) = run_in(env, escape, backend, &token, &dir, &outside, pids.as_ref(), as_user, &mut out) {
+    if let Err(e) = run_in(env, escape, backend, &token, &dir, &outside, &pids, as_user, &mut out) {
         out.error.get_or_insert(e);
     }
     sweep(env, &token, backend);
     if let Err(e) = outside.remove() {
         out.error.get_or_insert(e);
     }
-    if let Some(p) = pids {
+    if let TasksLimit::V1(p) = pids {
         if let Err(e) = p.remove() {
             out.error.get_or_insert(e);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// The fork bomb's tasks limit.
+enum TasksLimit {
+    /// Not the fork bomb.
+    None,
+    /// A v1 pids cgroup the bombing daemon enters.
+    V1(V1Cgroup),
+    /// `TasksMax=` on the daemon's own cgroup v2, its family below `base` on cgroupfs.
+    V2 { base: Option<PathBuf> },
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -218,7 +251,7 @@ fn run_in(
     token: &str,
     dir: &Path,
     outside: &Outside,
-    pids: Option<&V1Cgroup>,
+    pids: &TasksLimit,
     as_user: Option<u32>,
     out: &mut EscapeOutcome,
 ) -> Result<(), String> {
@@ -229,7 +262,18 @@ fn run_in(
     cmd.arg("--script").arg(env.scratch.join("escape.py"));
     cmd.arg("--report").arg(&report);
     cmd.arg("--outside").arg(&outside.path);
-    cmd.arg("--pids").arg(pids.map(|p| p.path().to_path_buf()).unwrap_or_default());
+    // The script's PIDS_CGROUP: the v1 cgroup to enter, or `own:MOUNT`, its own cgroup v2.
+    match pids {
+        TasksLimit::None => cmd.arg("--pids").arg(""),
+        TasksLimit::V1(p) => cmd.arg("--pids").arg(p.path()),
+        TasksLimit::V2 { base } => {
+            if let Some(b) = base {
+                cmd.arg("--cgroup").arg(b);
+            }
+            cmd.args(["--tasks-max", &TASKS_LIMIT.to_string()]);
+            cmd.arg("--pids").arg(format!("own:{}", env.cgroup2.display()))
+        }
+    };
     cmd.arg("--python").arg(&env.python);
     if let Some(uid) = as_user {
         cmd.args(["--as-user", &uid.to_string()]);
@@ -277,18 +321,33 @@ fn run_in(
         out.latency = last.map(|l| l.saturating_duration_since(end));
         out.survivors = watched.iter().filter(|w| w.died.is_none_or(|t| t > end + LATE)).count();
         out.caught = watched.len() - out.survivors;
-        // Whatever the report did not list: the bomb's tasks, anything that reached the outside.
-        // (Exited tasks leave a v1 cgroup's procs at their exit, zombies included.)
+        // Whatever the report did not list: the bomb's tasks, anything that reached the outside,
+        // once the family's grace has passed. (Exited tasks leave a cgroup's procs at their exit,
+        // zombies included.) The bomb's cgroup: the v1 one, or the daemon's own (gone with the
+        // family unless something of it survives).
         let listed: Vec<u32> =
             doc["pids"].as_array().into_iter().flatten().filter_map(|p| p.as_u64()).map(|p| p as u32).collect();
-        let mut others: Vec<u32> = outside.procs();
-        if let Some(p) = pids {
-            others.extend(procs_of(p.path()));
+        let bomb_cgroup = match pids {
+            TasksLimit::None => None,
+            TasksLimit::V1(p) => Some(p.path().to_path_buf()),
+            TasksLimit::V2 { .. } => doc["cgroup"].as_str().map(PathBuf::from),
+        };
+        let others = || {
+            let mut others: Vec<u32> = outside.procs();
+            if let Some(p) = &bomb_cgroup {
+                others.extend(procs_of(p));
+            }
+            others.retain(|p| !listed.contains(p));
+            others.sort_unstable();
+            others.dedup();
+            others
+        };
+        let mut left = others();
+        while !left.is_empty() && Instant::now() < end + LATE {
+            std::thread::sleep(Duration::from_millis(2));
+            left = others();
         }
-        others.retain(|p| !listed.contains(p));
-        others.sort_unstable();
-        others.dedup();
-        out.survivors += others.len();
+        out.survivors += left.len();
         for w in &watched {
             if alive(&w.pidfd) {
                 let _ = pidfd_send_signal(&w.pidfd, Signal::KILL);

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! reliability [--quick] [--trials N] [--jobs J] [--backends cgroupfs,systemd]
-//!             --daemonic PATH [--out FILE]
+//!             [--rows TEXT[,TEXT…]] --daemonic PATH [--out FILE]
 //! reliability member …        (the main member of one trial's family; see member.rs)
 //! ```
 //!
@@ -13,10 +13,18 @@
 //! is measured by `trial.rs`. The table goes to standard output and to `--out`; the last line
 //! is `reliability: N trials, L leaked`, and the exit status is 1 when anything leaked or
 //! failed.
+//!
+//! `--rows` runs only the rows whose label, as the failures name them (`cgroupfs / library / OOM
+//! killer on main`, `systemd / fork bomb under a tasks limit (64)`, `cgroupfs / restart`,
+//! `systemd / no-fork`, `cgroupfs / load`), contains one of the texts (ignoring case).
+//!
+//! The OOM ending and the fork bomb need resource limits: `limits.rs` says how they get them on
+//! each host.
 
 mod escapes;
 #[path = "../host.rs"]
 mod host;
+mod limits;
 mod load;
 mod member;
 mod nofork;
@@ -126,6 +134,8 @@ pub(crate) struct Env {
     pub(crate) systemctl_user: bool,
     /// A python3 every user may run (the escapes run one as nobody).
     pub(crate) python: PathBuf,
+    /// How the OOM ending and the fork bomb get their limits on each backend.
+    pub(crate) limits: limits::Limits,
 }
 
 /// Records one outcome under `key` of the section `rows` picks; says at once when it failed.
@@ -156,11 +166,14 @@ pub(crate) fn parse_pairs(it: &mut impl Iterator<Item = String>) -> Result<BTree
     Ok(opt)
 }
 
-/// Opens (creates) a trial's family on `backend`, the test user manager for systemd; the
-/// calling process becomes its main member.
-pub(crate) fn open_family(backend: &str, name: &str) -> Result<daemonic::Family, String> {
+/// Opens (creates) a trial's family on `backend`, the test user manager for systemd, below
+/// `cgroup` when given (cgroupfs); the calling process becomes its main member.
+pub(crate) fn open_family(backend: &str, name: &str, cgroup: Option<&str>) -> Result<daemonic::Family, String> {
     let backend = parse_backend(backend)?;
     let mut builder = daemonic::Family::builder().name(name).backend(backend);
+    if let Some(c) = cgroup {
+        builder = builder.cgroup(c);
+    }
     if backend == Backend::Systemd {
         builder = builder.bus(daemonic::systemd::Bus::User);
     }
@@ -181,13 +194,31 @@ pub(crate) struct Options {
     quick: bool,
     jobs: usize,
     backends: Vec<String>,
+    /// Texts of which a row's label must contain one (ignoring case); empty: every row.
+    rows: Vec<String>,
     daemonic: Option<PathBuf>,
     out: Option<PathBuf>,
 }
 
+impl Options {
+    /// Whether the row labelled `label` is run.
+    fn wants(&self, label: &str) -> bool {
+        let label = label.to_lowercase();
+        self.rows.is_empty() || self.rows.iter().any(|r| label.contains(&r.to_lowercase()))
+    }
+}
+
 fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o =
-        Options { trials: 500, load_rounds: 0, quick: false, jobs: 2, backends: vec![], daemonic: None, out: None };
+    let mut o = Options {
+        trials: 500,
+        load_rounds: 0,
+        quick: false,
+        jobs: 2,
+        backends: vec![],
+        rows: vec![],
+        daemonic: None,
+        out: None,
+    };
     let mut trials = None;
     let mut load_rounds = None;
     while let Some(flag) = it.next() {
@@ -198,6 +229,7 @@ fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String
             "--load-rounds" => load_rounds = Some(value()?.parse().map_err(|e| format!("--load-rounds: {e}"))?),
             "--jobs" => o.jobs = value()?.parse().map_err(|e| format!("--jobs: {e}"))?,
             "--backends" => o.backends = value()?.split(',').map(String::from).collect(),
+            "--rows" => o.rows = value()?.split(',').filter(|r| !r.is_empty()).map(String::from).collect(),
             "--daemonic" => o.daemonic = Some(PathBuf::from(value()?)),
             "--out" => o.out = Some(PathBuf::from(value()?)),
             other => return Err(format!("unknown option {other:?}")),
@@ -263,6 +295,18 @@ enum Job {
     NoFork(String),
 }
 
+impl Job {
+    /// The row's label, as `--rows` matches it and a failure names it.
+    fn label(&self) -> String {
+        match self {
+            Job::Ending((backend, sup, ending)) => format!("{backend} / {} / {}", sup.label(), ending.label(*sup)),
+            Job::Escape(backend, escape) | Job::Limit(backend, escape) => format!("{backend} / {}", escape.label()),
+            Job::Restart(backend) => format!("{backend} / restart"),
+            Job::NoFork(backend) => format!("{backend} / no-fork"),
+        }
+    }
+}
+
 /// Everything measured, by section and row.
 #[derive(Default)]
 pub(crate) struct Results {
@@ -272,6 +316,9 @@ pub(crate) struct Results {
     pub(crate) restarts: BTreeMap<String, Vec<restart::RestartOutcome>>,
     pub(crate) nofork: BTreeMap<String, Vec<nofork::NoForkOutcome>>,
     pub(crate) load: load::LoadRows,
+    /// How the OOM ending and the fork bomb got their resource limits, one line per backend and
+    /// controller.
+    pub(crate) resource_limits: Vec<String>,
 }
 
 impl Results {
@@ -283,7 +330,7 @@ impl Results {
     }
 }
 
-fn harness(o: Options) -> Result<bool, String> {
+fn harness(mut o: Options) -> Result<bool, String> {
     let cgroup2 = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?.mount().to_path_buf();
     let scratch = tempfile::Builder::new()
         .prefix("daemonic-reliability.")
@@ -296,15 +343,6 @@ fn harness(o: Options) -> Result<bool, String> {
     nofork::build_c_probe(scratch.path())?;
     let script = scratch.path().join("escape.py");
     std::fs::write(&script, escapes::SCRIPT).map_err(|e| format!("write {}: {e}", script.display()))?;
-    let env = Env {
-        run_id: std::process::id(),
-        scratch: scratch.path().to_path_buf(),
-        daemonic: o.daemonic.clone().ok_or("--daemonic PATH is required")?,
-        me: std::env::current_exe().map_err(|e| format!("find this program: {e}"))?,
-        cgroup2,
-        systemctl_user: o.backends.iter().any(|b| b == "systemd"),
-        python: find_python()?,
-    };
 
     // Trials interleaved: every row gets its n-th trial before any row its (n+1)-th, so a slow
     // phase of the machine spreads over all rows.
@@ -328,6 +366,37 @@ fn harness(o: Options) -> Result<bool, String> {
             queue.push_back((Job::NoFork(b.clone()), i));
         }
     }
+    queue.retain(|(job, _)| o.wants(&job.label()));
+    let load_backends: Vec<String> = o.backends.iter().filter(|b| o.wants(&format!("{b} / load"))).cloned().collect();
+    if load_backends.is_empty() {
+        o.load_rounds = 0;
+    }
+    if queue.is_empty() && o.load_rounds == 0 {
+        return Err(format!("--rows {} selects no row", o.rows.join(",")));
+    }
+    // The limits the selected rows need, decided before any trial (see limits.rs).
+    let mut needed = Vec::new();
+    for (job, _) in &queue {
+        match job {
+            Job::Ending((b, _, Ending::Oom)) => needed.push((b.clone(), "memory")),
+            Job::Escape(b, escapes::Escape::ForkBomb) => needed.push((b.clone(), "pids")),
+            _ => {}
+        }
+    }
+    let run_id = std::process::id();
+    let env = Env {
+        run_id,
+        scratch: scratch.path().to_path_buf(),
+        daemonic: o.daemonic.clone().ok_or("--daemonic PATH is required")?,
+        me: std::env::current_exe().map_err(|e| format!("find this program: {e}"))?,
+        limits: limits::Limits::probe(&cgroup2, run_id, &needed),
+        cgroup2,
+        systemctl_user: o.backends.iter().any(|b| b == "systemd"),
+        python: find_python()?,
+    };
+    for line in env.limits.describe() {
+        eprintln!("reliability: limits: {line}");
+    }
     let total = queue.len();
     eprintln!(
         "reliability: {total} trials ({} per row), {} at a time, daemonic {}",
@@ -344,24 +413,23 @@ fn harness(o: Options) -> Result<bool, String> {
                 loop {
                     let next = queue.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
                     let Some((job, i)) = next else { break };
+                    let label = job.label();
                     let done = match job {
                         Job::Ending((backend, sup, ending)) => {
                             let o = trial::run(&env, sup, ending, &backend, i);
-                            let label = format!("{backend} / {} / {}", sup.label(), ending.label(sup));
                             store(&results, &label, i, o, |r| &mut r.endings, (backend, sup, ending))
                         }
                         Job::Escape(backend, escape) => {
                             let o = escapes::run(&env, escape, &backend, i);
-                            let label = format!("{backend} / {}", escape.label());
                             store(&results, &label, i, o, |r| &mut r.escapes, (backend, escape))
                         }
                         Job::Restart(backend) => {
                             let o = restart::run(&env, &backend, i);
-                            store(&results, &format!("{backend} / restart"), i, o, |r| &mut r.restarts, backend)
+                            store(&results, &label, i, o, |r| &mut r.restarts, backend)
                         }
                         Job::NoFork(backend) => {
                             let o = nofork::run(&env, &backend, i);
-                            store(&results, &format!("{backend} / no-fork"), i, o, |r| &mut r.nofork, backend)
+                            store(&results, &label, i, o, |r| &mut r.nofork, backend)
                         }
                         Job::Limit(backend, escape) => {
                             // Expected to fail: not reported as a failure, and not counted.
@@ -379,9 +447,10 @@ fn harness(o: Options) -> Result<bool, String> {
         }
     });
     let mut results = results.into_inner().unwrap_or_else(|p| p.into_inner());
+    results.resource_limits = env.limits.describe();
     // Load rounds one at a time, alone on the machine: they measure footprint and idle CPU.
     for i in 0..o.load_rounds {
-        for backend in &o.backends {
+        for backend in &load_backends {
             let outcome = load::run(&env, backend, i);
             eprintln!(
                 "reliability: load {backend} round {i}: {} members up in {:.1} s, teardown {:.2} s{}",

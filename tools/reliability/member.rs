@@ -13,6 +13,12 @@
 //!
 //! It writes their PIDs to the ready file, then reads actions from standard input, one per line:
 //! `return`, `panic`, `abort`, `exit`, `oom`. Signals come from the harness, not from here.
+//!
+//! For `oom` it has a memory limit (`limits.rs`): `--memcg PATH`, a v1 memory cgroup it enters
+//! before it eats; or `--memory-max SIZE`, the limit of its own cgroup v2, set by `daemonic run
+//! -p MemoryMax=` or, with `--set-memory-max SIZE`, by itself right after opening the family. It
+//! checks that its cgroup has that limit before it writes the ready file: it never eats memory
+//! without a limit that holds.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -27,6 +33,12 @@ pub(crate) struct Args {
     pub(crate) ready: PathBuf,
     pub(crate) marker: PathBuf,
     pub(crate) memcg: Option<PathBuf>,
+    /// The `MemoryMax=` its own cgroup v2 must have (checked before it is ready).
+    pub(crate) memory_max: Option<String>,
+    /// The `MemoryMax=` it sets on its own cgroup itself (the library's main member).
+    pub(crate) set_memory_max: Option<String>,
+    /// The base of a new family (cgroupfs).
+    pub(crate) cgroup: Option<String>,
     pub(crate) worker_ms: u64,
 }
 
@@ -34,6 +46,7 @@ impl Args {
     pub(crate) fn parse(mut it: impl Iterator<Item = String>) -> Result<Args, String> {
         let (mut backend, mut name, mut ready, mut marker, mut memcg, mut worker_ms) =
             (None, None, None, None, None, 300);
+        let (mut memory_max, mut set_memory_max, mut cgroup) = (None, None, None);
         while let Some(flag) = it.next() {
             let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
             match flag.as_str() {
@@ -42,6 +55,9 @@ impl Args {
                 "--ready" => ready = Some(PathBuf::from(value()?)),
                 "--marker" => marker = Some(PathBuf::from(value()?)),
                 "--memcg" => memcg = Some(PathBuf::from(value()?)),
+                "--memory-max" => memory_max = Some(value()?),
+                "--set-memory-max" => set_memory_max = Some(value()?),
+                "--cgroup" => cgroup = Some(value()?),
                 "--worker-ms" => worker_ms = value()?.parse().map_err(|e| format!("--worker-ms: {e}"))?,
                 other => return Err(format!("unknown option {other:?}")),
             }
@@ -52,6 +68,9 @@ impl Args {
             ready: ready.ok_or("--ready is required")?,
             marker: marker.ok_or("--marker is required")?,
             memcg,
+            memory_max,
+            set_memory_max,
+            cgroup,
             worker_ms,
         })
     }
@@ -59,7 +78,13 @@ impl Args {
 
 /// Runs the member; returns only for the `return` action (the family is shut down first).
 pub(crate) fn main(args: Args) -> Result<(), String> {
-    let family = crate::open_family(&args.backend, &args.name)?;
+    let family = crate::open_family(&args.backend, &args.name, args.cgroup.as_deref())?;
+    if let Some(max) = &args.set_memory_max {
+        limit_own_memory(&family, &args.backend, max)?;
+    }
+    if let Some(max) = &args.memory_max {
+        check_own_memory(max)?;
+    }
 
     let plain = family
         .spawn(Command::new("sleep").arg("1000").name("plain").daemon(true))
@@ -112,7 +137,11 @@ pub(crate) fn main(args: Args) -> Result<(), String> {
             panic!("reliability: the main member panics (abort)");
         }
         "exit" => std::process::exit(3),
-        "oom" => eat_memory(args.memcg.as_deref().ok_or("oom needs --memcg")?),
+        "oom" => match (&args.memcg, &args.memory_max) {
+            (Some(memcg), _) => eat_memory(Some(memcg)),
+            (None, Some(_)) => eat_memory(None),
+            (None, None) => Err("oom needs --memcg or --memory-max".into()),
+        },
         other => Err(format!("unknown action {other:?}")),
     }
 }
@@ -125,21 +154,81 @@ pub(crate) fn worker(mut it: impl Iterator<Item = String>) -> Result<(), String>
     std::fs::write(&marker, "").map_err(|e| format!("create {}: {e}", marker.display()))
 }
 
-/// Moves this process into the memory cgroup `memcg` (which has a limit) and allocates until
-/// the OOM killer ends it.
-fn eat_memory(memcg: &Path) -> ! {
-    let procs = memcg.join("cgroup.procs");
-    if let Err(e) = std::fs::write(&procs, "0") {
-        eprintln!("reliability member: cannot enter {}: {e}", procs.display());
-        std::process::exit(70);
+/// Sets `MemoryMax=max` on this process's own cgroup, the family's main member's: what `daemonic
+/// run -p` does for its main member, done here because [`daemonic::FamilyBuilder`] has no
+/// property for the process that opens the family. cgroupfs: daemonic's own
+/// [`daemonic::properties::apply_in_dirs`]; systemd: the scope's property, set at run time.
+fn limit_own_memory(family: &daemonic::Family, backend: &str, max: &str) -> Result<(), String> {
+    let assignment = format!("MemoryMax={max}");
+    let own = own_cgroup()?;
+    if backend == "systemd" {
+        let unit = own.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !unit.ends_with(".scope") {
+            return Err(format!("the main member's cgroup {} is not a scope", own.display()));
+        }
+        let out = std::process::Command::new("systemctl")
+            .args(["--user", "set-property", "--runtime", &unit, &assignment])
+            .output()
+            .map_err(|e| format!("run systemctl --user set-property: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "systemctl --user set-property --runtime {unit} {assignment}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        return Ok(());
+    }
+    let property = daemonic::properties::parse(&assignment).map_err(|e| e.to_string())?;
+    daemonic::properties::apply_in_dirs(family.cgroup(), &own, &[property])
+        .map_err(|e| format!("set {assignment} on {}: {e}", own.display()))
+}
+
+/// Waits (at most 5 s: the manager applies a property it was given at run time in its own
+/// time) until this process's own cgroup v2 has `memory.max` equal to `max`.
+fn check_own_memory(max: &str) -> Result<(), String> {
+    let want = match daemonic::properties::parse(&format!("MemoryMax={max}")).map_err(|e| e.to_string())? {
+        daemonic::properties::Property::MemoryMax(bytes) => bytes.to_string(),
+        other => return Err(format!("{other} is not a size")),
+    };
+    let file = own_cgroup()?.join("memory.max");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let got = std::fs::read_to_string(&file).map(|s| s.trim().to_string());
+        match got {
+            Ok(v) if v == want => return Ok(()),
+            _ if std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            Ok(v) => return Err(format!("{} is {v:?}, not the MemoryMax= asked for ({want})", file.display())),
+            Err(e) => return Err(format!("read {} (MemoryMax= did not reach the member): {e}", file.display())),
+        }
+    }
+}
+
+/// This process's own cgroup v2 directory.
+fn own_cgroup() -> Result<PathBuf, String> {
+    let h = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
+    h.cgroup_of(0).map_err(|e| e.to_string())
+}
+
+/// Allocates until the OOM killer ends this process: in its own cgroup, whose limit was checked
+/// at start, or first moved into the v1 memory cgroup `memcg`.
+fn eat_memory(memcg: Option<&Path>) -> ! {
+    if let Some(memcg) = memcg {
+        let procs = memcg.join("cgroup.procs");
+        if let Err(e) = std::fs::write(&procs, "0") {
+            eprintln!("reliability member: cannot enter {}: {e}", procs.display());
+            std::process::exit(70);
+        }
     }
     let mut hoard: Vec<Vec<u8>> = Vec::new();
     loop {
         // Non-zero bytes: every page is really touched.
         hoard.push(vec![0x5a; 1 << 20]);
-        if hoard.len() > 64 * 1024 {
-            // 64 GiB later the limit did not hold: say so rather than take the machine.
-            eprintln!("reliability member: the memory limit in {} did not stop me", memcg.display());
+        if hoard.len() as u64 > 16 * (crate::limits::MEMORY_LIMIT >> 20) {
+            // 16 times the limit later it did not hold: say so rather than take the machine.
+            eprintln!(
+                "reliability member: the memory limit of {} MiB did not stop me",
+                crate::limits::MEMORY_LIMIT >> 20
+            );
             std::process::exit(71);
         }
         std::thread::sleep(Duration::from_micros(50));

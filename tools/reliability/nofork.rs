@@ -78,7 +78,7 @@ pub(crate) fn build_c_probe(scratch: &Path) -> Result<PathBuf, String> {
 pub(crate) fn main(mut it: impl Iterator<Item = String>) -> Result<(), String> {
     let opt = crate::parse_pairs(&mut it)?;
     let get = |k: &str| opt.get(k).cloned().ok_or_else(|| format!("{k} is required"));
-    let family = crate::open_family(&get("--backend")?, &get("--name")?)?;
+    let family = crate::open_family(&get("--backend")?, &get("--name")?, None)?;
     let dir = PathBuf::from(get("--dir")?);
     let me = std::env::current_exe().map_err(|e| format!("find this program: {e}"))?;
     for probe in PROBES {

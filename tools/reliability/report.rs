@@ -68,7 +68,6 @@ fn command_output(cmd: &str, args: &[&str]) -> String {
 
 impl Report {
     pub(crate) fn new(o: &Options, all: &Results, took: Duration) -> Report {
-        let results = &all.endings;
         let mut text = String::new();
         let mut totals = Totals::default();
         // How it was run, as given (the harness's own --daemonic and --out left out).
@@ -101,57 +100,15 @@ impl Report {
             crate::host::cgroup_mode(),
             command_output("systemctl", &["--version"]),
         );
-        let _ = writeln!(text, "## Every way a supervising parent can end\n");
-        let _ = writeln!(
-            text,
-            "Each trial starts a family: the main member, a plain daemon (`sleep`), a daemon with \
-             `allow_children` that double-forks a `setsid` sleeper and backgrounds another, and a \
-             non-daemonic worker that sleeps 0.3 s and then writes a file. The supervisor is either \
-             `daemonic run` (the main member runs under it; signals go to `run`, which forwards \
-             them) or a program using the library (supervisor and main member at once). Then it \
-             ends one way. Times are taken from pidfds: *latency* runs from the death of the \
-             family's last non-daemonic process to the death of its last daemon. A trial leaks when \
-             a daemon outlives the family by more than {} ms, or when any process, cgroup \
-             directory or transient unit of the family is left once its guardian has exited. *Early* \
-             counts daemons killed before their family ended, *worker killed* non-daemonic workers \
-             that did not finish (C7), *status* supervisors whose exit status was not the expected \
-             one (C9).\n",
-            LATE.as_millis()
-        );
-        let _ = writeln!(
-            text,
-            "| backend | supervisor | ending | trials | latency p50 / p99 / max (ms) | late | early | \
-             leaked proc / cgroup / unit | worker killed | status | errors |"
-        );
-        let _ = writeln!(text, "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|");
-        for ((backend, sup, ending), outcomes) in results {
-            let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.latency).collect();
-            lat.sort();
-            let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
-            let lat_text = if lat.is_empty() {
-                "–".to_string()
-            } else {
-                format!("{} / {} / {}", ms(quantile(&lat, 0.5)), ms(quantile(&lat, 0.99)), ms(*lat.last().unwrap()))
-            };
-            let sum = |f: &dyn Fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
-            let _ = writeln!(
-                text,
-                "| {backend} | {} | {} | {} | {lat_text} | {} | {} | {} / {} / {} | {} | {} | {} |",
-                sup.label(),
-                ending.label(*sup),
-                outcomes.len(),
-                count(&|o| o.latency.is_some_and(|l| l > LATE)),
-                count(&|o| o.early),
-                sum(&|o| o.leaked_processes),
-                sum(&|o| o.leaked_cgroups),
-                sum(&|o| o.leaked_units),
-                count(&|o| o.worker_killed),
-                count(&|o| o.wrong_status.is_some()),
-                count(&|o| o.error.is_some() || o.not_oom),
-            );
-            totals.add(&format!("{backend} / {} / {}", sup.label(), ending.label(*sup)), outcomes);
+        if !all.resource_limits.is_empty() {
+            let _ =
+                writeln!(text, "Resource limits (chosen by asking the host: a v1 controller where there is one):\n");
+            for line in &all.resource_limits {
+                let _ = writeln!(text, "- {line}");
+            }
+            let _ = writeln!(text);
         }
-        let _ = writeln!(text);
+        endings_section(&mut text, &all.endings, &mut totals);
         escapes_section(&mut text, &all.escapes, &mut totals);
         limits_section(&mut text, &all.limits);
         nofork_section(&mut text, &all.nofork, &mut totals);
@@ -172,6 +129,76 @@ impl Report {
 
     pub(crate) fn markdown(&self) -> String {
         self.text.clone()
+    }
+}
+
+type EndingRows = BTreeMap<crate::Row, Vec<Outcome>>;
+
+fn endings_section(text: &mut String, results: &EndingRows, totals: &mut Totals) {
+    if results.is_empty() {
+        return;
+    }
+    let _ = writeln!(text, "## Every way a supervising parent can end\n");
+    let _ = writeln!(
+        text,
+        "Each trial starts a family: the main member, a plain daemon (`sleep`), a daemon with \
+         `allow_children` that double-forks a `setsid` sleeper and backgrounds another, and a \
+         non-daemonic worker that sleeps 0.3 s and then writes a file. The supervisor is either \
+         `daemonic run` (the main member runs under it; signals go to `run`, which forwards \
+         them) or a program using the library (supervisor and main member at once). Then it \
+         ends one way. Times are taken from pidfds: *latency* runs from the death of the \
+         family's last non-daemonic process to the death of its last daemon. A trial leaks when \
+         a daemon outlives the family by more than {} ms, or when any process, cgroup \
+         directory or transient unit of the family is left once its guardian has exited. *Early* \
+         counts daemons killed before their family ended, *worker killed* non-daemonic workers \
+         that did not finish (C7), *status* supervisors whose exit status was not the expected \
+         one (C9).\n",
+        LATE.as_millis()
+    );
+    let _ = writeln!(
+        text,
+        "| backend | supervisor | ending | trials | latency p50 / p99 / max (ms) | late | early | \
+         leaked proc / cgroup / unit | worker killed | status | errors |"
+    );
+    let _ = writeln!(text, "|---|---|---|---:|---|---:|---:|---|---:|---:|---:|");
+    for ((backend, sup, ending), outcomes) in results {
+        let mut lat: Vec<Duration> = outcomes.iter().filter_map(|o| o.latency).collect();
+        lat.sort();
+        let count = |f: &dyn Fn(&Outcome) -> bool| outcomes.iter().filter(|o| f(o)).count();
+        let lat_text = if lat.is_empty() {
+            "–".to_string()
+        } else {
+            format!("{} / {} / {}", ms(quantile(&lat, 0.5)), ms(quantile(&lat, 0.99)), ms(*lat.last().unwrap()))
+        };
+        let sum = |f: &dyn Fn(&Outcome) -> usize| outcomes.iter().map(f).sum::<usize>();
+        let _ = writeln!(
+            text,
+            "| {backend} | {} | {} | {} | {lat_text} | {} | {} | {} / {} / {} | {} | {} | {} |",
+            sup.label(),
+            ending.label(*sup),
+            outcomes.len(),
+            count(&|o| o.latency.is_some_and(|l| l > LATE)),
+            count(&|o| o.early),
+            sum(&|o| o.leaked_processes),
+            sum(&|o| o.leaked_cgroups),
+            sum(&|o| o.leaked_units),
+            count(&|o| o.worker_killed),
+            count(&|o| o.wrong_status.is_some()),
+            count(&|o| o.error.is_some() || o.not_oom),
+        );
+        totals.add(&format!("{backend} / {} / {}", sup.label(), ending.label(*sup)), outcomes);
+    }
+    let _ = writeln!(text);
+    let oom: Vec<&Outcome> =
+        results.iter().filter(|((_, _, e), _)| *e == crate::Ending::Oom).flat_map(|(_, v)| v).collect();
+    if !oom.is_empty() {
+        let _ = writeln!(
+            text,
+            "OOM killer confirmed in {} of {} trials of \"OOM killer on main\" (v1: `oom_kill` of the memory \
+             cgroup; v2: the kernel's log names the main member's PID).\n",
+            oom.iter().filter(|o| o.oom_confirmed).count(),
+            oom.len()
+        );
     }
 }
 

@@ -15,6 +15,7 @@ use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::probe::{self, Watched, alive, cgroups_of, sweep, tail, units_of, wait_for_file, watch};
 
+use crate::limits::{KernelLog, MEMORY_MAX, Mechanism};
 use crate::v1::V1Cgroup;
 use crate::{Ending, Env, Supervisor};
 
@@ -42,6 +43,9 @@ pub(crate) struct Outcome {
     pub(crate) wrong_status: Option<String>,
     /// The OOM ending was not done by the OOM killer.
     pub(crate) not_oom: bool,
+    /// The OOM ending was seen done by the OOM killer (v1: the memory cgroup's `oom_kill`; v2:
+    /// the kernel's log names the main member).
+    pub(crate) oom_confirmed: bool,
     /// Anything else that went wrong, in words.
     pub(crate) error: Option<String>,
 }
@@ -75,26 +79,33 @@ pub(crate) fn run(env: &Env, sup: Supervisor, ending: Ending, backend: &str, ind
         out.error = Some(format!("create {}: {e}", dir.display()));
         return out;
     }
-    let memcg = if ending == Ending::Oom {
-        match V1Cgroup::memory(&token) {
-            Ok(m) => Some(m),
+    let mut limit = if ending == Ending::Oom {
+        let limit = env.limits.get(backend, "memory").and_then(|m| match m {
+            Mechanism::V1 => V1Cgroup::memory(&token).map(MemoryLimit::V1),
+            Mechanism::V2 { base } => KernelLog::open().map(|log| MemoryLimit::V2 { base, log }),
+        });
+        match limit {
+            Ok(l) => l,
             Err(e) => {
-                out.error = Some(e);
+                out.error = Some(format!("the OOM ending cannot run here: {e}"));
+                let _ = std::fs::remove_dir_all(&dir);
                 return out;
             }
         }
     } else {
-        None
+        MemoryLimit::None
     };
-    let result = run_in(env, sup, ending, backend, &token, &dir, memcg.as_ref(), &mut out);
+    let result = run_in(env, sup, ending, backend, &token, &dir, &mut limit, &mut out);
     if let Err(e) = result {
         out.error.get_or_insert(e);
     }
     // Whatever happened, the trial leaves nothing: what is still there was counted above and is
     // now removed, by the cgroups this trial's family made.
     sweep(env, &token, backend);
-    if let Some(m) = memcg {
-        if ending == Ending::Oom && !m.oom_killed() {
+    if let MemoryLimit::V1(m) = limit {
+        if m.oom_killed() {
+            out.oom_confirmed = true;
+        } else {
             out.not_oom = true;
         }
         if let Err(e) = m.remove() {
@@ -105,6 +116,17 @@ pub(crate) fn run(env: &Env, sup: Supervisor, ending: Ending, backend: &str, ind
     out
 }
 
+/// The memory limit of an OOM trial (see `limits.rs`).
+enum MemoryLimit {
+    /// Not an OOM trial.
+    None,
+    /// A v1 memory cgroup the main member enters before it eats.
+    V1(V1Cgroup),
+    /// `MemoryMax=` on the main member's own cgroup v2, its family below `base` on cgroupfs;
+    /// the kernel's log, opened before the trial, tells whether the OOM killer ended it.
+    V2 { base: Option<std::path::PathBuf>, log: KernelLog },
+}
+
 #[allow(clippy::too_many_arguments)]
 fn run_in(
     env: &Env,
@@ -113,7 +135,7 @@ fn run_in(
     backend: &str,
     token: &str,
     dir: &Path,
-    memcg: Option<&V1Cgroup>,
+    limit: &mut MemoryLimit,
     out: &mut Outcome,
 ) -> Result<(), String> {
     let ready = dir.join("ready");
@@ -129,8 +151,29 @@ fn run_in(
         "--marker".into(),
         marker.display().to_string(),
     ];
-    if let Some(m) = memcg {
-        member_args.extend(["--memcg".into(), m.path().display().to_string()]);
+    let mut run_args: Vec<String> = Vec::new();
+    match &*limit {
+        MemoryLimit::None => {}
+        MemoryLimit::V1(m) => member_args.extend(["--memcg".into(), m.path().display().to_string()]),
+        MemoryLimit::V2 { base, .. } => {
+            // Under `run`, the main member is started with the limit; the library's main member
+            // sets it on its own cgroup (no property of FamilyBuilder gives it one). Whoever
+            // creates the family creates it below the base that hands the controller down.
+            let family_args = match sup {
+                Supervisor::Cli => {
+                    run_args.extend(["-p".into(), format!("MemoryMax={MEMORY_MAX}")]);
+                    &mut run_args
+                }
+                Supervisor::Library => {
+                    member_args.extend(["--set-memory-max".into(), MEMORY_MAX.into()]);
+                    &mut member_args
+                }
+            };
+            if let Some(b) = base {
+                family_args.extend(["--cgroup".into(), b.display().to_string()]);
+            }
+            member_args.extend(["--memory-max".into(), MEMORY_MAX.into()]);
+        }
     }
     let mut cmd = match sup {
         Supervisor::Cli => {
@@ -139,6 +182,7 @@ fn run_in(
             if backend == "systemd" {
                 c.arg("--user");
             }
+            c.args(&run_args);
             c.arg("--").arg(&env.me).args(&member_args);
             c
         }
@@ -158,7 +202,11 @@ fn run_in(
         .map_err(|e| format!("pidfd_open of the supervisor: {e}"))?;
     let mut supervisor = Watched { what: "supervisor".into(), pidfd: sup_pidfd, died: None };
 
-    let outcome = drive(env, sup, ending, token, &ready, &mut stdin, &mut supervisor, out);
+    let log = match limit {
+        MemoryLimit::V2 { log, .. } => Some(log),
+        _ => None,
+    };
+    let outcome = drive(env, sup, ending, token, &ready, &mut stdin, &mut supervisor, log, out);
     drop(stdin);
     // The supervisor must end on its own; if it does not, that is a failure, and it is ended.
     let deadline = Instant::now() + STEP;
@@ -191,12 +239,14 @@ fn drive(
     ready: &Path,
     stdin: &mut ChildStdin,
     supervisor: &mut Watched,
+    log: Option<&mut KernelLog>,
     out: &mut Outcome,
 ) -> Result<(), String> {
     let text = wait_for_file(ready, supervisor, STEP)?;
     let info: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("parse {}: {e}", ready.display()))?;
     let pid = |key: &str| info[key].as_u64().map(|p| p as u32).ok_or_else(|| format!("ready file lacks {key}"));
-    let mut main = Watched::open("main member", pid("main")?, token)?;
+    let main_pid = pid("main")?;
+    let mut main = Watched::open("main member", main_pid, token)?;
     let mut worker = Watched::open("worker", pid("worker")?, token)?;
     let mut daemons = Vec::new();
     for (i, p) in info["daemons"].as_array().ok_or("ready file lacks daemons")?.iter().enumerate() {
@@ -257,6 +307,17 @@ fn drive(
         }
         (None, _) => return Err("the family's non-daemonic members did not end".into()),
         (Some(_), _) => {} // counted below as leaked processes
+    }
+    // On cgroup v2 the main member's cgroup is gone with its family: the kernel's log says
+    // whether the OOM killer ended it.
+    if let (Some(log), Some(_)) = (log, main.died) {
+        match log.oom_killed(main_pid, Duration::from_secs(2)) {
+            Ok(true) => out.oom_confirmed = true,
+            Ok(false) => out.not_oom = true,
+            Err(e) => {
+                out.error.get_or_insert(e);
+            }
+        }
     }
     // The worker finished its work unless this ending kills it on purpose.
     let worker_may_die = sup == Supervisor::Library && ending == Ending::KillBoth;

@@ -1,18 +1,15 @@
-//! Limits from cgroup v1 controllers: a memory cgroup with a small limit for the OOM ending, a
-//! pids cgroup with a small `pids.max` for the fork bomb.
+//! Limits from cgroup v1 controllers, on hybrid hosts: a memory cgroup with a small limit for the
+//! OOM ending, a pids cgroup with a small `pids.max` for the fork bomb.
 //!
 //! A process of the family moves itself into it. On a hybrid host these controllers are v1
 //! hierarchies (`/sys/fs/cgroup/memory`, `/sys/fs/cgroup/pids`): moving a process there changes
-//! nothing of its cgroup v2 placement, so it stays where daemonic put it. On a pure cgroup v2
-//! host the limit would have to sit on the member's own cgroup (the controller enabled down the
-//! family's tree); that is not done here yet, and the rows that need it say so instead of
-//! running.
+//! nothing of its cgroup v2 placement, so it stays where daemonic put it. Where the host has no
+//! v1 hierarchy with the controller, the limit sits on the member's own cgroup v2 instead, set
+//! by daemonic's resource properties (`limits.rs` chooses).
 
 use std::path::{Path, PathBuf};
 
-/// The memory limit: small enough to be hit in a few milliseconds, large enough to start a
-/// process.
-const MEMORY_LIMIT: u64 = 64 << 20;
+use crate::limits::MEMORY_LIMIT;
 
 /// A v1 cgroup this run created (and removes).
 pub(crate) struct V1Cgroup {
@@ -23,12 +20,8 @@ impl V1Cgroup {
     /// Creates `daemonic-reliability-<token>` below this process's own cgroup of the v1
     /// hierarchy that has `controller`.
     fn create(controller: &str, token: &str) -> Result<V1Cgroup, String> {
-        let (mount, own) = v1_hierarchy(controller).ok_or_else(|| {
-            format!(
-                "this needs a v1 {controller} controller (a hybrid host); on a pure cgroup v2 host it is not \
-                 implemented yet"
-            )
-        })?;
+        let (mount, own) = hierarchy(controller)
+            .ok_or_else(|| format!("there is no v1 hierarchy with the {controller} controller"))?;
         let path = mount.join(own.trim_start_matches('/')).join(format!("daemonic-reliability-{token}"));
         std::fs::create_dir(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
         Ok(V1Cgroup { path })
@@ -75,7 +68,7 @@ impl V1Cgroup {
 }
 
 /// The mount point of the v1 hierarchy with `controller`, and this process's cgroup in it.
-fn v1_hierarchy(controller: &str) -> Option<(PathBuf, String)> {
+pub(crate) fn hierarchy(controller: &str) -> Option<(PathBuf, String)> {
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let mount = mountinfo.lines().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
