@@ -310,7 +310,7 @@ fn unwritable_cgroup() {
     let t = tag();
     let own_dir = cgroup_dir(&cgroup_of("self").expect("own cgroup")).expect("own cgroup dir");
     // Not named with the tag (other tests would take it for theirs); a family made in it would be.
-    let base = CgroupDirGuard::create(&own_dir, &format!("readonly{}", std::process::id()));
+    let base = CgroupDirGuard::create(&own_dir, &format!("daemonic-test-readonly-{}", std::process::id()));
     for args in [vec!["run", "--name", &t], vec!["run", "--name", &t, "--cgroup", base.as_str()]] {
         let m = marker(0);
         let [p, a] = program(&m);

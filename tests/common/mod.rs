@@ -342,6 +342,21 @@ pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
     out
 }
 
+/// What the processes carrying `marker` are doing, for a failure message: one line per kind
+/// (the first two words of the command line, the state, the kernel function it waits in) with
+/// how many there are.
+pub fn describe_marked_processes(marker: &str) -> String {
+    let mut kinds: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for (pid, cmdline) in marked_processes(marker) {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit_once(") ").map(|(_, r)| r.split(' ').next().unwrap_or("?")).unwrap_or("?");
+        let wchan = std::fs::read_to_string(format!("/proc/{pid}/wchan")).unwrap_or_default();
+        let what: Vec<&str> = cmdline.split(' ').take(2).collect();
+        *kinds.entry(format!("{} (state {state}, waits in {wchan:?})", what.join(" "))).or_default() += 1;
+    }
+    kinds.iter().map(|(k, n)| format!("{n:4} x {k}\n")).collect()
+}
+
 /// Does the process `pid` still exist and carry `marker` in its cmdline? (PID-reuse safe.)
 pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
@@ -482,6 +497,12 @@ pub const REFERENCE_FORK_EXEC: Duration = Duration::from_millis(1);
 /// `d` on this host: multiplied by [`slowness`].
 pub fn scaled(d: Duration) -> Duration {
     d.mul_f64(slowness())
+}
+
+/// A latency bound of `ms` milliseconds on the machines it was written on, on this host (times
+/// [`slowness`]): how long a kill, a wake-up or a shutdown may take.
+pub fn scaled_ms(ms: f64) -> f64 {
+    ms * slowness()
 }
 
 /// Polls `cond` every 2 ms until it holds (true) or `timeout` (scaled by the host's
