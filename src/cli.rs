@@ -359,7 +359,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     let filters = filters_for(daemon, a.allow_children)?;
     let seq = u64::from(std::process::id());
     let undo: Box<dyn Fn(Error) -> Error> = if me.style() == Style::Units {
-        let client = units::client(units::family_bus(&me.family_dir))?;
+        let client = units::family_client(&me.family_dir)?;
         let spec = units::Spec {
             family_name: &me.family_name,
             name: &name,

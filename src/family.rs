@@ -568,7 +568,7 @@ impl Family {
             contain: cmd.get_contain(),
         };
         if self.position.style() == Style::Units {
-            let client = units::client(units::family_bus(&self.position.family_dir))?;
+            let client = units::family_client(&self.position.family_dir)?;
             let spec = units::Spec {
                 family_name: &self.position.family_name,
                 name: &name,

@@ -156,10 +156,14 @@ fn job_timeout_from_env() -> Result<Duration> {
 }
 
 impl Client {
-    /// Connects to the manager on `bus`. A bus that drops the connection while it is busy (the
-    /// system bus lets 64 connections authenticate at once: 200 members spawned together exceed
-    /// it) is tried again, with growing pauses, for as long as a job may take; one that is not
-    /// there at all fails at once.
+    /// Connects to the manager on `bus`. A bus that drops the connection while it is busy is
+    /// tried again for as long as a job may take; one that is not there at all fails at once.
+    ///
+    /// The system bus lets 64 connections authenticate at once and each for 5 s at most: 200
+    /// members spawned together on a slow host (a VM under emulation) exceed both, and clients
+    /// that all retry on the same beat keep each other from ever getting through (none of the
+    /// 200 did in 13 minutes). So the pauses grow to 2 s and each is drawn at random from its
+    /// upper half, which spreads the retries out until they fit.
     pub fn connect(bus: Bus) -> Result<Client> {
         let deadline = Instant::now() + job_timeout_from_env()?;
         let mut pause = Duration::from_millis(5);
@@ -168,8 +172,8 @@ impl Client {
                 match open(bus).await {
                     Ok(conn) => return Client::on(conn, bus).await,
                     Err(e) if dropped_while_busy(&e) && Instant::now() + pause < deadline => {
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_millis(500));
+                        std::thread::sleep(jittered(pause));
+                        pause = (pause * 2).min(Duration::from_secs(2));
                     }
                     Err(e) => return Err(unavailable(bus, e)),
                 }
@@ -492,6 +496,15 @@ fn connect_unix(address: &zbus::Address) -> Option<std::io::Result<std::os::unix
         }
         _ => return None,
     })
+}
+
+/// A pause drawn at random between half of `pause` and `pause`.
+fn jittered(pause: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    // A randomly keyed hash of the clock: random enough to spread clients apart, no dependency.
+    let r = std::collections::hash_map::RandomState::new().hash_one(Instant::now());
+    let half = pause / 2;
+    half + Duration::from_nanos(r % (half.as_nanos() as u64 + 1))
 }
 
 /// Whether a failed connection attempt met a bus that is there but dropped it (closed during

@@ -48,6 +48,31 @@ pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
     Ok(c)
 }
 
+/// The connection of a new member of the family in `family_dir` to the family's manager.
+///
+/// A family's members connect one at a time: each takes an exclusive `flock` of the family's
+/// cgroup directory for its handshake with the bus. The system bus gives a connection 5 s to
+/// authenticate and lets 64 do so at once; 200 members spawned together on a slow host (a VM
+/// under emulation, fork and exec 30 times slower) all missed that, retried, and not one got
+/// through in 13 minutes, while in turn they get through at the pace of one handshake each. A
+/// lock that cannot be taken (the directory is gone) is not waited for.
+pub(crate) fn family_client(family_dir: &Path) -> Result<Arc<Client>> {
+    use rustix::fs::{FlockOperation, Mode, OFlags};
+    let bus = family_bus(family_dir);
+    if let Some(c) = cached_client(bus) {
+        return Ok(c);
+    }
+    let _turn = rustix::fs::open(family_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+        .ok()
+        .filter(|dir| rustix::fs::flock(dir, FlockOperation::LockExclusive).is_ok());
+    client(bus)
+}
+
+fn cached_client(bus: Bus) -> Option<Arc<Client>> {
+    let clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    clients.iter().find(|(b, _)| *b == bus).map(|(_, c)| Arc::clone(c))
+}
+
 /// The manager of the family of units in `family_dir`, as recorded at its start.
 pub(crate) fn family_bus(family_dir: &Path) -> Bus {
     cgroup::attr(family_dir, layout::ATTR_BUS).and_then(|b| Bus::parse(&b)).unwrap_or_else(Bus::default_for_caller)
