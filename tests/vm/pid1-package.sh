@@ -56,7 +56,7 @@ dpkg -i "$deb" >/dev/null
 # The processes of the example still running, as "PID: command line".
 leftovers() {
     for p in /proc/[0-9]*; do
-        cmd=$(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) || continue
+        cmd=$( { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null) || continue
         case $cmd in *"$marker"* | *"$app/example-app"*) echo "${p#/proc/}: $cmd" ;; esac
     done
 }
@@ -67,8 +67,10 @@ leftovers() {
 service_check() {
     ctl=$1 dir=$2 unit=$3 label=$4 field=$5
     mkdir -p "$dir"
-    sed "s|^ExecStart=.*|ExecStart=/usr/bin/daemonic run --backend cgroupfs --name example --stop-timeout 5 -- $app/example-app|" \
-        "$unit" >"$dir/daemonic-example.service"
+    # The installed example as it is, but for the program it runs (the last word of ExecStart).
+    grep -q '^ExecStart=/usr/bin/daemonic run .* -- [^ ]*$' "$unit" || fail "$label: $unit has no ExecStart=/usr/bin/daemonic run ... -- PROGRAM"
+    sed "s|^\(ExecStart=.* -- \)[^ ]*\$|\1$app/example-app|" "$unit" >"$dir/daemonic-example.service"
+    grep '^ExecStart=' "$dir/daemonic-example.service"
     case $dir in /home/*) chown -R "$user:" "/home/$user/.config" ;; esac
     $ctl daemon-reload
     say "$label: systemctl start (Type=notify: returns once READY=1 came)"
