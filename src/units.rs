@@ -39,13 +39,7 @@ static CLIENTS: Mutex<Vec<(Bus, Arc<Client>)>> = Mutex::new(Vec::new());
 
 /// The process's connection to the manager on `bus`, made on first use.
 pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
-    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = clients.iter().find(|(b, _)| *b == bus) {
-        return Ok(Arc::clone(c));
-    }
-    let c = Arc::new(Client::connect(bus)?);
-    clients.push((bus, Arc::clone(&c)));
-    Ok(c)
+    connection(bus, || ())
 }
 
 /// The connection of a new member of the family in `family_dir` to the family's manager.
@@ -58,19 +52,24 @@ pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
 /// lock that cannot be taken (the directory is gone) is not waited for.
 pub(crate) fn family_client(family_dir: &Path) -> Result<Arc<Client>> {
     use rustix::fs::{FlockOperation, Mode, OFlags};
-    let bus = family_bus(family_dir);
-    if let Some(c) = cached_client(bus) {
-        return Ok(c);
-    }
-    let _turn = rustix::fs::open(family_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
-        .ok()
-        .filter(|dir| rustix::fs::flock(dir, FlockOperation::LockExclusive).is_ok());
-    client(bus)
+    connection(family_bus(family_dir), || {
+        rustix::fs::open(family_dir, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+            .ok()
+            .filter(|dir| rustix::fs::flock(dir, FlockOperation::LockExclusive).is_ok())
+    })
 }
 
-fn cached_client(bus: Bus) -> Option<Arc<Client>> {
-    let clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    clients.iter().find(|(b, _)| *b == bus).map(|(_, c)| Arc::clone(c))
+/// The process's connection to `bus`; when there is none yet, it is made while holding what
+/// `turn` returns (a process that is connected already does not wait for its turn).
+fn connection<T>(bus: Bus, turn: impl FnOnce() -> T) -> Result<Arc<Client>> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(b, _)| *b == bus) {
+        return Ok(Arc::clone(c));
+    }
+    let _turn = turn();
+    let c = Arc::new(Client::connect(bus)?);
+    clients.push((bus, Arc::clone(&c)));
+    Ok(c)
 }
 
 /// The manager of the family of units in `family_dir`, as recorded at its start.
