@@ -369,7 +369,8 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
             properties: &properties,
         };
         let parent = if daemon { layout::daemons_dir(&me.member_dir) } else { me.member_dir.clone() };
-        let placed = units::place(&client, &parent, &spec, std::process::id(), seq, &mut || drop(cgroup::enter(&own)))?;
+        let placed =
+            units::place(&client, &parent, &spec, std::process::id(), seq, &mut || cgroup::enter(&own).is_ok())?;
         Box::new(move |e| {
             let _ = cgroup::enter(&own);
             placed.undo(&client);

@@ -75,6 +75,12 @@ impl Error {
         Error { kind: ErrorKind::Os, message: format!("failed to {}", what.into()), source: Some(source) }
     }
 
+    /// Puts `what` (what was being done) before the message, keeping the kind and the cause.
+    pub(crate) fn context(mut self, what: impl std::fmt::Display) -> Self {
+        self.message = format!("{what}: {}", self.message);
+        self
+    }
+
     /// Replaces the kind, keeping the message and the cause.
     pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
         self.kind = kind;

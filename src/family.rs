@@ -700,7 +700,12 @@ impl Family {
         self.lock_children().members.clear();
         let root = ROOT.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(root) = root {
-            cgroup::enter(&root.original)?;
+            cgroup::enter(&root.original).map_err(|e| {
+                e.context(format!(
+                    "cannot leave family {}: the process cannot go back to its cgroup before it",
+                    self.id()
+                ))
+            })?;
             reap(&root.guardian.pidfd)?;
         }
         Ok(())

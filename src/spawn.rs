@@ -116,6 +116,31 @@ impl Started {
     }
 }
 
+/// A process that runs nothing, held at a gate in the caller's cgroup until [`Started::abort`]:
+/// it keeps that cgroup populated while the caller is away from it (systemd collects an empty
+/// scope). It ends by itself when the caller dies (the gate's write end closes).
+pub(crate) fn hold() -> Result<Started> {
+    let prepared = Prepared {
+        program: c"/proc/self/exe".to_owned(),
+        argv: vec![c"daemonic-holder".to_owned()],
+        envp: Some(Vec::new()),
+        cwd: None,
+    };
+    start(
+        &Request {
+            prepared: &prepared,
+            stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Null],
+            cgroup: None,
+            filters: &[],
+            placement: Placement::Auto,
+            new_session: false,
+            keep: None,
+            contain: false,
+        },
+        true,
+    )
+}
+
 /// Creates the process of `req`, held at a gate when `gated`, and returns before it executes.
 pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     let mut keep: Vec<OwnedFd> = Vec::new();

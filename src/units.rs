@@ -142,14 +142,16 @@ impl Placed {
 /// member `spec` below the slice directory `parent` (a new family's slice when `parent` is a
 /// relative path: its unit name alone), and labels the member's slice. A name in use gets the
 /// next sequence number. On error, `before_undo` runs (it must stop `pid` from being in the
-/// scope: end a gated child, or move the caller back), then everything started here is stopped.
+/// scope: end a gated child, or move the caller back), then everything started here is stopped,
+/// unless `before_undo` says `pid` is still there (a caller that could not move back, whom the
+/// stop would kill).
 pub(crate) fn place(
     client: &Client,
     parent: &Path,
     spec: &Spec<'_>,
     pid: u32,
     mut seq: u64,
-    before_undo: &mut dyn FnMut(),
+    before_undo: &mut dyn FnMut() -> bool,
 ) -> Result<Placed> {
     let new_family = Style::of_dir(parent) == Style::Units && !parent.is_absolute();
     let parent_unit = parent.file_name().map(|c| c.to_string_lossy().into_owned());
@@ -192,20 +194,25 @@ pub(crate) fn place(
                 }
             }
             Err(e) => {
-                before_undo();
-                Placed { dir: PathBuf::new(), unit: unit.to_string(), new_parent }.undo(client);
-                return Err(e);
+                let placed = Placed { dir: PathBuf::new(), unit: unit.to_string(), new_parent };
+                return Err(undo_placement(client, placed, pid, before_undo, e));
             }
         }
     };
     let placed = Placed { dir: PathBuf::new(), unit: unit.to_string(), new_parent };
     match label(&placed.unit, &scope, spec, pid) {
         Ok(dir) => Ok(Placed { dir, ..placed }),
-        Err(e) => {
-            before_undo();
-            placed.undo(client);
-            Err(e)
-        }
+        Err(e) => Err(undo_placement(client, placed, pid, before_undo, e)),
+    }
+}
+
+/// Undoes a placement that failed with `e`, as [`place`] says, and returns the error to report.
+fn undo_placement(client: &Client, placed: Placed, pid: u32, before_undo: &mut dyn FnMut() -> bool, e: Error) -> Error {
+    if before_undo() {
+        placed.undo(client);
+        e
+    } else {
+        e.context(format!("process {pid} could not leave unit {}, which is left running with it", placed.unit))
     }
 }
 
@@ -245,6 +252,7 @@ pub(crate) fn start(
         if let Some(s) = held.take() {
             s.abort();
         }
+        true
     })?;
     match held.take().expect("held until placed").release() {
         Ok(spawned) => Ok((spawned, placed)),
@@ -294,7 +302,10 @@ pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_
             s.abort();
         }
     };
-    let placed = place(client, &family_rel, &spec, pid, 1, &mut abort)?;
+    let placed = place(client, &family_rel, &spec, pid, 1, &mut || {
+        abort();
+        true
+    })?;
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
     let guardian =
         label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), None));
@@ -321,25 +332,48 @@ pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_
 /// [`crate::Family::open`] on systemd: the calling process becomes the main member of a new
 /// family; its guardian is started in `own`, the process's cgroup before. Nothing is left on
 /// error, and the process is back in `own`.
+///
+/// `own` may be a scope of which the process is the only member (`systemd-run --scope`):
+/// systemd collects a scope once its cgroup is empty, and the guardian could not start in it,
+/// nor could the process go back. A held process keeps `own` populated from before the move
+/// until the guardian is in it.
 pub(crate) fn open_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
     let unit = new_family_unit(client, f.parent, f.name)?;
     let spec = main_spec(f);
+    let holder = spawn::hold()
+        .map_err(|e| e.context(format!("cannot keep cgroup {} populated while the process moves", own.display())))?;
     let placed =
-        place(client, Path::new(unit.as_str()), &spec, std::process::id(), 1, &mut || drop(cgroup::enter(own)))?;
+        place(client, Path::new(unit.as_str()), &spec, std::process::id(), 1, &mut || cgroup::enter(own).is_ok());
+    let placed = match placed {
+        Ok(p) => p,
+        Err(e) => {
+            holder.abort();
+            return Err(e);
+        }
+    };
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
     let guardian =
         label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), Some(own)));
-    match guardian {
+    let result = match guardian {
         Ok(g) => {
             let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &g.pid.to_string());
             Ok((placed.dir, g))
         }
-        Err(e) => {
-            let _ = cgroup::enter(own);
-            placed.undo(client);
-            Err(e)
-        }
-    }
+        Err(e) => match cgroup::enter(own) {
+            Ok(()) => {
+                placed.undo(client);
+                Err(e)
+            }
+            // Stopping the family would end this process: it stays, and says so.
+            Err(back) => Err(e.context(format!(
+                "the process could not go back to {} ({back}), so family unit {} is left running with it",
+                own.display(),
+                placed.unit
+            ))),
+        },
+    };
+    holder.abort();
+    result
 }
 
 fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {

@@ -283,6 +283,13 @@ impl Child {
 
     /// Starts `scenario` of `test` with extra environment variables.
     pub fn start_test(test: &str, scenario: &str, tag: &str, envs: &[(&str, &str)]) -> Child {
+        Child::start_via(&[], test, scenario, tag, envs)
+    }
+
+    /// Starts `scenario` of `test` through a launcher: `launcher` (a program and its arguments,
+    /// e.g. `systemd-run --scope --`) runs the test binary, which must end up as the launcher's
+    /// process (an exec, as `systemd-run --scope` does), so that [`Child::pid`] stays the test's.
+    pub fn start_via(launcher: &[&str], test: &str, scenario: &str, tag: &str, envs: &[(&str, &str)]) -> Child {
         let family = unique(&format!("lib-{tag}"));
         let marker = format!("marker-{}", unique(tag));
         let tmp = tempfile::Builder::new().prefix("daemonic-libtest-").tempdir().expect("create a scratch directory");
@@ -291,7 +298,14 @@ impl Child {
         let stdout = std::fs::File::create(&stdout_path).expect("create the child's stdout file");
         let stderr = std::fs::File::create(&stderr_path).expect("create the child's stderr file");
         let exe = std::env::current_exe().expect("the path of the test binary");
-        let mut cmd = std::process::Command::new(&exe);
+        let mut cmd = match launcher {
+            [] => std::process::Command::new(&exe),
+            [program, args @ ..] => {
+                let mut cmd = std::process::Command::new(program);
+                cmd.args(args).arg(&exe);
+                cmd
+            }
+        };
         if crate::BACKEND == crate::common::Backend::Systemd {
             cmd.env("DAEMONIC_BUS", crate::common::test_bus().as_str());
         }
