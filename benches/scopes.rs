@@ -206,7 +206,8 @@ fn spawn_sleepers(
     tag: &str,
     n: usize,
 ) -> BenchResult<(Duration, Sleepers)> {
-    use daemonic::systemd::{Client, spawn_in_scope};
+    use daemonic::__internal::spawn_in_scope;
+    use daemonic::systemd::Client;
     use daemonic::unit_name::UnitName;
     use zbus::zvariant::Value;
     let names = (0..n).map(|i| slice.scope(tag, i)).collect::<BenchResult<Vec<UnitName>>>()?;

@@ -445,11 +445,7 @@ fn run_contained(prepared: &crate::command::Prepared) -> Result<i32> {
         }
         match waitid(WaitId::PidFd(child.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
             Ok(Some(status)) => {
-                return Ok(match (status.exit_status(), status.terminating_signal()) {
-                    (Some(code), _) => code,
-                    (None, Some(sig)) => 128 + sig,
-                    (None, None) => 1,
-                });
+                return Ok(crate::status::exitcode(&status).map_or(1, crate::status::shell_status));
             }
             Ok(None) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(Error::os("wait for the contained program", e.into())),

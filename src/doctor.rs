@@ -554,13 +554,9 @@ impl Drop for ProbeChild {
     }
 }
 
-/// "exited 0", "exited 3", "was killed by signal 9".
+/// "exited with code 3", "was killed by SIGKILL".
 fn describe_status(s: &WaitIdStatus) -> String {
-    match (s.exit_status(), s.terminating_signal()) {
-        (Some(code), _) => format!("exited {code}"),
-        (None, Some(sig)) => format!("was killed by signal {sig}"),
-        (None, None) => "ended".into(),
-    }
+    crate::status::exitcode(s).map_or_else(|| "ended".into(), crate::status::describe)
 }
 
 /// A request to start `prepared` with null stdio.

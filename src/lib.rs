@@ -67,6 +67,7 @@ pub mod properties;
 mod retire;
 mod seccomp;
 pub(crate) mod spawn;
+mod status;
 mod supervise;
 mod sys;
 pub mod systemd;
@@ -84,4 +85,11 @@ pub use process::{JoinHandle, ParentProcess, Process, implicit_family, parent_pr
 pub use supervise::{RunOptions, run};
 #[doc(hidden)]
 pub use target::__private;
+
+/// What daemonic's own tests, benchmarks and tools reach below the public API. Not a stable
+/// interface: it changes with the internals.
+#[doc(hidden)]
+pub mod __internal {
+    pub use crate::member::spawn_in_scope;
+}
 pub use target::{EXIT_NO_TARGET, EXIT_PANICKED, Target, init};

@@ -289,7 +289,7 @@ pub(crate) fn exited(m: MemberRef<'_>, exitcode: i32) {
         m.name,
         m.family.id,
         m.pid,
-        describe_exit(exitcode)
+        crate::status::describe(exitcode)
     );
 }
 
@@ -338,15 +338,6 @@ fn kind(daemon: bool) -> &'static str {
     if daemon { "daemon" } else { "member" }
 }
 
-/// "exited with code 3", "was killed by SIGTERM".
-pub(crate) fn describe_exit(exitcode: i32) -> String {
-    if exitcode < 0 {
-        format!("was killed by {}", crate::supervise::signal_name(-exitcode))
-    } else {
-        format!("exited with code {exitcode}")
-    }
-}
-
 /// A decision worth knowing with `-v`.
 pub(crate) fn info(msg: impl Display) {
     tracing::info!("{msg}");
@@ -373,13 +364,6 @@ mod tests {
         assert_eq!(Level::Quiet.stderr_filter(), LevelFilter::ERROR);
         assert_eq!(Level::Quiet.journal_filter(), LevelFilter::INFO, "-q quiets the terminal, not the record");
         assert_eq!(Level::Info.journal_filter(), LevelFilter::DEBUG);
-    }
-
-    #[test]
-    fn exits_read_like_python_statuses() {
-        assert_eq!(describe_exit(0), "exited with code 0");
-        assert_eq!(describe_exit(3), "exited with code 3");
-        assert_eq!(describe_exit(-15), "was killed by SIGTERM");
     }
 
     #[test]

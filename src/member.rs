@@ -134,11 +134,7 @@ impl Inner {
         let got = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
             .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e.into()))?;
         if let Some(st) = got {
-            let code = match (st.exit_status(), st.terminating_signal()) {
-                (Some(code), _) => code,
-                (None, Some(sig)) => -sig,
-                (None, None) => return Ok(None),
-            };
+            let Some(code) = crate::status::exitcode(&st) else { return Ok(None) };
             *status = Some(code);
             if !self.family_name.is_empty() {
                 let family = crate::log::FamilyRef { name: &self.family_name, id: &self.family_id };
@@ -182,4 +178,72 @@ impl Inner {
             Err(e) => Err(Error::os(format!("signal member {} (pid {})", self.name, self.pid), e.into())),
         }
     }
+}
+
+/// Starts `cmd` as the only process of a new transient scope `unit`, the way the systemd
+/// backend places a member: the child is created held at a gate (it runs nothing of its own),
+/// the scope is started with its PID, and only once the start job is done is the child let go
+/// to execute its program. On any error the child is ended and reaped and the unit is stopped,
+/// so nothing half-created remains. `properties` come after daemonic's own (`Description`,
+/// `PIDs`, `CollectMode`), e.g. `Slice` or resource limits.
+pub fn spawn_in_scope(
+    client: &crate::systemd::Client,
+    unit: &crate::unit_name::UnitName,
+    description: &str,
+    cmd: &mut crate::Command,
+    properties: &[(&str, zbus::zvariant::Value<'_>)],
+) -> Result<crate::Member> {
+    let prepared = cmd.prepare()?;
+    let started = crate::spawn::start(
+        &crate::spawn::Request {
+            prepared: &prepared,
+            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
+            cgroup: None,
+            filters: &[],
+            placement: crate::Placement::Auto,
+            new_session: false,
+            keep: None,
+            contain: false,
+        },
+        true,
+    )?;
+    let pid = started.pid as u32;
+    let mut props: Vec<(&str, zbus::zvariant::Value<'_>)> = vec![
+        ("Description", zbus::zvariant::Value::from(description)),
+        ("PIDs", zbus::zvariant::Value::from(vec![pid])),
+        ("CollectMode", zbus::zvariant::Value::from("inactive-or-failed")),
+    ];
+    props.extend(properties.iter().map(|(k, v)| (*k, v.try_clone().expect("properties hold no file descriptors"))));
+    if let Err(e) = client.start_transient(unit, &props) {
+        started.abort();
+        let _ = client.stop(unit.as_str());
+        return Err(e);
+    }
+    // Read while the child is held: it is in the scope now and cannot have ended.
+    let dir = match crate::cgroup::Hierarchy::host().and_then(|h| h.cgroup_of(pid)) {
+        Ok(dir) => dir,
+        Err(e) => {
+            started.abort();
+            let _ = client.stop(unit.as_str());
+            return Err(e);
+        }
+    };
+    let spawned = match started.release() {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = client.stop(unit.as_str());
+            return Err(e);
+        }
+    };
+    let inner = std::sync::Arc::new(Inner {
+        pid: spawned.pid,
+        pidfd: spawned.pidfd,
+        name: unit.to_string(),
+        daemon: false,
+        dir,
+        family_name: String::new(),
+        family_id: String::new(),
+        status: std::sync::Mutex::new(None),
+    });
+    Ok(crate::Member { inner, stdin: spawned.stdin, stdout: spawned.stdout, stderr: spawned.stderr })
 }

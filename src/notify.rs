@@ -57,7 +57,7 @@ pub(crate) fn running_status(family_id: &str, c: Counts) -> String {
 pub(crate) fn stopping_status(family_id: &str, exitcode: i32, c: Counts) -> String {
     format!(
         "family {family_id}: main member {}; waiting for {} before ending {}",
-        log::describe_exit(exitcode),
+        crate::status::describe(exitcode),
         plural(c.members, "member"),
         plural(c.daemons, "daemon")
     )

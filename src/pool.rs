@@ -18,12 +18,12 @@ use rustix::event::{PollFd, PollFlags};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::family::Family;
 use crate::member::Member;
 use crate::process::{Spec, implicit_family, parent_in, spawn};
 use crate::target::{self, Inbox, Reply, Request, Target, Task};
-use crate::{cgroup, log};
 
 /// N worker processes that run registered functions (Python's `multiprocessing.Pool`).
 ///
@@ -247,7 +247,7 @@ impl Drop for Pool {
 fn lost(worker: &mut Worker, index: usize, why: &str) -> Error {
     worker.channel = None;
     let status = match worker.member.join(Some(std::time::Duration::from_secs(1))) {
-        Ok(Some(code)) => log::describe_exit(code),
+        Ok(Some(code)) => crate::status::describe(code),
         _ => "stopped answering".into(),
     };
     Error::new(

@@ -207,7 +207,7 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
     let sent = target::frame(request).and_then(|f| target::send_all(ours.as_fd(), &f, Some(member.sentinel())));
     if let Err(e) = sent {
         let _ = member.kill();
-        let status = member.wait().map(crate::log::describe_exit).unwrap_or_else(|e| e.to_string());
+        let status = member.wait().map(crate::status::describe).unwrap_or_else(|e| e.to_string());
         return Err(Error::new(
             ErrorKind::Os,
             format!(
@@ -377,7 +377,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             Some(Reply::Failed(message)) => Err(Error::new(ErrorKind::TargetFailed, message)),
             None => Err(Error::new(
                 ErrorKind::TargetFailed,
-                format!("{who} {} before its function returned", crate::log::describe_exit(code)),
+                format!("{who} {} before its function returned", crate::status::describe(code)),
             )),
         }
     }

@@ -27,7 +27,7 @@ use crate::notify::Notifier;
 use crate::retire::Retirement;
 use crate::spawn::{self, Request, Spawned};
 use crate::systemd::Bus;
-use crate::{log, properties, sys, units};
+use crate::{log, properties, status, sys, units};
 
 /// What `daemonic run` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -175,29 +175,10 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
             "the main member of family {} (pid {}) was killed by {} from outside daemonic",
             family.id,
             main.pid,
-            signal_name(-status)
+            status::signal_name(-status)
         ));
     }
-    Ok(shell_status(status))
-}
-
-/// `SIGTERM` for 15, `signal 40` for what has no name here.
-pub(crate) fn signal_name(sig: i32) -> String {
-    let name = match sig {
-        libc::SIGHUP => "SIGHUP",
-        libc::SIGINT => "SIGINT",
-        libc::SIGQUIT => "SIGQUIT",
-        libc::SIGABRT => "SIGABRT",
-        libc::SIGKILL => "SIGKILL",
-        libc::SIGSEGV => "SIGSEGV",
-        libc::SIGPIPE => "SIGPIPE",
-        libc::SIGALRM => "SIGALRM",
-        libc::SIGTERM => "SIGTERM",
-        libc::SIGUSR1 => "SIGUSR1",
-        libc::SIGUSR2 => "SIGUSR2",
-        _ => return format!("signal {sig}"),
-    };
-    name.to_string()
+    Ok(status::shell_status(status))
 }
 
 /// The backend of a new family. Nested in a family, it must be that family's: a family of
@@ -264,11 +245,7 @@ fn reap_children(
     loop {
         match wait(WaitOptions::NOHANG) {
             Ok(Some((pid, status))) => {
-                let code = match (status.exit_status(), status.terminating_signal()) {
-                    (Some(code), _) => code,
-                    (None, Some(sig)) => -sig,
-                    (None, None) => continue,
-                };
+                let Some(code) = status::exitcode(&status) else { continue };
                 // Only the first process reaped with the main member's (or the guardian's) PID
                 // is it. Once reaped, its PID is free, and an orphan of the family may get it and
                 // be reaped here too (a killed daemon's child): its status is not the member's.
@@ -296,20 +273,4 @@ fn clean_up_without_guardian(family: &std::path::Path, main: &std::path::Path) -
     cgroup::kill(family)?;
     cgroup::wait_unpopulated(family, None)?;
     dismantle(family)
-}
-
-/// Python's status (code, or minus the signal) in the shell's convention.
-pub(crate) fn shell_status(python: i32) -> i32 {
-    if python < 0 { 128 - python } else { python }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn statuses_follow_the_shell() {
-        assert_eq!(super::shell_status(0), 0);
-        assert_eq!(super::shell_status(7), 7);
-        assert_eq!(super::shell_status(-9), 137);
-        assert_eq!(super::shell_status(-15), 143);
-    }
 }

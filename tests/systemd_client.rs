@@ -130,7 +130,7 @@ fn a_gated_child_runs_only_inside_its_scope() {
     let mut cmd = daemonic::Command::new("/bin/sh");
     cmd.args(["-c", "cat /proc/self/cgroup"]).stdout(daemonic::Stdio::Piped);
     let mut member =
-        daemonic::systemd::spawn_in_scope(&client, &unit, "daemonic gated test", &mut cmd, &[]).expect("spawn");
+        daemonic::__internal::spawn_in_scope(&client, &unit, "daemonic gated test", &mut cmd, &[]).expect("spawn");
     let mut out = String::new();
     std::io::Read::read_to_string(member.stdout.as_mut().expect("piped"), &mut out).expect("read");
     assert_eq!(member.wait().expect("wait"), 0);
@@ -152,7 +152,7 @@ fn a_refused_scope_leaves_no_process_and_no_unit() {
     let mut cmd = daemonic::Command::new("/bin/sh");
     cmd.args(["-c", &format!("touch {marker}")]);
     // An unknown property makes systemd refuse the unit.
-    let e = daemonic::systemd::spawn_in_scope(
+    let e = daemonic::__internal::spawn_in_scope(
         &client,
         &unit,
         "refused",
@@ -176,7 +176,7 @@ fn resource_properties_reach_the_unit() {
         .collect();
     let mut cmd = daemonic::Command::new("sleep");
     cmd.arg("30");
-    let member = daemonic::systemd::spawn_in_scope(&client, &unit, "props", &mut cmd, &props).expect("spawn");
+    let member = daemonic::__internal::spawn_in_scope(&client, &unit, "props", &mut cmd, &props).expect("spawn");
     let shown = Command::new("systemctl")
         .arg(common::bus_flag())
         .args(["show", unit.as_str(), "-p", "TasksMax", "-p", "MemoryMax", "-p", "CPUWeight"])

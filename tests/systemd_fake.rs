@@ -24,7 +24,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use daemonic::systemd::{Bus, Client, spawn_in_scope};
+use daemonic::__internal::spawn_in_scope;
+use daemonic::systemd::{Bus, Client};
 use daemonic::unit_name::{UnitName, UnitType};
 use daemonic::{Command, ErrorKind, Stdio};
 use zbus::object_server::SignalEmitter;
