@@ -53,7 +53,7 @@ impl Backend {
         match self {
             Backend::Cgroupfs => Ok(Choice { bus: None, reason: "backend cgroupfs: as requested".into() }),
             Backend::Systemd => {
-                crate::units::client(bus)?;
+                crate::systemd::client(bus)?;
                 Ok(Choice { bus: Some(bus), reason: format!("backend systemd: as requested, on the {bus} manager") })
             }
             Backend::Auto => match own_delegated_unit() {
@@ -67,7 +67,7 @@ impl Backend {
     /// answers, unless that manager says the caller's unit is delegated to it (a user manager
     /// marks no cgroup).
     fn auto_by_manager(bus: Bus) -> Result<Choice> {
-        match crate::units::client(bus) {
+        match crate::systemd::client(bus) {
             Ok(client) => match client.caller_delegated_unit() {
                 Some(unit) if writable_own_cgroup().is_some() => Ok(delegated(&unit)),
                 _ => Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") }),
@@ -112,7 +112,7 @@ fn own_delegated_unit() -> Option<String> {
 /// or said so by the manager on `bus` (connected to here).
 pub(crate) fn caller_delegated_unit(bus: Bus) -> Option<String> {
     own_delegated_unit().or_else(|| {
-        let unit = crate::units::client(bus).ok()?.caller_delegated_unit()?;
+        let unit = crate::systemd::client(bus).ok()?.caller_delegated_unit()?;
         writable_own_cgroup().map(|_| unit)
     })
 }

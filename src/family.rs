@@ -11,22 +11,21 @@
 //! dies without shutting down loses nothing: the guardian does the same from outside.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-
-use rustix::process::{WaitId, WaitIdOptions, waitid};
 
 use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement};
 use crate::error::{Error, ErrorKind, Result};
+use crate::guardian::{self, NewFamily};
 use crate::layout::{self, Position, Style};
 use crate::member::{Inner, Member};
 use crate::retire::{Retirement, label_daemon};
 use crate::spawn::{self, Request, Spawned};
 use crate::systemd::Bus;
-use crate::{guardian, seccomp, units};
+use crate::{seccomp, units};
 
 /// How many `Family` handles of this process are not shut down yet.
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
@@ -38,9 +37,6 @@ static ROOT: Mutex<Option<Root>> = Mutex::new(None);
 /// The daemons this process started, through any of its handles, until they are reaped: what a
 /// process that is not its member's own process ends when it shuts down.
 static OWN_DAEMONS: Mutex<Roster> = Mutex::new(Roster::new());
-
-/// Makes member directory names unique within this process.
-static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
 
 /// The members a handle (or the process, for its daemons) remembers until they are reaped.
 ///
@@ -98,11 +94,6 @@ pub fn current_process() -> Result<ProcessInfo> {
     })
 }
 
-/// A new sequence number for a member's directory or unit.
-pub(crate) fn next_seq() -> u64 {
-    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
-}
-
 /// Removes a family's whole tree once it has no process left: directories (cgroupfs), or its
 /// slice stopped over D-Bus (systemd). A tree that is gone already (its guardian removed it) is
 /// done: in particular its manager is not asked, for the bus is read from the family's slice,
@@ -117,22 +108,11 @@ pub(crate) fn dismantle(dir: &Path) -> Result<()> {
     }
 }
 
-/// A family that was just created on disk, with its guardian running.
-pub(crate) struct NewFamily {
-    pub id: String,
-    pub dir: PathBuf,
-    pub main_dir: PathBuf,
-    pub guardian: Spawned,
-}
-
-impl NewFamily {
-    /// Undoes [`start_family`] when the main member could not be placed: stops the guardian and
-    /// removes the (empty) directories.
-    pub(crate) fn abandon(self) {
-        let _ = rustix::process::pidfd_send_signal(&self.guardian.pidfd, rustix::process::Signal::KILL);
-        let _ = reap(&self.guardian.pidfd);
-        let _ = dismantle(&self.dir);
-    }
+/// Undoes [`start_family`] when the main member could not be placed: stops the guardian and
+/// removes the (empty) directories.
+pub(crate) fn abandon(new: NewFamily) {
+    new.end_guardian();
+    let _ = dismantle(&new.dir);
 }
 
 /// The path [`choose_base`] checks: `explicit`, else `DAEMONIC_CGROUP` (absolute below the
@@ -219,6 +199,8 @@ pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duratio
         Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
         None => Ok(()),
     });
+    // The guardian is this binary started again: the hook that runs it must be linked.
+    crate::startup::anchor();
     let guardian = made.and_then(|()| guardian::start(&dir, &main_dir, None, None));
     let guardian = match guardian {
         Ok(g) => g,
@@ -238,7 +220,7 @@ pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq
         if cgroup::create(&dir)? {
             return Ok(dir);
         }
-        seq = next_seq();
+        seq = layout::next_seq();
     }
 }
 
@@ -339,17 +321,6 @@ pub(crate) fn no_fork_filters() -> Result<&'static [Vec<libc::sock_filter>]> {
     Ok(FILTERS.get_or_init(|| built))
 }
 
-/// Waits for a child that has a pidfd to end and reaps it.
-pub(crate) fn reap(pidfd: &impl std::os::fd::AsFd) -> Result<()> {
-    loop {
-        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
-            Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) | Err(rustix::io::Errno::CHILD) => return Ok(()),
-            Err(e) => return Err(Error::os("wait for the guardian", e.into())),
-        }
-    }
-}
-
 /// Options for [`Family::builder`].
 #[derive(Clone, Debug, Default)]
 pub struct FamilyBuilder {
@@ -429,7 +400,7 @@ impl FamilyBuilder {
             .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
         if let Err(e) = entered {
             let _ = cgroup::enter(&own);
-            new.abandon();
+            abandon(new);
             return Err(e);
         }
         let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
@@ -579,14 +550,14 @@ impl Family {
             };
             let parent =
                 if daemon { layout::daemons_dir(&self.position.member_dir) } else { self.position.member_dir.clone() };
-            let (spawned, placed) = units::start(&client, &parent, &spec, &request, next_seq())?;
+            let (spawned, placed) = units::start(&client, &parent, &spec, &request, layout::next_seq())?;
             return Ok(self.adopt(spawned, name, daemon, placed.dir));
         }
         let made = MemberDir::create(
             &self.position,
             &name,
             daemon,
-            NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
+            layout::next_seq(),
             cmd.get_stop_timeout(),
             cmd.get_allow_children(),
         )?;
@@ -706,7 +677,7 @@ impl Family {
                     self.id()
                 ))
             })?;
-            reap(&root.guardian.pidfd)?;
+            spawn::reap(&root.guardian.pidfd, "the guardian")?;
         }
         Ok(())
     }

@@ -53,10 +53,25 @@ pub(crate) const MARKER: &str = "DAEMONIC_GUARDIAN";
 /// A guardian's `argv[0]`.
 pub(crate) const ARGV0: &str = "daemonic-guardian";
 
+/// A family that was just created, with its guardian running.
+pub(crate) struct NewFamily {
+    pub id: String,
+    pub dir: PathBuf,
+    pub main_dir: PathBuf,
+    pub guardian: Spawned,
+}
+
+impl NewFamily {
+    /// Ends the guardian at once (SIGKILL) and reaps it, for a family being undone.
+    pub(crate) fn end_guardian(&self) {
+        let _ = rustix::process::pidfd_send_signal(&self.guardian.pidfd, rustix::process::Signal::KILL);
+        let _ = spawn::reap(&self.guardian.pidfd, "the guardian");
+    }
+}
+
 /// Starts the guardian of the family in `family_dir` whose main member is `main_dir`; `bus` is
 /// the manager of a family of units. It starts in the caller's cgroup, or in `cgroup`.
 pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup: Option<&Path>) -> Result<Spawned> {
-    sys::startup_hook_anchor();
     let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
     let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
     let mut envp: Vec<_> = std::env::vars_os()

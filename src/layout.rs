@@ -48,6 +48,14 @@ use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::unit_name::{self, UnitName};
 
+/// Makes member directory and unit names unique within this process.
+static NEXT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// A new sequence number for a member's directory or unit.
+pub(crate) fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Suffix of a family's directory.
 pub const FAMILY_SUFFIX: &str = ".family";
 /// Prefix of a family's directory.

@@ -67,6 +67,7 @@ pub mod properties;
 mod retire;
 mod seccomp;
 pub(crate) mod spawn;
+mod startup;
 mod status;
 mod supervise;
 mod sys;
@@ -92,4 +93,5 @@ pub use target::__private;
 pub mod __internal {
     pub use crate::member::spawn_in_scope;
 }
-pub use target::{EXIT_NO_TARGET, EXIT_PANICKED, Target, init};
+pub use startup::init;
+pub use target::{EXIT_NO_TARGET, EXIT_PANICKED, Target};

@@ -116,6 +116,17 @@ impl Started {
     }
 }
 
+/// Waits for a child that has a pidfd to end and reaps it; `what` names it in the error.
+pub(crate) fn reap(pidfd: &impl AsFd, what: &str) -> Result<()> {
+    loop {
+        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Ok(_) | Err(rustix::io::Errno::CHILD) => return Ok(()),
+            Err(e) => return Err(Error::os(format!("wait for {what}"), e.into())),
+        }
+    }
+}
+
 /// A process that runs nothing, held at a gate in the caller's cgroup until [`Started::abort`]:
 /// it keeps that cgroup populated while the caller is away from it (systemd collects an empty
 /// scope). It ends by itself when the caller dies (the gate's write end closes).

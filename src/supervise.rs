@@ -21,7 +21,8 @@ use crate::backend::{Backend, Choice};
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{NewFamily, cgroup_with_systemd, choose_base, dismantle, start_family};
+use crate::family::{abandon, cgroup_with_systemd, choose_base, dismantle, start_family};
+use crate::guardian::NewFamily;
 use crate::layout::{self, Position, Style};
 use crate::notify::Notifier;
 use crate::retire::Retirement;
@@ -229,7 +230,7 @@ fn start_in_dirs(
             Ok((family, main))
         }
         Err(e) => {
-            family.abandon();
+            abandon(family);
             Err(e)
         }
     }

@@ -18,9 +18,8 @@
 //!   signals and reaping, with the same async-signal-safe rules (see [`ChildSpec::contain`]);
 //! - installing a prepared seccomp program;
 //! - blocking signals and reading them from a signalfd, for the supervisor;
-//! - the `.init_array` hook that turns a re-executed copy of the current binary into a guardian
-//!   before `main` runs (see [`crate::guardian`]), and takes the channel of a process started
-//!   to run a Rust target out of the environment (see [`crate::target`]);
+//! - the `.init_array` hook, a mechanism that runs a dispatch function given from above before
+//!   `main` ([`startup_hook!`]; [`crate::startup`] decides what it does);
 //! - `atexit`, which ends the implicit family of [`crate::Process`] when the program exits.
 
 #![allow(unsafe_code)]
@@ -30,7 +29,7 @@ use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
@@ -845,65 +844,89 @@ pub(crate) fn close_descriptors_from(first: c_int) {
     unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
 }
 
-/// The channel descriptor of a process started to run a Rust target, taken out of the
-/// environment by [`startup_hook`]; -1 when there is none (or it was taken).
-static TARGET_CHANNEL: AtomicI32 = AtomicI32::new(-1);
+/// What the `.init_array` hook is given: the process's arguments, before `main`.
+pub(crate) struct Startup {
+    argc: c_int,
+    argv: *const *const c_char,
+}
 
-/// The `.init_array` entry: runs before `main` in every binary that links daemonic.
-///
-/// - Started as a guardian: runs the guardian and never returns.
-/// - Started to run a Rust target (`DAEMONIC_TARGET=<fd>`): removes the variable, so that
-///   nothing the target starts inherits it, and keeps the descriptor's number for
-///   [`crate::target::init`].
-/// - Otherwise it does nothing.
-extern "C" fn startup_hook(argc: c_int, argv: *const *const c_char, _envp: *const *const c_char) {
-    if let Some(value) = std::env::var_os(crate::target::ENV) {
+impl Startup {
+    /// The arguments the loader passed (`argv[0]` first); empty when there were none.
+    pub(crate) fn args(&self) -> Vec<OsString> {
+        if self.argv.is_null() || self.argc < 1 {
+            return Vec::new();
+        }
+        (0..self.argc as usize)
+            .map(|i| {
+                // SAFETY: the loader passes `argc` valid, NUL-terminated strings in `argv`.
+                let arg = unsafe { CStr::from_ptr(*self.argv.add(i)) };
+                OsString::from_vec(arg.to_bytes().to_vec())
+            })
+            .collect()
+    }
+
+    /// Removes `name` from the environment and returns its value, so that nothing the process
+    /// starts inherits it.
+    pub(crate) fn take_env(&self, name: &str) -> Option<OsString> {
+        let value = std::env::var_os(name)?;
         // SAFETY: `.init_array` entries run before `main`, on the only thread of the process:
         // nothing can read the environment concurrently.
-        unsafe { std::env::remove_var(crate::target::ENV) };
-        let fd = value.to_str().and_then(|v| v.parse::<RawFd>().ok()).filter(|fd| *fd >= 3).unwrap_or(i32::MAX);
-        TARGET_CHANNEL.store(fd, Ordering::SeqCst);
+        unsafe { std::env::remove_var(name) };
+        Some(value)
     }
-    if std::env::var_os(crate::guardian::MARKER).is_none() || argv.is_null() || argc < 1 {
-        return;
-    }
-    let args: Vec<OsString> = (0..argc as usize)
-        .map(|i| {
-            // SAFETY: the loader passes `argc` valid, NUL-terminated strings in `argv`.
-            let arg = unsafe { CStr::from_ptr(*argv.add(i)) };
-            OsString::from_vec(arg.to_bytes().to_vec())
-        })
-        .collect();
-    if args[0] != crate::guardian::ARGV0 {
-        return;
-    }
-    crate::guardian::run_and_exit(args)
 }
 
-/// Registered in `.init_array`; [`startup_hook_anchor`] keeps it linked.
-#[used]
-// SAFETY: `.init_array` entries are called by the loader with (argc, argv, envp), which is the
-// signature of `startup_hook`.
-#[unsafe(link_section = ".init_array")]
-static STARTUP_HOOK: extern "C" fn(c_int, *const *const c_char, *const *const c_char) = startup_hook;
+/// Registers `$dispatch: fn(&Startup)` to run before `main` in every binary that links
+/// daemonic, and defines `anchor()` beside it. The hook is a mechanism; what a process started
+/// by daemonic does before `main` is decided by the module that invokes this (dependency
+/// inversion: this module knows neither guardians nor targets). Code that relies on the hook
+/// calls `anchor()`, so that the linker keeps the object that holds it.
+macro_rules! startup_hook {
+    ($dispatch:path) => {
+        extern "C" fn startup_hook(
+            argc: std::ffi::c_int,
+            argv: *const *const std::ffi::c_char,
+            _envp: *const *const std::ffi::c_char,
+        ) {
+            $dispatch(&$crate::sys::Startup::new(argc, argv))
+        }
 
-/// Referenced by the code that starts guardians and by [`crate::target::init`], so that the
-/// linker keeps the object with the hook.
-pub(crate) fn startup_hook_anchor() {
-    std::hint::black_box(&STARTUP_HOOK);
+        /// Registered in `.init_array`; [`anchor`] keeps it linked. The one `unsafe` written
+        /// outside this module's files is this attribute, expanded where the hook is wired.
+        #[used]
+        #[allow(unsafe_code)]
+        // SAFETY: `.init_array` entries are called by the loader with (argc, argv, envp), which
+        // is the signature of `startup_hook`.
+        #[unsafe(link_section = ".init_array")]
+        static STARTUP_HOOK: extern "C" fn(
+            std::ffi::c_int,
+            *const *const std::ffi::c_char,
+            *const *const std::ffi::c_char,
+        ) = startup_hook;
+
+        /// Referenced by code that relies on the hook, so that the linker keeps the object with
+        /// the hook in every binary that uses that code.
+        pub(crate) fn anchor() {
+            std::hint::black_box(&STARTUP_HOOK);
+        }
+    };
+}
+pub(crate) use startup_hook;
+
+impl Startup {
+    /// Made only by [`startup_hook!`] from what the loader passed.
+    #[doc(hidden)]
+    pub(crate) fn new(argc: c_int, argv: *const *const c_char) -> Startup {
+        Startup { argc, argv }
+    }
 }
 
-/// The channel this process was started with to run a Rust target, once: `None` in any other
-/// process (and on every later call). An error when the number it was given is not an open
-/// socket, for example a `DAEMONIC_TARGET` set by hand.
-pub(crate) fn take_target_channel() -> Option<io::Result<OwnedFd>> {
-    let fd = TARGET_CHANNEL.swap(-1, Ordering::SeqCst);
-    if fd < 0 {
-        return None;
-    }
+/// The socket this process was given as descriptor `fd` by its parent (a number read from the
+/// environment), once checked to be an open socket; the caller becomes its only owner.
+pub(crate) fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
     let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "it is not an open socket");
-    if fd == i32::MAX {
-        return Some(Err(invalid()));
+    if fd < 3 {
+        return Err(invalid());
     }
     // SAFETY: fstat only writes the structure; a closed or foreign number just fails.
     let is_socket = unsafe {
@@ -911,11 +934,11 @@ pub(crate) fn take_target_channel() -> Option<io::Result<OwnedFd>> {
         libc::fstat(fd, st.as_mut_ptr()) == 0 && (st.assume_init().st_mode & libc::S_IFMT) == libc::S_IFSOCK
     };
     if !is_socket {
-        return Some(Err(invalid()));
+        return Err(invalid());
     }
-    // SAFETY: the number came from our parent through the environment and names an open
-    // socket; the swap above hands it out once, so this is its only owner.
-    Some(Ok(unsafe { OwnedFd::from_raw_fd(fd) }))
+    // SAFETY: the number names an open socket, and the caller hands each number out once (it
+    // came from the parent through the environment), so this is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Runs `f` when the process exits through `exit(3)`: after `main` returns or at

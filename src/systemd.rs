@@ -16,6 +16,7 @@
 //! `UnitRemoved` to the bus, which cost the user manager about 0.2 ms and dbus-daemon 0.3 ms more
 //! per scope here (measured with a scratch client: docs/systemd-backend.md).
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
@@ -120,6 +121,27 @@ trait Unit {
     /// `active`, `inactive`, `failed`, `activating`, `deactivating`, ...
     #[zbus(property)]
     fn active_state(&self) -> zbus::Result<String>;
+}
+
+/// One connection per manager for the life of the process (connecting costs about 1 ms).
+static CLIENTS: Mutex<Vec<(Bus, Arc<Client>)>> = Mutex::new(Vec::new());
+
+/// The process's connection to the manager on `bus`, made on first use.
+pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
+    connection(bus, || ())
+}
+
+/// The process's connection to `bus`; when there is none yet, it is made while holding what
+/// `turn` returns (a process that is connected already does not wait for its turn).
+pub(crate) fn connection<T>(bus: Bus, turn: impl FnOnce() -> T) -> Result<Arc<Client>> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, c)) = clients.iter().find(|(b, _)| *b == bus) {
+        return Ok(Arc::clone(c));
+    }
+    let _turn = turn();
+    let c = Arc::new(Client::connect(bus)?);
+    clients.push((bus, Arc::clone(&c)));
+    Ok(c)
 }
 
 /// A connection to one manager.

@@ -23,7 +23,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 
@@ -341,25 +341,26 @@ impl Inbox {
     }
 }
 
-/// Call at the top of `main` in every program that starts [`Process`](crate::Process)es or
-/// a [`Pool`](crate::Pool).
-///
-/// In a process started to run a target, it runs the target and exits: with code 0 after the
-/// function returned, [`EXIT_PANICKED`] after it panicked, [`EXIT_NO_TARGET`] when it could not
-/// be run. Before exiting, the process's own family part ends as any other would: its
-/// non-daemonic children are waited for and its daemons killed. Everywhere else it returns at
-/// once, and it must have been called before a process can start targets.
-///
-/// Code before `init()` runs in every target process too, so nothing should come before it.
-/// With an async runtime, call it in a plain `fn main` before the runtime is built (not inside
-/// `#[tokio::main]`), so that a target does not run inside a runtime it never asked for.
-pub fn init() {
-    sys::startup_hook_anchor();
+/// The channel descriptor of a process started to run a Rust target, noted before `main` by
+/// [`crate::startup`]; -1 when there is none (or it was taken), `i32::MAX` when the variable
+/// did not hold a descriptor number.
+static CHANNEL_FD: AtomicI32 = AtomicI32::new(-1);
+
+/// Notes the value of [`ENV`], taken out of the environment before `main`.
+pub(crate) fn note_channel(value: &std::ffi::OsStr) {
+    let fd = value.to_str().and_then(|v| v.parse::<i32>().ok()).filter(|fd| *fd >= 3).unwrap_or(i32::MAX);
+    CHANNEL_FD.store(fd, Ordering::SeqCst);
+}
+
+/// [`crate::init`] after the hook is anchored: in a process started to run a target, runs it
+/// and exits; everywhere else returns at once.
+pub(crate) fn serve_if_started() {
     INIT_CALLED.store(true, Ordering::Release);
-    let Some(channel) = sys::take_target_channel() else {
+    let fd = CHANNEL_FD.swap(-1, Ordering::SeqCst);
+    if fd < 0 {
         return;
-    };
-    let code = match channel {
+    }
+    let code = match sys::adopt_socket(fd) {
         Ok(fd) => serve(fd),
         Err(e) => {
             eprintln!("daemonic: error: {ENV} does not name this process's channel from its parent: {e}");

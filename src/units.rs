@@ -18,29 +18,21 @@
 //! (`CollectMode=inactive-or-failed`, so a failed one too).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use zbus::zvariant::Value;
 
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::NewFamily;
-use crate::guardian;
+use crate::guardian::{self, NewFamily};
 use crate::layout::{self, MAIN_NAME, Style};
 use crate::properties::Property;
 use crate::retire::label_daemon;
 use crate::spawn::{self, Request, Spawned};
-use crate::systemd::{Bus, Client, resource_property};
+pub(crate) use crate::systemd::client;
+use crate::systemd::{Bus, Client, connection, resource_property};
 use crate::unit_name::UnitName;
-
-/// One connection per manager for the life of the process (connecting costs about 1 ms).
-static CLIENTS: Mutex<Vec<(Bus, Arc<Client>)>> = Mutex::new(Vec::new());
-
-/// The process's connection to the manager on `bus`, made on first use.
-pub(crate) fn client(bus: Bus) -> Result<Arc<Client>> {
-    connection(bus, || ())
-}
 
 /// The connection of a new member of the family in `family_dir` to the family's manager.
 ///
@@ -57,19 +49,6 @@ pub(crate) fn family_client(family_dir: &Path) -> Result<Arc<Client>> {
             .ok()
             .filter(|dir| rustix::fs::flock(dir, FlockOperation::LockExclusive).is_ok())
     })
-}
-
-/// The process's connection to `bus`; when there is none yet, it is made while holding what
-/// `turn` returns (a process that is connected already does not wait for its turn).
-fn connection<T>(bus: Bus, turn: impl FnOnce() -> T) -> Result<Arc<Client>> {
-    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some((_, c)) = clients.iter().find(|(b, _)| *b == bus) {
-        return Ok(Arc::clone(c));
-    }
-    let _turn = turn();
-    let c = Arc::new(Client::connect(bus)?);
-    clients.push((bus, Arc::clone(&c)));
-    Ok(c)
 }
 
 /// The manager of the family of units in `family_dir`, as recorded at its start.
@@ -190,7 +169,7 @@ pub(crate) fn place(
                 if new_parent.is_some() && !new_family {
                     container_taken = true;
                 } else {
-                    seq = crate::family::next_seq();
+                    seq = layout::next_seq();
                 }
             }
             Err(e) => {
@@ -307,6 +286,8 @@ pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_
         true
     })?;
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    // The guardian is this binary started again: the hook that runs it must be linked.
+    crate::startup::anchor();
     let guardian =
         label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), None));
     let guardian = match guardian {
@@ -318,12 +299,17 @@ pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_
         }
     };
     let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
-    let new =
-        NewFamily { id: format!("{}-{}", f.name, id_number(&unit)), dir: family_dir, main_dir: placed.dir, guardian };
+    let new = NewFamily {
+        id: format!("{}-{}", f.name, id_number(&unit)),
+        dir: family_dir,
+        main_dir: placed.dir.clone(),
+        guardian,
+    };
     match held.take().expect("held until the family exists").release() {
         Ok(main) => Ok((new, main)),
         Err(e) => {
-            new.abandon();
+            new.end_guardian();
+            placed.undo(client);
             Err(e)
         }
     }
@@ -352,6 +338,8 @@ pub(crate) fn open_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Re
         }
     };
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
+    // The guardian is this binary started again: the hook that runs it must be linked.
+    crate::startup::anchor();
     let guardian =
         label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), Some(own)));
     let result = match guardian {
