@@ -135,6 +135,20 @@ impl fmt::Display for Backend {
     }
 }
 
+/// Removes a family's whole tree once it has no process left: directories (cgroupfs), or its
+/// slice stopped over D-Bus (systemd). A tree that is gone already (its guardian removed it) is
+/// done: in particular its manager is not asked, for the bus is read from the family's slice,
+/// and the caller's own default may be a manager that does not even run.
+pub(crate) fn dismantle(dir: &std::path::Path) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    match crate::layout::Style::of_dir(dir) {
+        crate::layout::Style::Dirs => crate::cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
+        crate::layout::Style::Units => crate::units::stop_dir(dir, crate::units::family_bus(dir)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,13 +19,12 @@ use crate::backend::Backend;
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement};
 use crate::error::{Error, ErrorKind, Result};
-use crate::guardian::{self, NewFamily};
 use crate::layout::{self, Position, Style};
 use crate::member::{Inner, Member};
 use crate::retire::{Retirement, label_daemon};
 use crate::spawn::{self, Request, Spawned};
 use crate::systemd::Bus;
-use crate::{seccomp, units};
+use crate::{founding, seccomp, units};
 
 /// How many `Family` handles of this process are not shut down yet.
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
@@ -94,27 +93,6 @@ pub fn current_process() -> Result<ProcessInfo> {
     })
 }
 
-/// Removes a family's whole tree once it has no process left: directories (cgroupfs), or its
-/// slice stopped over D-Bus (systemd). A tree that is gone already (its guardian removed it) is
-/// done: in particular its manager is not asked, for the bus is read from the family's slice,
-/// and the caller's own default may be a manager that does not even run.
-pub(crate) fn dismantle(dir: &Path) -> Result<()> {
-    if !dir.exists() {
-        return Ok(());
-    }
-    match Style::of_dir(dir) {
-        Style::Dirs => cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
-        Style::Units => units::stop_dir(dir, units::family_bus(dir)),
-    }
-}
-
-/// Undoes [`start_family`] when the main member could not be placed: stops the guardian and
-/// removes the (empty) directories.
-pub(crate) fn abandon(new: NewFamily) {
-    new.end_guardian();
-    let _ = dismantle(&new.dir);
-}
-
 /// The path [`choose_base`] checks: `explicit`, else `DAEMONIC_CGROUP` (absolute below the
 /// cgroup2 mount, or relative to it), else the caller's own cgroup; and whether it was given.
 pub(crate) fn base_candidate(h: &Hierarchy, explicit: Option<&Path>) -> Result<(PathBuf, bool)> {
@@ -179,38 +157,6 @@ pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<Path
         ));
     }
     Ok(base)
-}
-
-/// Creates `<base>/daemonic-<name>-<N>.family/main-1.member`, records the family's default stop
-/// timeout and starts its guardian. Nothing is left behind on error.
-pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
-    layout::validate_name("family", name)?;
-    let mut n = u64::from(std::process::id());
-    let (id, dir) = loop {
-        let id = format!("{name}-{n}");
-        let dir = base.join(layout::family_dir_name(&id));
-        if cgroup::create(&dir)? {
-            break (id, dir);
-        }
-        n += 1_000_000;
-    };
-    let main_dir = dir.join(layout::member_dir_name(layout::MAIN_NAME, 1, false));
-    let made = cgroup::create(&main_dir).and_then(|_| match stop_timeout {
-        Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
-        None => Ok(()),
-    });
-    // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
-    let guardian = made.and_then(|()| guardian::start(&dir, &main_dir, None, None));
-    let guardian = match guardian {
-        Ok(g) => g,
-        Err(e) => {
-            let _ = cgroup::remove_tree(&dir);
-            return Err(e);
-        }
-    };
-    let _ = cgroup::set_attr(&dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
-    Ok(NewFamily { id, dir, main_dir, guardian })
 }
 
 /// Creates a member directory below `parent`, unique by a sequence number.
@@ -388,19 +334,19 @@ impl FamilyBuilder {
             let client = units::client(bus)?;
             let spec =
                 units::FamilySpec { bus, name: &name, stop_timeout: self.stop_timeout, parent: None, properties: &[] };
-            let (main_dir, guardian) = units::open_family(&client, &spec, &own)?;
+            let (main_dir, guardian) = founding::open_units_family(&client, &spec, &own)?;
             let position = Position::of_cgroup(&main_dir).expect("a family's main member has a position");
             log_opened(&position, "systemd");
             *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
             return Ok(Family::with(position));
         }
         let base = choose_base(&h, self.cgroup.as_deref())?;
-        let new = start_family(&base, &name, self.stop_timeout)?;
+        let new = founding::start_family(&base, &name, self.stop_timeout)?;
         let entered = cgroup::enter(&new.main_dir)
             .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
         if let Err(e) = entered {
             let _ = cgroup::enter(&own);
-            abandon(new);
+            founding::abandon(new);
             return Err(e);
         }
         let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");

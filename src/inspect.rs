@@ -190,7 +190,7 @@ pub fn kill(h: &Hierarchy, key: &str) -> Result<FamilyInfo> {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    crate::family::dismantle(&dir)?;
+    crate::backend::dismantle(&dir)?;
     Ok(family)
 }
 

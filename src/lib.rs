@@ -55,6 +55,7 @@ mod command;
 mod doctor;
 mod error;
 mod family;
+mod founding;
 mod guardian;
 pub mod inspect;
 pub mod layout;

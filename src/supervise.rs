@@ -17,11 +17,13 @@ use std::time::Duration;
 use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal, WaitOptions, pidfd_send_signal, wait};
 
+use crate::backend::dismantle;
 use crate::backend::{Backend, Choice};
 use crate::cgroup::{self, Hierarchy};
 use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{abandon, cgroup_with_systemd, choose_base, dismantle, start_family};
+use crate::family::{cgroup_with_systemd, choose_base};
+use crate::founding::{abandon, start_family};
 use crate::guardian::NewFamily;
 use crate::layout::{self, Position, Style};
 use crate::notify::Notifier;
@@ -115,7 +117,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
                 parent: own.as_ref().map(|p| p.member_dir.as_path()),
                 properties: &properties,
             };
-            units::start_family(&*units::client(bus)?, &spec, &request)?
+            crate::founding::start_units_family(&*units::client(bus)?, &spec, &request)?
         }
         (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &properties, &request)?,
     };

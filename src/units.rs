@@ -25,7 +25,6 @@ use zbus::zvariant::Value;
 
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::guardian::{self, NewFamily};
 use crate::layout::{self, MAIN_NAME, Style};
 use crate::properties::Property;
 use crate::retire::label_daemon;
@@ -243,7 +242,7 @@ pub(crate) fn start(
 }
 
 /// A family slice not loaded yet: `<parent>-<name>_<n>.family.slice`, starting at this PID.
-fn new_family_unit(client: &Client, parent: Option<&Path>, name: &str) -> Result<UnitName> {
+pub(crate) fn new_family_unit(client: &Client, parent: Option<&Path>, name: &str) -> Result<UnitName> {
     layout::validate_name("family", name)?;
     layout::check_family_units(parent, name)?;
     let mut n = u64::from(std::process::id());
@@ -267,104 +266,7 @@ pub(crate) struct FamilySpec<'a> {
     pub properties: &'a [Property],
 }
 
-/// `daemonic run` on systemd: the family's main member is started from `req`, held until its
-/// scope, the family's slices and the guardian exist. Nothing is left on error.
-pub(crate) fn start_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_>) -> Result<(NewFamily, Spawned)> {
-    let unit = new_family_unit(client, f.parent, f.name)?;
-    let family_rel = PathBuf::from(unit.as_str());
-    let spec = main_spec(f);
-    let started = spawn::start(req, true)?;
-    let pid = started.pid as u32;
-    let mut held = Some(started);
-    let mut abort = || {
-        if let Some(s) = held.take() {
-            s.abort();
-        }
-    };
-    let placed = place(client, &family_rel, &spec, pid, 1, &mut || {
-        abort();
-        true
-    })?;
-    let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
-    let guardian =
-        label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), None));
-    let guardian = match guardian {
-        Ok(g) => g,
-        Err(e) => {
-            abort();
-            placed.undo(client);
-            return Err(e);
-        }
-    };
-    let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &guardian.pid.to_string());
-    let new = NewFamily {
-        id: format!("{}-{}", f.name, id_number(&unit)),
-        dir: family_dir,
-        main_dir: placed.dir.clone(),
-        guardian,
-    };
-    match held.take().expect("held until the family exists").release() {
-        Ok(main) => Ok((new, main)),
-        Err(e) => {
-            new.end_guardian();
-            placed.undo(client);
-            Err(e)
-        }
-    }
-}
-
-/// [`crate::Family::open`] on systemd: the calling process becomes the main member of a new
-/// family; its guardian is started in `own`, the process's cgroup before. Nothing is left on
-/// error, and the process is back in `own`.
-///
-/// `own` may be a scope of which the process is the only member (`systemd-run --scope`):
-/// systemd collects a scope once its cgroup is empty, and the guardian could not start in it,
-/// nor could the process go back. A held process keeps `own` populated from before the move
-/// until the guardian is in it.
-pub(crate) fn open_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
-    let unit = new_family_unit(client, f.parent, f.name)?;
-    let spec = main_spec(f);
-    let holder = spawn::hold()
-        .map_err(|e| e.context(format!("cannot keep cgroup {} populated while the process moves", own.display())))?;
-    let placed =
-        place(client, Path::new(unit.as_str()), &spec, std::process::id(), 1, &mut || cgroup::enter(own).is_ok());
-    let placed = match placed {
-        Ok(p) => p,
-        Err(e) => {
-            holder.abort();
-            return Err(e);
-        }
-    };
-    let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
-    // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
-    let guardian =
-        label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), Some(own)));
-    let result = match guardian {
-        Ok(g) => {
-            let _ = cgroup::set_attr(&family_dir, layout::ATTR_GUARDIAN, &g.pid.to_string());
-            Ok((placed.dir, g))
-        }
-        Err(e) => match cgroup::enter(own) {
-            Ok(()) => {
-                placed.undo(client);
-                Err(e)
-            }
-            // Stopping the family would end this process: it stays, and says so.
-            Err(back) => Err(e.context(format!(
-                "the process could not go back to {} ({back}), so family unit {} is left running with it",
-                own.display(),
-                placed.unit
-            ))),
-        },
-    };
-    holder.abort();
-    result
-}
-
-fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {
+pub(crate) fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {
     Spec {
         family_name: f.name,
         name: MAIN_NAME,
@@ -375,7 +277,7 @@ fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {
     }
 }
 
-fn label_family(dir: &Path, f: &FamilySpec<'_>) -> Result<()> {
+pub(crate) fn label_family(dir: &Path, f: &FamilySpec<'_>) -> Result<()> {
     cgroup::set_attr(dir, layout::ATTR_BUS, f.bus.as_str())?;
     if let Some(t) = f.stop_timeout {
         cgroup::set_attr(dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
@@ -384,7 +286,7 @@ fn label_family(dir: &Path, f: &FamilySpec<'_>) -> Result<()> {
 }
 
 /// The `N` of `…-<name>_<N>.family.slice`.
-fn id_number(unit: &UnitName) -> &str {
+pub(crate) fn id_number(unit: &UnitName) -> &str {
     let stem = unit.as_str().trim_end_matches(".family.slice");
     stem.rsplit_once('_').map_or("0", |(_, n)| n)
 }
