@@ -43,56 +43,52 @@
 //! }
 //! ```
 //!
-//! Modules, each for one kernel mechanism: [`cgroup`] (cgroupfs), [`layout`] (the family's
-//! directories and what a path says), `spawn`/`sys` (clone3 into a cgroup, the only unsafe
-//! code), `seccomp` (the no-fork filter), `retire` (SIGTERM grace and `cgroup.kill`),
-//! `guardian` (the watcher that survives its parent), [`backend`] (where cgroups come from).
+//! The crate is layered; each layer imports only from the layers below it
+//! (docs/architecture.md): the base (`error`, [`log`], `status`), `sys` (the only unsafe
+//! code), [`cgroup`] (the cgroup filesystem, [`layout`], [`properties`]), `spawn` (`Command`,
+//! seccomp, starting a process in a cgroup), [`backend`] (cgroupfs directories or [`systemd`]
+//! units), `runtime` (families, members, the guardian, `daemonic run`, [`inspect`]), the API at
+//! the root ([`Process`], [`Pool`]) and [`cli`] on top.
+
+mod error;
+pub mod log;
+mod status;
+
+mod sys;
+
+pub mod cgroup;
+
+pub(crate) mod spawn;
 
 pub mod backend;
-pub mod cgroup;
-pub mod cli;
-mod command;
-mod doctor;
-mod error;
-mod family;
-mod founding;
-mod guardian;
-pub mod inspect;
-pub mod layout;
-pub mod log;
-mod member;
-mod notify;
+
+mod runtime;
+
 mod pool;
 mod process;
-pub mod properties;
-mod retire;
-mod seccomp;
-pub(crate) mod spawn;
-mod startup;
-mod status;
-mod supervise;
-mod sys;
-pub mod systemd;
-mod target;
-pub mod unit_name;
-mod units;
+
+pub mod cli;
+
+pub use backend::systemd;
+pub use cgroup::{layout, properties, unit_name};
+pub use runtime::inspect;
 
 pub use backend::Backend;
-pub use command::{Command, Placement, Stdio};
 pub use error::{DAEMON_CHILDREN, Error, ErrorKind, Result};
-pub use family::{Family, FamilyBuilder, ProcessInfo, current_process};
-pub use member::Member;
 pub use pool::Pool;
 pub use process::{JoinHandle, ParentProcess, Process, implicit_family, parent_process};
-pub use supervise::{RunOptions, run};
+pub use runtime::family::{Family, FamilyBuilder, ProcessInfo, current_process};
+pub use runtime::member::Member;
+pub use runtime::supervise::{RunOptions, run};
 #[doc(hidden)]
-pub use target::__private;
+pub use runtime::target::__private;
+pub use spawn::command::{Command, Placement, Stdio};
 
 /// What daemonic's own tests, benchmarks and tools reach below the public API. Not a stable
 /// interface: it changes with the internals.
 #[doc(hidden)]
 pub mod __internal {
-    pub use crate::member::spawn_in_scope;
+    pub use crate::runtime::member::spawn_in_scope;
 }
-pub use startup::init;
-pub use target::{EXIT_NO_TARGET, EXIT_PANICKED, Target};
+pub use runtime::startup::init;
+pub use runtime::target::{EXIT_NO_TARGET, EXIT_PANICKED, Target};

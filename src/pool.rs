@@ -1,7 +1,7 @@
 //! A small process pool: N non-daemonic worker processes running a registered function over a
 //! sequence of inputs (Python's `Pool.map`, results in input order).
 //!
-//! Each worker is this program started again (see [`crate::target`]), answering one task at a
+//! Each worker is this program started again (see [`crate::runtime::target`]), answering one task at a
 //! time over its channel until the channel ends. The parent hands a worker its next input as
 //! soon as it answers, so slow inputs do not hold the others up. A panic in the function is
 //! caught in the worker, which goes on serving; `map` then fails with the panic's message once
@@ -20,10 +20,10 @@ use serde::de::DeserializeOwned;
 
 use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::Family;
-use crate::member::Member;
 use crate::process::{Spec, implicit_family, parent_in, spawn};
-use crate::target::{self, Inbox, Reply, Request, Target, Task};
+use crate::runtime::family::Family;
+use crate::runtime::member::Member;
+use crate::runtime::target::{self, Inbox, Reply, Request, Target, Task};
 
 /// N worker processes that run registered functions (Python's `multiprocessing.Pool`).
 ///

@@ -3,7 +3,7 @@
 //! [`Process`] is the builder (Python's object before `start()`), [`JoinHandle`] the running
 //! process with Python's verbs and the function's return value, [`parent_process`] the handle
 //! a target has on the process that started it. How the function gets into the new process is
-//! in [`crate::target`].
+//! in [`crate::runtime::target`].
 //!
 //! Without a family of its own, `start()` uses the *implicit family*: the one
 //! [`Family::new`] joins or creates, opened at the first start and shut down when the program
@@ -23,9 +23,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::Family;
-use crate::member::Member;
-use crate::target::{self, Inbox, Parent, Reply, Request, Target};
+use crate::runtime::family::Family;
+use crate::runtime::member::Member;
+use crate::runtime::target::{self, Inbox, Parent, Reply, Request, Target};
 use crate::{Command, cgroup, sys};
 
 /// A Rust function to run in a new process: Python's `Process(target=…, args=…)` before
@@ -100,7 +100,7 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// The member's name (default: the function's name). See [`crate::layout::validate_name`].
+    /// The member's name (default: the function's name). See [`crate::cgroup::layout::validate_name`].
     pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
         self.name = Some(name.into());
         self
@@ -162,7 +162,7 @@ impl<R: DeserializeOwned> Process<R> {
 
 /// A member name from a target's name: its function name, made valid.
 pub(crate) fn default_name(target: &str) -> String {
-    crate::command::default_name(target::short_name(target).as_ref())
+    crate::spawn::command::default_name(target::short_name(target).as_ref())
 }
 
 /// What a target process is, besides its function.

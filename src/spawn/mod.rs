@@ -1,3 +1,6 @@
+//! **Layer `spawn`**, above `cgroup`: what to start ([`command`]: `Command`, its placement and
+//! stdio), the no-fork policy ([`seccomp`]) and starting one process in one cgroup (this file).
+//!
 //! Starting one process in one cgroup, race-free.
 //!
 //! `clone3(CLONE_INTO_CGROUP | CLONE_PIDFD)` (Linux 5.7) puts the child into its cgroup before
@@ -10,6 +13,9 @@
 //! common case, see [`sys::ChildSpec::report`]), in that memory; so a bad program is a clean
 //! error and no half-started member remains.
 
+pub(crate) mod command;
+pub(crate) mod seccomp;
+
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -20,8 +26,8 @@ use rustix::pipe::{PipeFlags, pipe_with};
 use rustix::process::{WaitId, WaitIdOptions, waitid};
 
 use crate::cgroup;
-use crate::command::{Placement, Prepared, Stdio};
 use crate::error::{Error, ErrorKind, Result};
+use crate::spawn::command::{Placement, Prepared, Stdio};
 use crate::sys::{self, ChildSpec, Stage};
 
 /// Set once clone3 into a cgroup was refused; later spawns go straight to the fallback.

@@ -16,15 +16,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::backend::systemd::Bus;
+use crate::cgroup::layout::{self, Position, Style};
+use crate::cgroup::retire::{Retirement, label_daemon};
 use crate::cgroup::{self, Hierarchy};
-use crate::command::{Command, Placement};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{self, Position, Style};
-use crate::member::{Inner, Member};
-use crate::retire::{Retirement, label_daemon};
+use crate::runtime::member::{Inner, Member};
+use crate::spawn::command::{Command, Placement};
 use crate::spawn::{self, Request, Spawned};
-use crate::systemd::Bus;
-use crate::{founding, seccomp, units};
+use crate::{backend::systemd::units, runtime::founding, spawn::seccomp};
 
 /// How many `Family` handles of this process are not shut down yet.
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
@@ -319,7 +319,7 @@ impl FamilyBuilder {
         }
         let name = match self.name {
             Some(n) => n,
-            None => crate::command::default_name(std::env::current_exe().unwrap_or_default().as_os_str()),
+            None => crate::spawn::command::default_name(std::env::current_exe().unwrap_or_default().as_os_str()),
         };
         let backend = match self.backend {
             Some(b) => b,
@@ -508,7 +508,7 @@ impl Family {
             cmd.get_allow_children(),
         )?;
         let dir = made.dir.clone();
-        let limited = crate::properties::apply_in_dirs(&self.position.family_dir, &dir, &properties);
+        let limited = crate::cgroup::properties::apply_in_dirs(&self.position.family_dir, &dir, &properties);
         let spawned = limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&dir), ..request }));
         let spawned = match spawned {
             Ok(s) => s,

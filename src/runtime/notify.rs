@@ -15,8 +15,8 @@ use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 use sd_notify::NotifyState;
 
 use crate::cgroup::Hierarchy;
-use crate::inspect;
 use crate::log;
+use crate::runtime::inspect;
 
 /// Shortest interval between two `STATUS=` updates.
 pub(crate) const THROTTLE: Duration = Duration::from_millis(200);
@@ -190,7 +190,7 @@ impl Notifier {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::runtime::notify::*;
 
     #[test]
     fn statuses_count_members_and_daemons() {

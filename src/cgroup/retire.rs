@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::cgroup;
+use crate::cgroup::layout::{self, Node};
 use crate::error::Result;
-use crate::layout::{self, Node};
 
 /// The retirement of one `.daemons` directory (or of one daemon), possibly waiting on stop
 /// timeouts.

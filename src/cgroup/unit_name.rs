@@ -120,7 +120,7 @@ impl fmt::Display for UnitName {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cgroup::unit_name::*;
 
     #[test]
     fn escapes_like_systemd() {

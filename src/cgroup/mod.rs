@@ -1,3 +1,8 @@
+//! **Layer `cgroup`**, above `sys` and the base (`error`, `log`, `status`): the cgroup v2
+//! filesystem (this file), what a path says ([`layout`]), unit-name escaping ([`unit_name`]),
+//! resource properties ([`properties`]) and the retirement of daemons (`retire`: SIGTERM grace,
+//! then `cgroup.kill`). It knows nothing of processes started, backends or families at run time.
+//!
 //! The cgroup v2 filesystem, as daemonic uses it.
 //!
 //! Kernel behaviour handled here:
@@ -15,6 +20,11 @@
 //!
 //! Every function takes the directory it acts on, so the whole module works on any root,
 //! including a temporary directory in unit tests.
+
+pub mod layout;
+pub mod properties;
+pub(crate) mod retire;
+pub mod unit_name;
 
 use std::fs;
 use std::io::{self, Read};

@@ -5,13 +5,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::backend::dismantle;
+use crate::backend::systemd::Client;
+use crate::backend::systemd::units::{self, FamilySpec};
 use crate::cgroup;
+use crate::cgroup::layout;
 use crate::error::Result;
-use crate::guardian::{self, NewFamily};
-use crate::layout;
+use crate::runtime::guardian::{self, NewFamily};
 use crate::spawn::{self, Request, Spawned};
-use crate::systemd::Client;
-use crate::units::{self, FamilySpec};
 
 /// Creates `<base>/daemonic-<name>-<N>.family/main-1.member`, records the family's default stop
 /// timeout and starts its guardian. Nothing is left behind on error.
@@ -32,7 +32,7 @@ pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duratio
         None => Ok(()),
     });
     // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
+    crate::runtime::startup::anchor();
     let guardian = made.and_then(|()| guardian::start(&dir, &main_dir, None, None));
     let guardian = match guardian {
         Ok(g) => g,
@@ -76,7 +76,7 @@ pub(crate) fn start_units_family(
     })?;
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
     // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
+    crate::runtime::startup::anchor();
     let guardian =
         units::label_family(&family_dir, f).and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), None));
     let guardian = match guardian {
@@ -104,7 +104,7 @@ pub(crate) fn start_units_family(
     }
 }
 
-/// [`crate::Family::open`] on systemd: the calling process becomes the main member of a new
+/// [`crate::FamilyBuilder::open`] on systemd: the calling process becomes the main member of a new
 /// family; its guardian is started in `own`, the process's cgroup before. Nothing is left on
 /// error, and the process is back in `own`.
 ///
@@ -129,7 +129,7 @@ pub(crate) fn open_units_family(client: &Client, f: &FamilySpec<'_>, own: &Path)
     };
     let family_dir = placed.dir.parent().map(Path::to_path_buf).unwrap_or_default();
     // The guardian is this binary started again: the hook that runs it must be linked.
-    crate::startup::anchor();
+    crate::runtime::startup::anchor();
     let guardian = units::label_family(&family_dir, f)
         .and_then(|()| guardian::start(&family_dir, &placed.dir, Some(f.bus), Some(own)));
     let result = match guardian {

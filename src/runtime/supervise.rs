@@ -18,19 +18,19 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::{Pid, Signal, WaitOptions, pidfd_send_signal, wait};
 
 use crate::backend::dismantle;
+use crate::backend::systemd::Bus;
 use crate::backend::{Backend, Choice};
+use crate::cgroup::layout::{self, Position, Style};
+use crate::cgroup::retire::Retirement;
 use crate::cgroup::{self, Hierarchy};
-use crate::command::{Command, Placement, Stdio, default_name};
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{cgroup_with_systemd, choose_base};
-use crate::founding::{abandon, start_family};
-use crate::guardian::NewFamily;
-use crate::layout::{self, Position, Style};
-use crate::notify::Notifier;
-use crate::retire::Retirement;
+use crate::runtime::family::{cgroup_with_systemd, choose_base};
+use crate::runtime::founding::{abandon, start_family};
+use crate::runtime::guardian::NewFamily;
+use crate::runtime::notify::Notifier;
+use crate::spawn::command::{Command, Placement, Stdio, default_name};
 use crate::spawn::{self, Request, Spawned};
-use crate::systemd::Bus;
-use crate::{log, properties, status, sys, units};
+use crate::{backend::systemd::units, cgroup::properties, log, status, sys};
 
 /// What `daemonic run` was asked to do.
 #[derive(Clone, Debug, Default)]
@@ -117,7 +117,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
                 parent: own.as_ref().map(|p| p.member_dir.as_path()),
                 properties: &properties,
             };
-            crate::founding::start_units_family(&*units::client(bus)?, &spec, &request)?
+            crate::runtime::founding::start_units_family(&*units::client(bus)?, &spec, &request)?
         }
         (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &properties, &request)?,
     };

@@ -4,7 +4,7 @@
 //! The new process is this program again: `/proc/self/exe`, started with the parent's own
 //! arguments. Nothing of the parent runs in it after the clone but the async-signal-safe code
 //! that leads to `execve`, so a multithreaded parent (locks held by other threads, a tokio
-//! runtime) cannot leave it in a broken state. [`init`], called at the top of `main`, recognises
+//! runtime) cannot leave it in a broken state. [`init`](crate::init), called at the top of `main`, recognises
 //! such a process, runs the function it was started for and exits; in any other process it
 //! returns at once.
 //!
@@ -45,7 +45,7 @@ pub const EXIT_PANICKED: i32 = 1;
 /// usable, or the function it was sent is not registered in this program.
 pub const EXIT_NO_TARGET: i32 = 2;
 
-/// Set by [`init`]; a process that never called it cannot start targets (its child would run
+/// Set by [`init`](crate::init); a process that never called it cannot start targets (its child would run
 /// `main` again instead of the target).
 static INIT_CALLED: AtomicBool = AtomicBool::new(false);
 
@@ -98,10 +98,10 @@ inventory::collect!(Registration);
 /// What [`target!`](crate::target!) expands to needs these; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    pub use super::Registration;
+    pub use crate::runtime::target::Registration;
     pub use inventory;
 
-    use super::Target;
+    use crate::runtime::target::Target;
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
@@ -127,7 +127,7 @@ pub mod __private {
 /// [`Pool`](crate::Pool) can run in a new process.
 ///
 /// Put it next to the functions (at module level, anywhere in the program) and call
-/// [`init`] at the top of `main`:
+/// [`init`](crate::init) at the top of `main`:
 ///
 /// ```no_run
 /// fn square(x: u64) -> u64 {
@@ -342,7 +342,7 @@ impl Inbox {
 }
 
 /// The channel descriptor of a process started to run a Rust target, noted before `main` by
-/// [`crate::startup`]; -1 when there is none (or it was taken), `i32::MAX` when the variable
+/// [`crate::runtime::startup`]; -1 when there is none (or it was taken), `i32::MAX` when the variable
 /// did not hold a descriptor number.
 static CHANNEL_FD: AtomicI32 = AtomicI32::new(-1);
 
@@ -495,7 +495,7 @@ fn install_panic_hook() {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::runtime::target::*;
 
     #[test]
     fn frames_round_trip_in_pieces() {

@@ -1,3 +1,5 @@
+//! **Layer `sys`**, above the base only: the only unsafe code of the crate, and no policy.
+//!
 //! The raw process primitives daemonic needs that std and rustix do not offer safely.
 //!
 //! # Safety
@@ -19,7 +21,7 @@
 //! - installing a prepared seccomp program;
 //! - blocking signals and reading them from a signalfd, for the supervisor;
 //! - the `.init_array` hook, a mechanism that runs a dispatch function given from above before
-//!   `main` ([`startup_hook!`]; [`crate::startup`] decides what it does);
+//!   `main` ([`startup_hook!`]; [`crate::runtime::startup`] decides what it does);
 //! - `atexit`, which ends the implicit family of [`crate::Process`] when the program exits.
 
 #![allow(unsafe_code)]
@@ -103,7 +105,7 @@ pub(crate) struct ChildSpec<'a> {
     /// to hold a child until systemd has put it into its scope.
     pub gate: Option<(RawFd, RawFd)>,
     /// A close-on-exec descriptor (3 or above) that the program inherits under the same number:
-    /// the channel of a process that runs a Rust target (see [`crate::target`]).
+    /// the channel of a process that runs a Rust target (see [`crate::runtime::target`]).
     pub keep: Option<RawFd>,
     /// Start in a new PID namespace. The cloned process becomes its PID 1: it forks the process
     /// that goes on to run the program, then only forwards signals to it and reaps, and exits

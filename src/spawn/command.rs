@@ -13,8 +13,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::cgroup::layout;
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout;
 
 /// Where a member's standard stream comes from or goes to.
 #[derive(Debug, Default)]
@@ -135,7 +135,7 @@ impl Command {
     }
 
     /// Adds a resource property of the member, as `systemd-run -p` takes it (`TasksMax=64`,
-    /// `MemoryMax=512M`, `CPUWeight=50`; see [`crate::properties`]): on its unit (systemd), or in
+    /// `MemoryMax=512M`, `CPUWeight=50`; see [`crate::cgroup::properties`]): on its unit (systemd), or in
     /// its own cgroup's `pids.max`, `memory.max`, `cpu.weight` (cgroupfs, where the family's base
     /// hands the controller down; a non-daemonic member's parent must not hold processes). The
     /// value is checked when the member is spawned, before anything is created.
@@ -145,8 +145,8 @@ impl Command {
     }
 
     /// The resource properties, checked.
-    pub(crate) fn checked_properties(&self) -> Result<Vec<crate::properties::Property>> {
-        self.properties.iter().map(|p| crate::properties::parse(p)).collect()
+    pub(crate) fn checked_properties(&self) -> Result<Vec<crate::cgroup::properties::Property>> {
+        self.properties.iter().map(|p| crate::cgroup::properties::parse(p)).collect()
     }
 
     /// Adds an argument.
@@ -450,7 +450,7 @@ pub(crate) fn resolve_program(program: &OsStr, path: Option<&OsStr>) -> Result<P
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::spawn::command::*;
 
     #[test]
     fn default_names_are_valid() {

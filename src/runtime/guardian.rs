@@ -11,7 +11,7 @@
 //! the directory for new sub-cgroups and attribute changes, its `cgroup.events` for `populated`
 //! flips. On any event it looks at that one directory again:
 //! - a member that has ended (its directory is unpopulated and has run, or is gone) and has a
-//!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::retire`]);
+//!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::cgroup::retire`]);
 //! - a `.daemons` directory being retired that is now empty: it and its owner are removed;
 //! - an ended member without daemons: its directory is removed.
 //!
@@ -39,13 +39,13 @@ use std::time::Instant;
 use rustix::event::{PollFd, PollFlags};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
+use crate::backend::systemd::{Bus, Client};
 use crate::cgroup;
-use crate::command::{Placement, Prepared, Stdio};
+use crate::cgroup::layout::{self, Node};
+use crate::cgroup::retire::Retirement;
 use crate::error::{Error, Result};
-use crate::layout::{self, Node};
-use crate::retire::Retirement;
+use crate::spawn::command::{Placement, Prepared, Stdio};
 use crate::spawn::{self, Request, Spawned};
-use crate::systemd::{Bus, Client};
 use crate::{log, sys};
 
 /// Environment variable present in a guardian's environment.
@@ -599,7 +599,7 @@ fn report(r: Result<()>) {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::runtime::guardian::*;
 
     #[test]
     fn a_subtree_is_one_range_of_the_path_ordered_map() {

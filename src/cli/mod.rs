@@ -1,3 +1,6 @@
+//! **Layer `cli`**, the top: the `daemonic` binary's commands, over the library's public API
+//! and the runtime, with `doctor` (what this host supports).
+//!
 //! The `daemonic` command line: argument parsing, the `spawn`, `ps`, `is-daemon` and `kill`
 //! subcommands, and the mapping of errors to exit codes.
 //!
@@ -10,6 +13,8 @@
 //! spawn, and `is-daemon` for a non-daemon); 2 bad usage or input; 126 a program that cannot be
 //! executed; 127 a program that does not exist.
 
+mod doctor;
+
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -19,15 +24,15 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::Backend;
+use crate::backend::systemd::Bus;
+use crate::cgroup::layout::{self, Position, Style};
 use crate::cgroup::{self, Hierarchy};
-use crate::command::Command;
 use crate::error::{Error, ErrorKind, Result};
-use crate::family::{MemberDir, check_contain, filters_for};
-use crate::inspect::{self, FamilyInfo};
-use crate::layout::{self, Position, Style};
-use crate::supervise::{RunOptions, run};
-use crate::systemd::Bus;
-use crate::{sys, units};
+use crate::runtime::family::{MemberDir, check_contain, filters_for};
+use crate::runtime::inspect::{self, FamilyInfo};
+use crate::runtime::supervise::{RunOptions, run};
+use crate::spawn::command::Command;
+use crate::{backend::systemd::units, sys};
 
 /// Python's daemon processes, enforced by the kernel.
 #[derive(Debug, Parser)]
@@ -303,7 +308,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             eprintln!("killed family {} ({} members)", killed.id, killed.members.len());
             Ok(0)
         }
-        Cmd::Doctor => crate::doctor::run(&mut std::io::stdout().lock())
+        Cmd::Doctor => crate::cli::doctor::run(&mut std::io::stdout().lock())
             .map(|works| if works { 0 } else { 1 })
             .map_err(|e| Error::os("write the doctor's report", e)),
     }
@@ -326,7 +331,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
     if let Some(n) = &given_name {
         layout::validate_name("member", n)?;
     }
-    let properties = a.properties.iter().map(|p| crate::properties::parse(p)).collect::<Result<Vec<_>>>()?;
+    let properties = a.properties.iter().map(|p| crate::cgroup::properties::parse(p)).collect::<Result<Vec<_>>>()?;
     let h = Hierarchy::host()?;
     let own = h.cgroup_of(0)?;
     let me = Position::of_cgroup(&own).ok_or_else(|| {
@@ -385,7 +390,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
             made.discard();
             e
         };
-        if let Err(e) = crate::properties::apply_in_dirs(&me.family_dir, &dir, &properties) {
+        if let Err(e) = crate::cgroup::properties::apply_in_dirs(&me.family_dir, &dir, &properties) {
             return Err(undo(e));
         }
         match cgroup::enter(&dir)
@@ -415,7 +420,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
 /// `daemonic spawn --contain`: starts the program in a PID namespace of its own (in this
 /// process's cgroup, which is the new member's), forwards the stop signals to it, and returns
 /// its exit code once it has ended.
-fn run_contained(prepared: &crate::command::Prepared) -> Result<i32> {
+fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
     use rustix::event::{PollFd, PollFlags, poll};
     use rustix::process::{WaitId, WaitIdOptions, pidfd_send_signal, waitid};
     use std::os::fd::AsFd;

@@ -16,14 +16,16 @@
 //! `UnitRemoved` to the bus, which cost the user manager about 0.2 ms and dbus-daemon 0.3 ms more
 //! per scope here (measured with a scratch client: docs/systemd-backend.md).
 
+pub(crate) mod units;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures_lite::StreamExt;
 use zbus::zvariant::{OwnedObjectPath, Value};
 
+use crate::cgroup::unit_name::UnitName;
 use crate::error::{Error, ErrorKind, Result};
-use crate::unit_name::UnitName;
 
 /// `org.freedesktop.systemd1.Manager`, as far as daemonic uses it.
 #[zbus::proxy(
@@ -570,8 +572,8 @@ fn unit_error(op: &str, name: &str, e: zbus::Error) -> Error {
 }
 
 /// A checked resource property as a `StartTransientUnit` property.
-pub fn resource_property(p: &crate::properties::Property) -> (&'static str, Value<'static>) {
-    use crate::properties::Property;
+pub fn resource_property(p: &crate::cgroup::properties::Property) -> (&'static str, Value<'static>) {
+    use crate::cgroup::properties::Property;
     let value = match *p {
         Property::TasksMax(v) | Property::MemoryMax(v) | Property::CpuWeight(v) => Value::from(v),
         Property::TasksMaxScale(v) | Property::MemoryMaxScale(v) => Value::from(v),

@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::cgroup::layout::{self, Node};
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{self, Node};
 
 /// How deep below the cgroup2 root families are looked for.
 const MAX_DEPTH: usize = 64;
@@ -200,7 +200,8 @@ fn guardian_running(family: &FamilyInfo, dir: &Path) -> bool {
     let Some(pid) = family.guardian else { return false };
     let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
     let mut args = cmdline.split(|b| *b == 0);
-    args.next() == Some(crate::guardian::ARGV0.as_bytes()) && args.next() == Some(dir.as_os_str().as_encoded_bytes())
+    args.next() == Some(crate::runtime::guardian::ARGV0.as_bytes())
+        && args.next() == Some(dir.as_os_str().as_encoded_bytes())
 }
 
 fn walk(dir: &Path, depth: usize, visit: &mut dyn FnMut(&Path) -> Result<()>) -> Result<()> {
@@ -307,7 +308,7 @@ pub fn path_of(h: &Hierarchy, rel: &str) -> PathBuf {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::runtime::inspect::*;
 
     #[test]
     fn utc_formatting() {

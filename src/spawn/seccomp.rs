@@ -111,7 +111,7 @@ fn build_error(e: seccompiler::BackendError) -> Error {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::spawn::seccomp::*;
 
     /// Runs a classic-BPF seccomp program over a `seccomp_data` and returns its verdict.
     fn run(program: &[libc::sock_filter], arch: u32, nr: i32, arg0: u64) -> u32 {

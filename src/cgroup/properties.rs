@@ -15,8 +15,8 @@ use std::fmt;
 use std::path::Path;
 
 use crate::cgroup;
+use crate::cgroup::layout;
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout;
 
 /// A checked resource property, in the form systemd's D-Bus API takes it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +226,7 @@ fn bytes(v: &str) -> std::result::Result<u64, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cgroup::properties::*;
 
     #[test]
     fn accepts_systemds_syntax() {

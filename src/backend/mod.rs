@@ -1,3 +1,7 @@
+//! **Layer `backend`**, above `spawn`: where a family's cgroups come from, cgroupfs directories
+//! or systemd units ([`systemd`]: the D-Bus client, and `systemd::units`, a member placed in its
+//! transient scope), and what undoes them (`dismantle`).
+//!
 //! Where a family's cgroups come from.
 //!
 //! Both backends only decide *where* the cgroups are and who creates them; placement, events,
@@ -7,11 +11,13 @@
 //! D-Bus (`units.rs`). `Auto` takes cgroupfs inside a service delegated to the caller, else
 //! systemd when a manager answers on the caller's bus, cgroupfs otherwise, and says why.
 
+pub mod systemd;
+
 use std::fmt;
 use std::str::FromStr;
 
+use crate::backend::systemd::Bus;
 use crate::error::{Error, ErrorKind, Result};
-use crate::systemd::Bus;
 
 /// A backend choice, as given on the command line or in `DAEMONIC_BACKEND`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -53,7 +59,7 @@ impl Backend {
         match self {
             Backend::Cgroupfs => Ok(Choice { bus: None, reason: "backend cgroupfs: as requested".into() }),
             Backend::Systemd => {
-                crate::systemd::client(bus)?;
+                crate::backend::systemd::client(bus)?;
                 Ok(Choice { bus: Some(bus), reason: format!("backend systemd: as requested, on the {bus} manager") })
             }
             Backend::Auto => match own_delegated_unit() {
@@ -67,7 +73,7 @@ impl Backend {
     /// answers, unless that manager says the caller's unit is delegated to it (a user manager
     /// marks no cgroup).
     fn auto_by_manager(bus: Bus) -> Result<Choice> {
-        match crate::systemd::client(bus) {
+        match crate::backend::systemd::client(bus) {
             Ok(client) => match client.caller_delegated_unit() {
                 Some(unit) if writable_own_cgroup().is_some() => Ok(delegated(&unit)),
                 _ => Ok(Choice { bus: Some(bus), reason: format!("backend auto: systemd, the {bus} manager answers") }),
@@ -112,7 +118,7 @@ fn own_delegated_unit() -> Option<String> {
 /// or said so by the manager on `bus` (connected to here).
 pub(crate) fn caller_delegated_unit(bus: Bus) -> Option<String> {
     own_delegated_unit().or_else(|| {
-        let unit = crate::systemd::client(bus).ok()?.caller_delegated_unit()?;
+        let unit = crate::backend::systemd::client(bus).ok()?.caller_delegated_unit()?;
         writable_own_cgroup().map(|_| unit)
     })
 }
@@ -143,9 +149,11 @@ pub(crate) fn dismantle(dir: &std::path::Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    match crate::layout::Style::of_dir(dir) {
-        crate::layout::Style::Dirs => crate::cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
-        crate::layout::Style::Units => crate::units::stop_dir(dir, crate::units::family_bus(dir)),
+    match crate::cgroup::layout::Style::of_dir(dir) {
+        crate::cgroup::layout::Style::Dirs => crate::cgroup::remove_tree(dir).map_err(|e| Error::io("remove", dir, e)),
+        crate::cgroup::layout::Style::Units => {
+            crate::backend::systemd::units::stop_dir(dir, crate::backend::systemd::units::family_bus(dir))
+        }
     }
 }
 

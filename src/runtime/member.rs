@@ -187,8 +187,8 @@ impl Inner {
 /// so nothing half-created remains. `properties` come after daemonic's own (`Description`,
 /// `PIDs`, `CollectMode`), e.g. `Slice` or resource limits.
 pub fn spawn_in_scope(
-    client: &crate::systemd::Client,
-    unit: &crate::unit_name::UnitName,
+    client: &crate::backend::systemd::Client,
+    unit: &crate::cgroup::unit_name::UnitName,
     description: &str,
     cmd: &mut crate::Command,
     properties: &[(&str, zbus::zvariant::Value<'_>)],

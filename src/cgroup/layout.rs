@@ -45,8 +45,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::cgroup;
+use crate::cgroup::unit_name::{self, UnitName};
 use crate::error::{Error, ErrorKind, Result};
-use crate::unit_name::{self, UnitName};
 
 /// Makes member directory and unit names unique within this process.
 static NEXT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -400,7 +400,7 @@ impl Position {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cgroup::layout::*;
 
     #[test]
     fn names_are_checked() {

@@ -28,12 +28,12 @@ use rustix::event::{PollFd, PollFlags};
 use rustix::process::{PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus, pidfd_open, pidfd_send_signal, waitid};
 
 use crate::backend::Backend;
+use crate::backend::systemd::{Bus, Client};
+use crate::cgroup::layout::Position;
 use crate::cgroup::{self, Hierarchy};
-use crate::command::{Command, Placement, Stdio};
 use crate::error::{Error, ErrorKind};
-use crate::layout::Position;
+use crate::spawn::command::{Command, Placement, Stdio};
 use crate::spawn::{self, Request};
-use crate::systemd::{Bus, Client};
 
 /// How long a systemd manager may take to answer.
 const MANAGER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -369,8 +369,8 @@ fn controllers(mount: Option<&Path>) -> Controllers {
 /// The base cgroup `daemonic run` would use without `--cgroup`: its candidate path (as
 /// `family::choose_base` computes it) and `choose_base`'s verdict on it.
 fn find_base(h: &Hierarchy) -> crate::Result<Base> {
-    let (candidate, given) = crate::family::base_candidate(h, None)?;
-    let usable = match crate::family::choose_base(h, None) {
+    let (candidate, given) = crate::runtime::family::base_candidate(h, None)?;
+    let usable = match crate::runtime::family::choose_base(h, None) {
         Ok(_) => Ok(()),
         // `choose_base` says InvalidInput for a path that is not a cgroup directory, and
         // Unsupported for one the caller may not write.
@@ -561,7 +561,7 @@ fn describe_status(s: &WaitIdStatus) -> String {
 
 /// A request to start `prepared` with null stdio.
 fn request<'a>(
-    prepared: &'a crate::command::Prepared,
+    prepared: &'a crate::spawn::command::Prepared,
     cgroup: Option<&'a Path>,
     filters: &'a [Vec<libc::sock_filter>],
     placement: Placement,
@@ -704,7 +704,7 @@ fn probe_pidfd() -> Probe {
 
 /// Builds the no-fork filter and runs `/bin/true` under it.
 fn probe_seccomp() -> Probe {
-    let filters = match crate::family::no_fork_filters() {
+    let filters = match crate::runtime::family::no_fork_filters() {
         Ok(f) => f,
         Err(e) => return Probe::Fails(e.to_string()),
     };
@@ -1094,7 +1094,7 @@ fn default_backend_check(f: &Facts, resolved: &Result<Resolved, String>) -> Chec
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::cli::doctor::*;
 
     const HYBRID: &str = "\
 31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755

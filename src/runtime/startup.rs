@@ -1,13 +1,13 @@
 //! What a process that daemonic started does before `main`, decided here and run by the
 //! `.init_array` hook of [`crate::sys`] (a mechanism that knows neither guardians nor targets):
 //! - started as a guardian (its marker in the environment, `argv[0]` the guardian's): runs the
-//!   guardian and never returns ([`crate::guardian`]);
+//!   guardian and never returns ([`crate::runtime::guardian`]);
 //! - started to run a Rust target (`DAEMONIC_TARGET=<fd>`): takes the variable out of the
 //!   environment, so that nothing the target starts inherits it, and notes the descriptor for
-//!   [`init`] ([`crate::target`]);
+//!   [`init`] ([`crate::runtime::target`]);
 //! - otherwise nothing.
 
-use crate::{guardian, sys, target};
+use crate::{runtime::guardian, runtime::target, sys};
 
 sys::startup_hook!(dispatch);
 
@@ -28,7 +28,7 @@ fn dispatch(start: &sys::Startup) {
 /// a [`Pool`](crate::Pool).
 ///
 /// In a process started to run a target, it runs the target and exits: with code 0 after the
-/// function returned, [`EXIT_PANICKED`] after it panicked, [`EXIT_NO_TARGET`] when it could not
+/// function returned, [`EXIT_PANICKED`](crate::EXIT_PANICKED) after it panicked, [`EXIT_NO_TARGET`](crate::EXIT_NO_TARGET) when it could not
 /// be run. Before exiting, the process's own family part ends as any other would: its
 /// non-daemonic children are waited for and its daemons killed. Everywhere else it returns at
 /// once, and it must have been called before a process can start targets.

@@ -1,12 +1,12 @@
 //! The systemd backend: every member a transient scope, in a slice of its own when it can have
 //! members of its own.
 //!
-//! The tree is the one of the cgroupfs backend, made of units (see [`crate::layout`]): a
+//! The tree is the one of the cgroupfs backend, made of units (see [`crate::cgroup::layout`]): a
 //! member's slice is its live part, its processes are in a scope inside it, its daemons in a
 //! sibling `.daemons` slice. A daemon that may not have children is a lone scope there. A
 //! member is placed in three steps, alike for a child of the library (held at a gate until its
 //! scope exists, so its first instruction already runs there) and for the calling process
-//! itself (`daemonic spawn`, [`crate::Family::open`]): `StartTransientUnit` of the scope with
+//! itself (`daemonic spawn`, [`crate::FamilyBuilder::open`]): `StartTransientUnit` of the scope with
 //! `PIDs=[pid]` and `Slice=` the member's slice (systemd creates that slice and any missing
 //! parent slice), then daemonic's attributes on the member's cgroup (the slice's, or the lone
 //! scope's), then the process goes on. On an error, what was started is stopped again and a
@@ -23,15 +23,15 @@ use std::time::Duration;
 
 use zbus::zvariant::Value;
 
+pub(crate) use crate::backend::systemd::client;
+use crate::backend::systemd::{Bus, Client, connection, resource_property};
+use crate::cgroup::layout::{self, MAIN_NAME, Style};
+use crate::cgroup::properties::Property;
+use crate::cgroup::retire::label_daemon;
+use crate::cgroup::unit_name::UnitName;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
-use crate::layout::{self, MAIN_NAME, Style};
-use crate::properties::Property;
-use crate::retire::label_daemon;
 use crate::spawn::{self, Request, Spawned};
-pub(crate) use crate::systemd::client;
-use crate::systemd::{Bus, Client, connection, resource_property};
-use crate::unit_name::UnitName;
 
 /// The connection of a new member of the family in `family_dir` to the family's manager.
 ///
