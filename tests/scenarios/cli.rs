@@ -336,6 +336,16 @@ fn seed4_python_daemon_threads_work() {
     assert_clean_at_exit(&name, &[]);
 }
 
+/// How many lines of a counter daemon (one every 0.1 s) may follow the main member's last line:
+/// one that was due in the moment between the main member's end and the kill, and on a slow
+/// host as many more as that moment spans. The moment is a few milliseconds here (the
+/// reliability table's p50 is 5.8 ms, its p99 under 10 ms); times the host's slowness it grows
+/// (debian-12 under TCG, slowness 45: 150-220 ms, seen as the seed6 lag). On this machine the
+/// bound stays one line.
+fn counter_lines_allowed_after_main() -> usize {
+    1 + (scaled_ms(10.0) / 100.0) as usize
+}
+
 /// Seed 5 / C4: the counter daemon runs while main sleeps 3 s and dies with it.
 #[harness::test]
 fn seed5_daemon_counter_dies_when_main_exits() {
@@ -367,7 +377,14 @@ sleep 3.05; echo "Main process exiting...""#,
     // period), never a second one, which is 0.1 s later.
     let exiting = lines.iter().position(|l| *l == "Main process exiting...");
     let exiting = exiting.unwrap_or_else(|| panic!("no `Main process exiting...`\n{}", out.dump()));
-    assert!(lines.len() - 1 - exiting <= 1, "the daemon counted on after the main member's end\n{}", out.dump());
+    let after = lines.len() - 1 - exiting;
+    assert!(
+        after <= counter_lines_allowed_after_main(),
+        "the daemon counted on after the main member's end: {after} lines, at most {} expected (slowness {:.1})\n{}",
+        counter_lines_allowed_after_main(),
+        slowness(),
+        out.dump()
+    );
     assert_clean_at_exit(&name, &[&m]);
     std::thread::sleep(Duration::from_millis(500));
     assert!(out.eof_delay.is_some(), "something still held run's stdout/stderr after exit\n{}", out.dump());
@@ -1042,10 +1059,16 @@ fn readme_demo_prints_the_seeds_lines() {
     let exiting = lines.iter().position(|l| *l == "Main process exiting...");
     let exiting = exiting.unwrap_or_else(|| panic!("no `Main process exiting...`\n{}", out.dump()));
     // The daemon dies a few milliseconds after the main member has exited: a counter line due
-    // in that moment may follow the main member's last line, never more than one (the next is
-    // 0.1 s later), and none after `run` returned (the family is gone then: C10 below).
+    // in that moment may follow the main member's last line, never more than one here (the next
+    // is 0.1 s later; a slow host's moment is longer, see counter_lines_allowed_after_main), and
+    // none after `run` returned (the family is gone then: C10 below).
     let after = lines.len() - 1 - exiting;
-    assert!(after <= 1, "{after} counter lines after the main member's end: the daemon outlived it\n{}", out.dump());
+    let allowed = counter_lines_allowed_after_main();
+    assert!(
+        after <= allowed,
+        "{after} counter lines after the main member's end, at most {allowed} expected: the daemon outlived it\n{}",
+        out.dump()
+    );
     // The daemon says what it is first, then counts from 0 every 0.1 s while the main member
     // sleeps 3 s: about 30 lines, less the daemon's start-up (about 1 s at most here, that
     // times the host's slowness where fork and exec are slow: a slow host may print none).
