@@ -1,7 +1,7 @@
 //! Integration tests of the `daemonic` library against the contract (C1–C10, DESIGN.md §1).
 //!
 //! A family moves the process that creates it into a cgroup, so every scenario that creates one
-//! runs in a re-executed copy of this test binary (see `tests/support/mod.rs`): each test
+//! runs in a re-executed copy of this test binary (see `tests/common/scenario.rs`): each test
 //! function first checks whether it is such a child and then runs the scenario body; otherwise
 //! it is the parent side, which starts the child, reads the `@key=value` lines it reports and
 //! checks the cgroup tree and the process table. Every child has its own family name and marker,
@@ -12,7 +12,6 @@
 
 mod common;
 mod harness;
-mod support;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Cgroupfs;

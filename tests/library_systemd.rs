@@ -5,7 +5,6 @@
 
 mod common;
 mod harness;
-mod support;
 
 /// The backend the shared scenarios run on.
 const BACKEND: common::Backend = common::Backend::Systemd;
@@ -28,28 +27,28 @@ include!("scenarios/library.rs");
 fn a_program_alone_in_its_scope_opens_a_family() {
     if let Some(s) = child_scenario() {
         assert_eq!(s, "alone");
-        let own = support::own_cgroup_dir().expect("own cgroup");
+        let own = common::own_cgroup_dir().expect("own cgroup");
         report("own_before", own.display());
         let family = open_family();
         report("own_exists", own.exists());
         let guardians = common::guardians_of(&child_family());
         report("guardians", guardians.len());
         for (pid, _) in &guardians {
-            let cg = support::cgroup_path_of(&pid.to_string()).unwrap_or_default();
+            let cg = common::cgroup_of(&pid.to_string()).unwrap_or_default();
             report(
                 "guardian_cgroup",
-                support::cgroup2_mount().expect("cgroup2").join(cg.trim_start_matches('/')).display(),
+                common::cgroup2_mount().expect("cgroup2").join(cg.trim_start_matches('/')).display(),
             );
         }
         let mut daemon = Command::new("sleep");
         daemon.arg("60").daemon(true);
         spawn(&family, &mut daemon);
         family.shutdown().expect("shutdown");
-        report("own_after", support::own_cgroup_dir().expect("own cgroup after shutdown").display());
+        report("own_after", common::own_cgroup_dir().expect("own cgroup after shutdown").display());
         return;
     }
     require_cgroup();
-    let tag = support::unique("alone");
+    let tag = common::unique("alone");
     let unit = format!("daemonic-test-{tag}.scope");
     let launcher = ["systemd-run", common::bus_flag(), "--scope", "--quiet", "--collect", "--unit", &unit, "--"];
     let test = harness::current_test();

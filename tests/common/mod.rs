@@ -1,5 +1,7 @@
-//! Shared helpers for the `daemonic` integration tests.
+//! Shared helpers for the `daemonic` integration tests, one module for every test binary.
 //!
+//! - [`scenario`]: the library tests' re-executed children (a family moves a whole process,
+//!   so each scenario that opens one runs in a copy of the test binary).
 //! - [`daemonic`]: a fluent runner for the binary that always kills what it started on timeout.
 //! - [`require_cgroup`], [`require_manager`]: end a test as ignored, with the reason (failed in
 //!   CI), when this host has no writable cgroup v2 or no systemd manager answering.
@@ -8,6 +10,8 @@
 //!   each other's processes (and never kill anything by name).
 
 #![allow(dead_code)]
+
+pub mod scenario;
 
 use std::ffi::{OsStr, OsString};
 use std::fmt::Write as _;
@@ -92,10 +96,18 @@ pub fn bin_dir() -> PathBuf {
     Path::new(bin()).parent().expect("the daemonic binary has a parent directory").to_path_buf()
 }
 
+/// Environment variable with the path of the real python interpreter, for re-executed children.
+pub const ENV_PYTHON: &str = "DAEMONIC_TEST_PYTHON";
+
 /// The real python3 interpreter (not a pyenv shim: a shim forks, which a daemon cannot do).
 pub fn python() -> &'static str {
     static PY: OnceLock<String> = OnceLock::new();
     PY.get_or_init(|| {
+        // A re-executed scenario child gets it from its parent, so that it never runs the
+        // shim from inside a family.
+        if let Some(p) = std::env::var(ENV_PYTHON).ok().filter(|p| !p.is_empty()) {
+            return p;
+        }
         let out = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
         match out {
             Ok(o) if o.status.success() => {
@@ -116,6 +128,13 @@ static COUNTER: AtomicU32 = AtomicU32::new(1);
 fn run_salt() -> u32 {
     static SALT: OnceLock<u32> = OnceLock::new();
     *SALT.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_micros() % 10_000).unwrap_or(0))
+}
+
+/// A string unique to this call, this process and this run: `<tag>-<pid>-<salt>-<n>`.
+/// Valid as a daemonic family name when `tag` is (letters, digits, `-`).
+pub fn unique(tag: &str) -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("{tag}-{}-{}-{n}", std::process::id(), run_salt())
 }
 
 /// A family name unique to this test and this test process: `<test>-p<pid>`.
@@ -153,6 +172,11 @@ pub fn cgroup2_mount() -> Option<PathBuf> {
 pub fn cgroup_of(pid: &str) -> Option<String> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
     text.lines().find_map(|l| l.strip_prefix("0::")).map(|s| s.to_string())
+}
+
+/// The directory of the calling process's own v2 cgroup.
+pub fn own_cgroup_dir() -> Option<PathBuf> {
+    cgroup_dir(&cgroup_of("self")?)
 }
 
 /// The filesystem directory of a v2 cgroup path.
@@ -334,7 +358,7 @@ pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
         let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
             continue;
         };
-        if cmdline.windows(needle.len()).any(|w| w == needle) {
+        if !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle) {
             let shown: String = String::from_utf8_lossy(&cmdline).replace('\0', " ");
             out.push((pid, shown.trim_end().to_string()));
         }
@@ -360,7 +384,7 @@ pub fn describe_marked_processes(marker: &str) -> String {
 /// Does the process `pid` still exist and carry `marker` in its cmdline? (PID-reuse safe.)
 pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(c) => c.windows(marker.len()).any(|w| w == marker.as_bytes()),
+        Ok(c) => !marker.is_empty() && c.windows(marker.len()).any(|w| w == marker.as_bytes()),
         Err(_) => false,
     }
 }
@@ -436,16 +460,17 @@ fn family_slice_prefix_of(slice: &str, name: &str) -> bool {
 /// C10: nothing of the family `name` remains (no `daemonic-<name>-*.family` dir anywhere under
 /// the cgroup2 mount, no process whose cmdline contains one of `markers`). Allows up to 2 s for
 /// asynchronous cleanup and prints how long it took when that was not immediate.
-pub fn assert_no_leftovers(name: &str, markers: &[&str]) {
-    assert_no_leftovers_within(name, markers, Duration::from_secs(2));
+pub fn assert_no_leftovers(name: &str, markers: &[&str]) -> Duration {
+    assert_no_leftovers_within(name, markers, Duration::from_secs(2))
 }
 
-/// Like [`assert_no_leftovers`] with an explicit grace period.
-pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration) {
+/// Like [`assert_no_leftovers`] with an explicit grace period (scaled by the host's
+/// [`slowness`]). Returns how long the cleanup took from the first look.
+pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration) -> Duration {
     let start = Instant::now();
     let first = leftovers(name, markers);
     if first.is_empty() {
-        return;
+        return start.elapsed();
     }
     let mut last = first.clone();
     let clean = wait_until(grace, || {
@@ -454,7 +479,7 @@ pub fn assert_no_leftovers_within(name: &str, markers: &[&str], grace: Duration)
     });
     if clean {
         eprintln!("note: family {name}: leftovers disappeared only after {:?}: {first:?}", start.elapsed());
-        return;
+        return start.elapsed();
     }
     panic!("family {name} left things behind after {:?} (C10):\n  {}", start.elapsed(), last.join("\n  "));
 }

@@ -1,12 +1,10 @@
 // The library scenarios shared by both backends: included by tests/library.rs (cgroupfs) and
-// tests/library_systemd.rs (systemd), each of which defines `BACKEND`, `mod common` and `mod support`.
+// tests/library_systemd.rs (systemd), each of which defines `BACKEND`, `mod common` and `mod harness`.
 use std::time::{Duration, Instant};
 
 use daemonic::{Command, ErrorKind, Family, Member, Placement, Stdio, current_process};
-use support::{
-    Child, End, child_family, child_marker, child_scenario, child_tmp, pid_alive_with, python, report, require_cgroup,
-    self_command,
-};
+use common::scenario::{Child, End, child_family, child_marker, child_scenario, child_tmp, report, self_command};
+use common::{pid_alive_with, python, require_cgroup};
 
 const CHILD_TIMEOUT: Duration = Duration::from_secs(30);
 const NOT_ALLOWED: &str = "daemonic processes are not allowed to have children";
@@ -105,10 +103,10 @@ fn current_process_outside_and_inside_a_family() {
         report("family", info.family.as_deref().unwrap_or("<none>"));
         report("family_id", family.id());
         report("cgroup", info.cgroup.display());
-        report("own_cgroup", support::own_cgroup_dir().expect("own cgroup").display());
+        report("own_cgroup", common::own_cgroup_dir().expect("own cgroup").display());
         // The leftover checks can see a live family: its directory, and its guardian (the only
         // process whose command line names the family).
-        report("family_dirs_open", support::family_dirs(&child_family()).len());
+        report("family_dirs_open", common::family_dirs(&child_family()).len());
         report("guardians_open", common::guardians_of(&child_family()).len());
         family.shutdown().expect("shutdown");
         let after = current_process().expect("current_process after shutdown");
@@ -123,7 +121,7 @@ fn current_process_outside_and_inside_a_family() {
     assert!(!me.daemon);
     assert_eq!(me.family, None);
     assert_eq!(me.pid, std::process::id());
-    assert_eq!(Some(me.cgroup), support::own_cgroup_dir());
+    assert_eq!(Some(me.cgroup), common::own_cgroup_dir());
 
     let mut child = Child::start("inside", "cur");
     child.expect_success(CHILD_TIMEOUT);
@@ -197,7 +195,7 @@ fn daemon_flag_is_chosen_at_spawn_and_visible_in_the_cgroup_path() {
     require_cgroup();
     let mut child = Child::start("outer", "flag");
     child.expect_success(CHILD_TIMEOUT);
-    let mount = support::cgroup2_mount().expect("cgroup2 mount");
+    let mount = common::cgroup2_mount().expect("cgroup2 mount");
     let dump = child.dump();
     for (tag, daemon, name) in [("plain", false, "plain"), ("daemon", true, "watcher"), ("explicit", false, "explicit")]
     {
@@ -328,7 +326,7 @@ fn c4_child(scenario: &str) {
     // The parent may end right after "ready", so the child checks that its daemon runs. spawn
     // returns once the kernel is past the point of no return of execve, a moment before it has
     // set up the new program's arguments, which /proc/PID/cmdline shows.
-    let runs = support::wait_until(Duration::from_secs(2), || pid_alive_with(daemon.pid(), &child_marker()));
+    let runs = common::wait_until(Duration::from_secs(2), || pid_alive_with(daemon.pid(), &child_marker()));
     assert!(runs, "the daemon runs before its parent ends");
     let _worker = worker.then(|| {
         let w = spawn(&family, py(WORKER_PY).arg(child_tmp().join("worker.end")).name("worker"));
@@ -377,8 +375,8 @@ fn c4_parent(scenario: &str, expected: End) {
         );
     }
     let mut dead_ns = 0;
-    let died = support::wait_until(Duration::from_secs(5), || {
-        dead_ns = support::now_ns();
+    let died = common::wait_until(Duration::from_secs(5), || {
+        dead_ns = common::now_ns();
         !pid_alive_with(daemon_pid, &child.marker)
     });
     assert!(died, "{scenario}: the daemon {daemon_pid} still runs 5 s after its parent ended (C4)\n{}", child.dump());
@@ -395,7 +393,7 @@ fn c4_parent(scenario: &str, expected: End) {
     assert!(delay < common::scaled(Duration::from_secs(1)), "{scenario}: the daemon died {delay:?} after {what} (C4)");
     if matches!(scenario, "return" | "panic") {
         // shutdown() (run by Drop) waits until the guardian has removed everything.
-        assert_eq!(support::leftovers(&child.family, &[&child.marker, &child.family]), Vec::<String>::new());
+        assert_eq!(common::leftovers(&child.family, &[&child.marker, &child.family]), Vec::<String>::new());
     }
     let cleanup = child.assert_no_leftovers();
     eprintln!("C4 {scenario}: nothing left {} ms after the check started", ms(cleanup));
@@ -499,36 +497,36 @@ fn kill_takes_forked_and_setsid_descendants() {
         let family = open_family();
         let pids = child_tmp().join("pids");
         let m = spawn(&family, py(FORKER_PY).arg(&pids).name("forker"));
-        let recorded = support::wait_until(Duration::from_secs(10), || {
+        let recorded = common::wait_until(Duration::from_secs(10), || {
             std::fs::read_to_string(&pids).is_ok_and(|t| t.lines().count() == 3)
         });
         assert!(recorded, "the forker did not record 3 processes: {:?}", std::fs::read_to_string(&pids));
         let text = std::fs::read_to_string(&pids).expect("pids");
         report("pids", text.replace('\n', ","));
-        let three = support::wait_until(Duration::from_secs(5), || support::marked_processes(&marker).len() == 3);
-        assert!(three, "expected member, child and grandchild: {:?}", support::marked_processes(&marker));
+        let three = common::wait_until(Duration::from_secs(5), || common::marked_processes(&marker).len() == 3);
+        assert!(three, "expected member, child and grandchild: {:?}", common::marked_processes(&marker));
         let t0 = Instant::now();
         m.kill().expect("kill the member's cgroup");
         report("exit", m.wait().expect("wait"));
-        let gone = support::wait_until(Duration::from_secs(3), || support::marked_processes(&marker).is_empty());
+        let gone = common::wait_until(Duration::from_secs(3), || common::marked_processes(&marker).is_empty());
         report("all_gone", gone);
         report("gone_ms", ms(t0.elapsed()));
-        report("survivors", format!("{:?}", support::marked_processes(&marker)));
+        report("survivors", format!("{:?}", common::marked_processes(&marker)));
 
         // A daemon with allow_children forks the same way; the end of the family (one
         // cgroup.kill of the daemons) takes its whole subtree too.
         let dpids = child_tmp().join("daemon-pids");
         let d = spawn(&family, py(FORKER_PY).arg(&dpids).name("forking-daemon").daemon(true).allow_children(true));
-        let recorded = support::wait_until(Duration::from_secs(10), || {
+        let recorded = common::wait_until(Duration::from_secs(10), || {
             std::fs::read_to_string(&dpids).is_ok_and(|t| t.lines().count() == 3)
         });
         assert!(recorded, "the forking daemon did not record 3 processes: {:?}", std::fs::read_to_string(&dpids));
-        let three = support::wait_until(Duration::from_secs(5), || support::marked_processes(&marker).len() == 3);
-        assert!(three, "expected daemon, child and grandchild: {:?}", support::marked_processes(&marker));
+        let three = common::wait_until(Duration::from_secs(5), || common::marked_processes(&marker).len() == 3);
+        assert!(three, "expected daemon, child and grandchild: {:?}", common::marked_processes(&marker));
         let t0 = Instant::now();
         family.shutdown().expect("shutdown");
         report("daemon_exit", format!("{:?}", d.exitcode()));
-        report("daemon_tree_gone", support::marked_processes(&marker).is_empty());
+        report("daemon_tree_gone", common::marked_processes(&marker).is_empty());
         report("daemon_tree_ms", ms(t0.elapsed()));
         return;
     }
@@ -584,18 +582,18 @@ fn c6_child(scenario: &str) {
     }
     let daemon = spawn(&family, &mut cmd);
     report("daemon_pid", daemon.pid());
-    let up = support::wait_until(Duration::from_secs(10), || ready.exists());
+    let up = common::wait_until(Duration::from_secs(10), || ready.exists());
     assert!(up, "the stubborn daemon did not start");
     if scenario == "guardian_grace" {
-        report("exiting_ns", support::now_ns());
+        report("exiting_ns", common::now_ns());
         std::process::exit(0); // no drop: the guardian does the retirement
     }
-    let t0 = support::now_ns();
+    let t0 = common::now_ns();
     let start = Instant::now();
     family.shutdown().expect("shutdown");
     report("shutdown_ms", ms(start.elapsed()));
     report("daemon_exit", format!("{:?}", daemon.exitcode()));
-    let terms = support::read_lines(&term);
+    let terms = common::scenario::read_lines(&term);
     report("terms", terms.len());
     if let Some(first) = terms.first() {
         let at: u128 = first.parse().expect("a timestamp");
@@ -670,11 +668,11 @@ fn stop_timeout_is_honoured_by_the_guardian_after_exit() {
     child.expect_success(CHILD_TIMEOUT);
     let daemon_pid: u32 = child.expect_value("daemon_pid").parse().expect("pid");
     let (ended, _) = child.ended.expect("end time");
-    let died = support::wait_until(Duration::from_secs(5), || !pid_alive_with(daemon_pid, &child.marker));
+    let died = common::wait_until(Duration::from_secs(5), || !pid_alive_with(daemon_pid, &child.marker));
     let after = ended.elapsed();
     assert!(died, "the daemon outlived its parent's exit by 5 s\n{}", child.dump());
     eprintln!("C6: after exit() the guardian ended the stubborn daemon {} ms later", ms(after));
-    assert_eq!(support::read_lines(&child.path("term")).len(), 1, "no SIGTERM from the guardian (C6)");
+    assert_eq!(common::scenario::read_lines(&child.path("term")).len(), 1, "no SIGTERM from the guardian (C6)");
     assert!(after >= Duration::from_millis(700), "the daemon died {after:?} after exit: no grace (C6)");
     assert!(after < common::scaled(Duration::from_secs(3)), "the daemon died {after:?} after exit");
     child.assert_no_leftovers();
@@ -869,7 +867,7 @@ fn fork_and_clone3_placements_both_work() {
     require_cgroup();
     let mut child = Child::start("placements", "place");
     child.expect_success(CHILD_TIMEOUT);
-    let mount = support::cgroup2_mount().expect("mount");
+    let mount = common::cgroup2_mount().expect("mount");
     let dump = child.dump();
     for tag in ["fork", "clone3"] {
         assert_eq!(child.expect_value(&format!("daemon_flag_{tag}")), "true", "{tag}");
@@ -902,7 +900,7 @@ fn expect_refused(family: &Family, what: &str, cmd: &mut Command, kind: ErrorKin
 }
 
 fn assert_only_main(family: &Family, what: &str) {
-    let dirs: Vec<String> = support::subdir_names(family.cgroup())
+    let dirs: Vec<String> = common::scenario::subdir_names(family.cgroup())
         .iter()
         .map(|d| common::logical(d))
         .filter(|d| !d.is_empty())
@@ -1033,18 +1031,18 @@ fn bad_spawns() {
     assert_eq!(ok.wait().expect("wait"), 0);
     assert_only_main(&family, "a member that ended");
     family.shutdown().expect("shutdown");
-    assert!(support::family_dirs(&child_family()).is_empty(), "the family is gone after shutdown");
+    assert!(common::family_dirs(&child_family()).is_empty(), "the family is gone after shutdown");
     // A family that was shut down spawns nothing.
     let e = family.spawn(&mut Command::new("true")).expect_err("spawn after shutdown");
     assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
     report("refused_after_shutdown", &e);
-    assert!(support::family_dirs(&child_family()).is_empty(), "a spawn after shutdown created a directory");
+    assert!(common::family_dirs(&child_family()).is_empty(), "a spawn after shutdown created a directory");
     report("done", 1);
 }
 
 fn bad_cgroups() {
     let name = child_family();
-    let mount = support::cgroup2_mount().expect("mount");
+    let mount = common::cgroup2_mount().expect("mount");
     let tmp = child_tmp();
     let cases: Vec<(&str, std::path::PathBuf, String)> = vec![
         ("tmpdir", tmp.clone(), tmp.display().to_string()),
@@ -1061,7 +1059,7 @@ fn bad_cgroups() {
         report(&format!("refused_cgroup_{what}"), &e);
         assert!(e.to_string().contains(&needle), "{what}: {e} should name {needle}");
         assert!(matches!(e.kind(), ErrorKind::InvalidInput | ErrorKind::Unsupported), "{what}: {:?}", e.kind());
-        assert!(support::family_dirs(&name).is_empty(), "{what}: a family directory was left");
+        assert!(common::family_dirs(&name).is_empty(), "{what}: a family directory was left");
         let me = current_process().expect("current_process");
         assert_eq!(me.family, None, "{what}: the process was moved into a family");
     }
@@ -1108,7 +1106,7 @@ fn active_children_lists_running_members_only() {
         report("names", names.join(","));
         // The short one ends by itself; active_children() drops it (without anyone waiting on it).
         std::fs::write(&gate, "").expect("open the gate");
-        let dropped = support::wait_until(Duration::from_secs(10), || !pids(&family).contains(&short.pid()));
+        let dropped = common::wait_until(Duration::from_secs(10), || !pids(&family).contains(&short.pid()));
         assert!(dropped, "an ended member is still listed");
         assert_eq!(short.exitcode(), Some(0), "the handle still knows the status");
         let mut rest = vec![daemon.pid(), long.pid()];
@@ -1148,7 +1146,7 @@ fn a_members_daemons_die_when_the_member_ends() {
                     let mut cmd = self_command("nested");
                     cmd.name(format!("nested-{how}")).env("NESTED_HOW", how).env("NESTED_READY", &ready);
                     let nested = spawn(&family, &mut cmd);
-                    let up = support::wait_until(Duration::from_secs(10), || {
+                    let up = common::wait_until(Duration::from_secs(10), || {
                         std::fs::read_to_string(&ready).is_ok_and(|t| t.ends_with('\n'))
                     });
                     assert!(up, "{how}: the nested member did not start its daemon");
@@ -1159,14 +1157,14 @@ fn a_members_daemons_die_when_the_member_ends() {
                     report(&format!("nested_exit_{how}"), nested.wait().expect("wait"));
                     let ended = Instant::now();
                     let died =
-                        support::wait_until(Duration::from_secs(2), || !pid_alive_with(daemon_pid, &child_marker()));
+                        common::wait_until(Duration::from_secs(2), || !pid_alive_with(daemon_pid, &child_marker()));
                     report(&format!("nested_daemon_died_{how}"), died);
                     report(&format!("nested_daemon_ms_{how}"), ms(ended.elapsed()));
                     if !died {
                         // Contract broken: end the stray daemons ourselves (cgroup.kill of their
                         // directory in our own family) so the failure is quick and leaves nothing.
                         let main = current_process().expect("current_process").cgroup;
-                        for name in support::subdir_names(&main) {
+                        for name in common::scenario::subdir_names(&main) {
                             if name.starts_with(&format!("nested-{how}-")) && name.ends_with(".member.daemons") {
                                 let dir = main.join(&name);
                                 report(&format!("stray_{how}"), dir.display());
@@ -1267,8 +1265,8 @@ fn a_helper_process_ends_only_its_own_daemons() {
                 let d = spawn(&family, py(SLEEPER_PY).name("d").daemon(true));
                 let exe = std::env::current_exe().expect("the path of the test binary");
                 let status = std::process::Command::new(exe)
-                    .args(support::harness_args(&support::child_test(), &child_marker()))
-                    .env(support::ENV_SCENARIO, "helper")
+                    .args(common::scenario::harness_args(&common::scenario::child_test(), &child_marker()))
+                    .env(common::scenario::ENV_SCENARIO, "helper")
                     .status()
                     .expect("run the helper");
                 report("helper_exit", status.code().unwrap_or(-1));

@@ -1,4 +1,5 @@
-//! Shared helpers for the library integration tests (`tests/library.rs`).
+//! The re-executed scenario children of the library tests (`tests/library.rs`,
+//! `tests/library_systemd.rs`).
 //!
 //! Creating a [`daemonic::Family`] moves the calling *process* into a cgroup, and the test
 //! harness runs tests as threads of one process. So every scenario that creates a family runs in
@@ -8,22 +9,20 @@
 //! parent side. The parent starts the child with [`Child::start`], reads the `@key=value` lines
 //! the child prints with [`report`], and checks the cgroup tree and the process table.
 //!
-//! - [`require_cgroup`]: skip loudly (locally) or fail (in CI) without a writable cgroup v2.
-//! - [`assert_no_leftovers`]: C10, no family directory and no marked process remains.
+//! - [`super::require_cgroup`]: skip loudly (locally) or fail (in CI) without a writable cgroup v2.
+//! - [`Child::assert_no_leftovers`]: C10, no family directory and no marked process remains.
 //! - Markers: every child gets a unique family name and a unique marker string; python commands
 //!   carry the marker in their `-c` text and re-executed test binaries in a `--skip` argument,
 //!   so `/proc/*/cmdline` scans find exactly one test's processes. Nothing is killed by name.
-
-#![allow(dead_code)]
 
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
+
+use super::{ENV_PYTHON, now_ns, python, unique, wait_until};
 
 /// Environment variable naming the scenario a re-executed test binary runs.
 pub const ENV_SCENARIO: &str = "DAEMONIC_TEST_CHILD";
@@ -31,80 +30,10 @@ pub const ENV_SCENARIO: &str = "DAEMONIC_TEST_CHILD";
 pub const ENV_FAMILY: &str = "DAEMONIC_TEST_FAMILY";
 /// Environment variable with the child's unique marker string.
 pub const ENV_MARKER: &str = "DAEMONIC_TEST_MARKER";
-/// Environment variable with the path of the real python interpreter.
-pub const ENV_PYTHON: &str = "DAEMONIC_TEST_PYTHON";
 /// Environment variable with a scratch directory the parent owns (and removes).
 pub const ENV_TMP: &str = "DAEMONIC_TEST_TMP";
 /// Environment variable with the name of the test whose scenario the child runs.
 pub const ENV_TEST: &str = "DAEMONIC_TEST_NAME";
-
-// ---------------------------------------------------------------------------------------------
-// Names, markers, clocks
-// ---------------------------------------------------------------------------------------------
-
-static COUNTER: AtomicU32 = AtomicU32::new(1);
-
-fn salt() -> u32 {
-    static SALT: OnceLock<u32> = OnceLock::new();
-    *SALT.get_or_init(|| SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() % 100_000))
-}
-
-/// A string unique to this call, this process and this run: `<tag>-<pid>-<salt>-<n>`.
-/// Valid as a daemonic family name when `tag` is (letters, digits, `-`).
-pub fn unique(tag: &str) -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("{tag}-{}-{}-{n}", std::process::id(), salt())
-}
-
-/// Nanoseconds since the epoch (the clock of python's `time.time_ns()`).
-pub fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).expect("system clock after 1970").as_nanos()
-}
-
-/// The real python3 interpreter, never the pyenv shim (a shim forks, which a daemon cannot do).
-/// A re-executed child gets it from its parent in `DAEMONIC_TEST_PYTHON`, so it never has to
-/// run the shim from inside a family.
-pub fn python() -> &'static str {
-    static PY: OnceLock<String> = OnceLock::new();
-    PY.get_or_init(|| {
-        if let Some(p) = std::env::var(ENV_PYTHON).ok().filter(|p| !p.is_empty()) {
-            return p;
-        }
-        let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output();
-        match out {
-            Ok(o) if o.status.success() => {
-                let p = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                if p.is_empty() { "/usr/bin/python3".to_string() } else { p }
-            }
-            _ => "/usr/bin/python3".to_string(),
-        }
-    })
-}
-
-// ---------------------------------------------------------------------------------------------
-// cgroup v2 discovery
-// ---------------------------------------------------------------------------------------------
-
-/// Mount point of the cgroup2 hierarchy, read from `/proc/self/mountinfo` (never hard-coded).
-pub fn cgroup2_mount() -> Option<PathBuf> {
-    static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MOUNT.get_or_init(|| daemonic::cgroup::Hierarchy::host().ok().map(|h| h.mount().to_path_buf())).clone()
-}
-
-/// The `0::` path of a process (`"self"` or a PID), as in `/proc/<pid>/cgroup`.
-pub fn cgroup_path_of(pid: &str) -> Option<String> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("0::")).map(str::to_string)
-}
-
-/// The directory of the calling process's own v2 cgroup.
-pub fn own_cgroup_dir() -> Option<PathBuf> {
-    Some(cgroup2_mount()?.join(cgroup_path_of("self")?.trim_start_matches('/')))
-}
-
-/// The CLI tests' probe, shared: skip loudly (locally) or fail (in CI) without a writable
-/// cgroup v2.
-pub use crate::common::require_cgroup;
 
 /// Names of the subdirectories of `dir`, sorted (empty when `dir` is gone).
 pub fn subdir_names(dir: &Path) -> Vec<String> {
@@ -118,70 +47,6 @@ pub fn subdir_names(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-fn walk_dirs(dir: &Path, found: &mut dyn FnMut(&Path, &str)) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
-            continue;
-        }
-        let path = entry.path();
-        found(&path, &entry.file_name().to_string_lossy());
-        walk_dirs(&path, found);
-    }
-}
-
-pub use crate::common::family_dirs;
-
-// ---------------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------------
-
-/// Live processes (not this one) whose command line contains `marker`, as `(pid, cmdline)`.
-/// Zombies have an empty command line, so they do not count.
-pub fn marked_processes(marker: &str) -> Vec<(u32, String)> {
-    let me = std::process::id();
-    let needle = marker.as_bytes();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    let mut out = Vec::new();
-    for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
-        if pid == me {
-            continue;
-        }
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-        if !needle.is_empty() && cmdline.windows(needle.len()).any(|w| w == needle) {
-            out.push((pid, String::from_utf8_lossy(&cmdline).replace('\0', " ").trim_end().to_string()));
-        }
-    }
-    out
-}
-
-/// Whether `pid` is a live process carrying `marker` in its command line (safe against PID
-/// reuse by a stranger; a zombie counts as dead).
-pub fn pid_alive_with(pid: u32, marker: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|c| !marker.is_empty() && c.windows(marker.len()).any(|w| w == marker.as_bytes()))
-}
-
-pub use crate::common::wait_until;
-
-/// What is left of the family `name` right now: its directories (or units), its guardian, and
-/// processes carrying one of `markers`.
-pub use crate::common::leftovers;
-
-/// C10: within 3 s, no `daemonic-<name>-*.family` directory remains anywhere under the cgroup2
-/// mount and no process carries one of `markers`. Returns how long the cleanup took.
-pub fn assert_no_leftovers(name: &str, markers: &[&str]) -> Duration {
-    let start = Instant::now();
-    let mut last = Vec::new();
-    let clean = wait_until(Duration::from_secs(3), || {
-        last = leftovers(name, markers);
-        last.is_empty()
-    });
-    assert!(clean, "family {name} left things behind after {:?} (C10):\n  {}", start.elapsed(), last.join("\n  "));
-    start.elapsed()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -306,8 +171,8 @@ impl Child {
                 cmd
             }
         };
-        if crate::BACKEND == crate::common::Backend::Systemd {
-            cmd.env("DAEMONIC_BUS", crate::common::test_bus().as_str());
+        if crate::BACKEND == super::Backend::Systemd {
+            cmd.env("DAEMONIC_BUS", super::test_bus().as_str());
         }
         cmd.args(harness_args(test, &marker))
             .env(ENV_SCENARIO, scenario)
@@ -379,7 +244,7 @@ impl Child {
     /// Waits until the child reports `key` (panics when it ends first or `timeout`, scaled by
     /// the host's slowness, passes).
     pub fn wait_value(&mut self, key: &str, timeout: Duration) -> String {
-        let timeout = crate::common::scaled(timeout);
+        let timeout = super::scaled(timeout);
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(v) = self.value(key) {
@@ -449,7 +314,7 @@ impl Child {
     /// C10 for this child: no directory of its family, no process with its marker or with its
     /// family name in the command line (a guardian). Returns how long the cleanup took.
     pub fn assert_no_leftovers(&self) -> Duration {
-        assert_no_leftovers(&self.family, &[&self.marker, &self.family])
+        super::assert_no_leftovers_within(&self.family, &[&self.marker, &self.family], Duration::from_secs(3))
     }
 
     /// A path in the scratch directory.
