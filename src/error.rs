@@ -48,7 +48,15 @@ pub enum ErrorKind {
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    source: Option<io::Error>,
+    source: Option<Cause>,
+}
+
+/// What an [`Error`] was caused by: an OS error, or another library's error (D-Bus, seccomp
+/// compilation, JSON), kept whole so that `source()` reaches it.
+#[derive(Debug)]
+enum Cause {
+    Io(io::Error),
+    Other(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// `Result` with daemonic's [`Error`].
@@ -67,17 +75,37 @@ impl Error {
 
     /// "failed to {op} {path}: {source}".
     pub fn io(op: &str, path: &Path, source: io::Error) -> Self {
-        Error { kind: ErrorKind::Os, message: format!("failed to {op} {}", path.display()), source: Some(source) }
+        Error {
+            kind: ErrorKind::Os,
+            message: format!("failed to {op} {}", path.display()),
+            source: Some(Cause::Io(source)),
+        }
     }
 
     /// "failed to {what}: {source}", for calls that have no path.
     pub fn os(what: impl Into<String>, source: io::Error) -> Self {
-        Error { kind: ErrorKind::Os, message: format!("failed to {}", what.into()), source: Some(source) }
+        Error { kind: ErrorKind::Os, message: format!("failed to {}", what.into()), source: Some(Cause::Io(source)) }
+    }
+
+    /// "{message}: {cause}", keeping `cause` (another library's error) as the source.
+    pub(crate) fn caused_by(
+        kind: ErrorKind,
+        message: impl Into<String>,
+        cause: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> Self {
+        Error { kind, message: message.into(), source: Some(Cause::Other(cause.into())) }
     }
 
     /// Puts `what` (what was being done) before the message, keeping the kind and the cause.
     pub(crate) fn context(mut self, what: impl std::fmt::Display) -> Self {
         self.message = format!("{what}: {}", self.message);
+        self
+    }
+
+    /// Adds `detail` in parentheses after the message (before the cause), keeping the kind and
+    /// the cause.
+    pub(crate) fn detail(mut self, detail: impl std::fmt::Display) -> Self {
+        self.message = format!("{} ({detail})", self.message);
         self
     }
 
@@ -94,15 +122,20 @@ impl Error {
 
     /// The OS error behind this one, if any.
     pub fn os_error(&self) -> Option<&io::Error> {
-        self.source.as_ref()
+        match &self.source {
+            Some(Cause::Io(e)) => Some(e),
+            _ => None,
+        }
     }
 }
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.message)?;
-        if let Some(source) = &self.source {
-            write!(f, ": {}", describe(source))?;
+        match &self.source {
+            Some(Cause::Io(e)) => write!(f, ": {}", describe(e))?,
+            Some(Cause::Other(e)) => write!(f, ": {e}")?,
+            None => {}
         }
         Ok(())
     }
@@ -110,13 +143,17 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source.as_ref().map(|e| e as _)
+        match &self.source {
+            Some(Cause::Io(e)) => Some(e),
+            Some(Cause::Other(e)) => Some(e.as_ref()),
+            None => None,
+        }
     }
 }
 
 impl From<Error> for io::Error {
     fn from(e: Error) -> io::Error {
-        let kind = e.source.as_ref().map_or(io::ErrorKind::Other, io::Error::kind);
+        let kind = e.os_error().map_or(io::ErrorKind::Other, io::Error::kind);
         io::Error::new(kind, e.to_string())
     }
 }
@@ -143,6 +180,29 @@ mod tests {
         );
         assert_eq!(e.to_string(), "failed to write \"1\" to /sys/fs/cgroup/x/cgroup.kill: Permission denied");
         assert_eq!(e.kind(), ErrorKind::Os);
+    }
+
+    #[test]
+    fn context_and_detail_keep_the_cause() {
+        let e = Error::os("create a process", io::Error::from_raw_os_error(libc::EAGAIN))
+            .detail("starting sleep in /sys/fs/cgroup/f")
+            .context("failed to start the guardian of f");
+        assert_eq!(
+            e.to_string(),
+            "failed to start the guardian of f: failed to create a process (starting sleep in /sys/fs/cgroup/f): \
+             Resource temporarily unavailable"
+        );
+        assert_eq!(e.os_error().and_then(io::Error::raw_os_error), Some(libc::EAGAIN));
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn another_librarys_error_is_the_source() {
+        let cause = io::Error::other("the bus went away");
+        let e = Error::caused_by(ErrorKind::BackendUnavailable, "cannot reach the manager", Box::new(cause));
+        assert_eq!(e.to_string(), "cannot reach the manager: the bus went away");
+        assert!(e.os_error().is_none());
+        assert_eq!(std::error::Error::source(&e).map(ToString::to_string).as_deref(), Some("the bus went away"));
     }
 
     #[test]

@@ -116,10 +116,11 @@ impl Pool {
             .into_iter()
             .map(|input| {
                 let args = postcard::to_stdvec(&(input,)).map_err(|e| {
-                    Error::new(ErrorKind::InvalidInput, format!("cannot encode an input of {name}: {e}"))
+                    Error::caused_by(ErrorKind::InvalidInput, format!("cannot encode an input of {name}"), e)
                 })?;
-                target::frame(&Task { target: name.to_string(), args })
-                    .map_err(|e| Error::new(ErrorKind::InvalidInput, format!("cannot encode an input of {name}: {e}")))
+                target::frame(&Task { target: name.to_string(), args }).map_err(|e| {
+                    Error::caused_by(ErrorKind::InvalidInput, format!("cannot encode an input of {name}"), e)
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let mut workers = self.lock();
@@ -170,9 +171,10 @@ impl Pool {
                 let channel = worker.channel.as_ref().expect("a busy worker has a channel");
                 let outcome = match worker.inbox.recv::<Reply>(channel.as_fd()) {
                     Ok(Some(Reply::Value(bytes))) => postcard::from_bytes::<R>(&bytes).map_err(|e| {
-                        Error::new(
+                        Error::caused_by(
                             ErrorKind::TargetFailed,
-                            format!("cannot decode the value {name} returned for input {index}: {e}"),
+                            format!("cannot decode the value {name} returned for input {index}"),
+                            e,
                         )
                     }),
                     Ok(Some(Reply::Panicked(message))) => {

@@ -201,7 +201,7 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
     }
     let member = family.spawn(&mut cmd).map_err(|e| match e.kind() {
         ErrorKind::DaemonChildren => e,
-        _ => Error::new(e.kind(), format!("cannot start {} again for {}: {e}", exe().display(), spec.name)),
+        _ => e.context(format!("cannot start {} again for {}", exe().display(), spec.name)),
     })?;
     drop(cmd); // closes our copy of the child's end: the channel ends when the child does
     let sent = target::frame(request).and_then(|f| target::send_all(ours.as_fd(), &f, Some(member.sentinel())));
@@ -369,7 +369,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
         let who = format!("{} (process {}, pid {})", self.target, self.name(), self.pid());
         match reply {
             Some(Reply::Value(bytes)) => postcard::from_bytes(&bytes).map_err(|e| {
-                Error::new(ErrorKind::TargetFailed, format!("cannot decode the value returned by {who}: {e}"))
+                Error::caused_by(ErrorKind::TargetFailed, format!("cannot decode the value returned by {who}"), e)
             }),
             Some(Reply::Panicked(message)) => {
                 Err(Error::new(ErrorKind::TargetPanicked, format!("{who} panicked: {message}")))

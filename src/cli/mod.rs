@@ -495,7 +495,7 @@ fn ps(json: bool) -> Result<()> {
             })
             .collect();
         let text = serde_json::to_string_pretty(&Out { families: shown })
-            .map_err(|e| Error::new(ErrorKind::Os, format!("failed to write JSON: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::Os, "failed to write JSON", e))?;
         println!("{text}");
         return Ok(());
     }

@@ -106,7 +106,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
         keep: None,
         contain: false,
     })
-    .map_err(|e| Error::new(e.kind(), format!("failed to start the guardian of {}: {e}", family_dir.display())))
+    .map_err(|e| e.context(format!("failed to start the guardian of {}", family_dir.display())))
 }
 
 /// The guardian's whole life; called from the `.init_array` hook.

@@ -268,7 +268,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     drop(procs_fd);
     drop(keep);
     let (pid, pidfd, report) = result.map_err(|e| match req.cgroup {
-        Some(dir) => Error::new(e.kind(), format!("{e} (starting {} in {})", program_name(req), dir.display())),
+        Some(dir) => e.detail(format!("starting {} in {}", program_name(req), dir.display())),
         None => e,
     })?;
     Ok(Started {

@@ -106,7 +106,7 @@ fn chain(first: Vec<libc::sock_filter>, then: Vec<libc::sock_filter>) -> Vec<lib
 }
 
 fn build_error(e: seccompiler::BackendError) -> Error {
-    Error::new(ErrorKind::Os, format!("failed to build the no-fork seccomp filter: {e}"))
+    Error::caused_by(ErrorKind::Os, "failed to build the no-fork seccomp filter", e)
 }
 
 #[cfg(test)]

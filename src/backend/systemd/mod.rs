@@ -552,7 +552,7 @@ fn unavailable(bus: Bus, e: zbus::Error) -> Error {
         }
         Bus::System => "the system's systemd manager (system bus)",
     };
-    Error::new(ErrorKind::BackendUnavailable, format!("cannot reach {which}: {e}"))
+    Error::caused_by(ErrorKind::BackendUnavailable, format!("cannot reach {which}"), e)
 }
 
 fn call_error(name: &UnitName, e: zbus::Error) -> Error {
@@ -563,11 +563,12 @@ fn call_error(name: &UnitName, e: zbus::Error) -> Error {
 /// says so, anything else the manager's own answer.
 fn unit_error(op: &str, name: &str, e: zbus::Error) -> Error {
     match e {
-        zbus::Error::InputOutput(io) => Error::new(
+        e @ zbus::Error::InputOutput(_) => Error::caused_by(
             ErrorKind::BackendUnavailable,
-            format!("failed to {op} unit {name}: the connection to the systemd manager was lost ({io})"),
+            format!("failed to {op} unit {name}: the connection to the systemd manager was lost"),
+            e,
         ),
-        e => Error::new(ErrorKind::Os, format!("failed to {op} unit {name}: {e}")),
+        e => Error::caused_by(ErrorKind::Os, format!("failed to {op} unit {name}"), e),
     }
 }
 
