@@ -18,7 +18,6 @@ use rustix::event::{PollFd, PollFlags};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
 use crate::process::{Spec, implicit_family, parent_in, spawn};
 use crate::runtime::family::Family;
@@ -162,7 +161,7 @@ impl Pool {
                         PollFd::new(workers[*w].channel.as_ref().expect("a busy worker has a channel"), PollFlags::IN)
                     })
                     .collect();
-                cgroup::poll(&mut fds, None).map_err(|e| Error::os("wait for the pool's workers", e))?;
+                crate::sys::poll(&mut fds, None).map_err(|e| Error::os("wait for the pool's workers", e))?;
                 fds.iter().map(|fd| !fd.revents().is_empty()).collect()
             };
             for (w, _) in busy.into_iter().zip(ready).filter(|(_, r)| *r) {

@@ -26,7 +26,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::family::Family;
 use crate::runtime::member::Member;
 use crate::runtime::target::{self, Inbox, Parent, Reply, Request, Target};
-use crate::{Command, cgroup, sys};
+use crate::{Command, sys};
 
 /// A Rust function to run in a new process: Python's `Process(target=…, args=…)` before
 /// `start()`.
@@ -356,7 +356,7 @@ impl<R: DeserializeOwned> JoinHandle<R> {
             if let Some(fd) = &fd {
                 fds.push(PollFd::new(fd.as_ref(), PollFlags::IN));
             }
-            cgroup::poll(&mut fds, left).map_err(|e| Error::os(format!("wait for process {}", self.name()), e))?;
+            sys::poll(&mut fds, left).map_err(|e| Error::os(format!("wait for process {}", self.name()), e))?;
         }
     }
 
@@ -418,7 +418,7 @@ impl ParentProcess {
     pub fn join(&self, timeout: Option<Duration>) -> Result<bool> {
         let mut fds = [PollFd::new(&self.sentinel, PollFlags::IN)];
         let ready =
-            cgroup::poll(&mut fds, timeout).map_err(|e| Error::os(format!("wait for parent pid {}", self.pid), e))?;
+            sys::poll(&mut fds, timeout).map_err(|e| Error::os(format!("wait for parent pid {}", self.pid), e))?;
         Ok(ready > 0)
     }
 }

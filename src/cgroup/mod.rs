@@ -353,22 +353,7 @@ const RECHECK: Duration = Duration::from_millis(100);
 /// `poll` for `POLLPRI` on one descriptor, retrying on `EINTR`.
 pub(crate) fn poll_pri(fd: impl AsFd, timeout: Option<Duration>) -> io::Result<bool> {
     let mut fds = [PollFd::new(&fd, PollFlags::PRI)];
-    Ok(poll(&mut fds, timeout)? > 0)
-}
-
-/// `poll(2)` for at most `timeout` (forever when `None`), retrying on `EINTR` with the time
-/// that is left. Returns how many descriptors are ready.
-pub(crate) fn poll(fds: &mut [PollFd<'_>], timeout: Option<Duration>) -> io::Result<usize> {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        let ts = left.map(|t| rustix::event::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos() as _ });
-        match rustix::event::poll(fds, ts.as_ref()) {
-            Ok(n) => return Ok(n),
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(crate::sys::poll(&mut fds, timeout)? > 0)
 }
 
 /// Whether the calling user may create and populate cgroups below `dir`.

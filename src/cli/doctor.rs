@@ -25,7 +25,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::process::{PidfdFlags, Signal, WaitId, WaitIdOptions, WaitIdStatus, pidfd_open, pidfd_send_signal, waitid};
+use rustix::process::{PidfdFlags, Signal, WaitIdStatus, pidfd_open, pidfd_send_signal};
 
 use crate::backend::Backend;
 use crate::backend::systemd::{Bus, Client};
@@ -525,17 +525,12 @@ impl ProbeChild {
     fn wait(&mut self, timeout: Duration) -> Result<WaitIdStatus, String> {
         let Some(pidfd) = self.pidfd.as_ref() else { return Err("the probe process was already reaped".into()) };
         let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
-        match cgroup::poll(&mut fds, Some(timeout)) {
+        match crate::sys::poll(&mut fds, Some(timeout)) {
             Ok(0) => return Err(format!("the probe process was still running after {} s", timeout.as_secs())),
             Ok(_) => {}
             Err(e) => return Err(format!("failed to wait for the probe process: {e}")),
         }
-        let status = loop {
-            match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
-                Err(rustix::io::Errno::INTR) => continue,
-                other => break other,
-            }
-        };
+        let status = crate::spawn::wait_pidfd(pidfd.as_fd(), true);
         self.pidfd = None;
         match status {
             Ok(Some(status)) => Ok(status),
@@ -549,7 +544,7 @@ impl Drop for ProbeChild {
     fn drop(&mut self) {
         if let Some(pidfd) = self.pidfd.take() {
             let _ = pidfd_send_signal(&pidfd, Signal::KILL);
-            let _ = waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED);
+            let _ = crate::spawn::wait_pidfd(pidfd.as_fd(), true);
         }
     }
 }

@@ -422,7 +422,7 @@ fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
 /// its exit code once it has ended.
 fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
     use rustix::event::{PollFd, PollFlags, poll};
-    use rustix::process::{WaitId, WaitIdOptions, pidfd_send_signal, waitid};
+    use rustix::process::pidfd_send_signal;
     use std::os::fd::AsFd;
     const FORWARDED: [i32; 6] =
         [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
@@ -448,12 +448,10 @@ fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
                 let _ = pidfd_send_signal(&child.pidfd, sig);
             }
         }
-        match waitid(WaitId::PidFd(child.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG) {
-            Ok(Some(status)) => {
-                return Ok(crate::status::exitcode(&status).map_or(1, crate::status::shell_status));
-            }
-            Ok(None) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::os("wait for the contained program", e.into())),
+        let ended = crate::spawn::wait_pidfd(child.pidfd.as_fd(), false)
+            .map_err(|e| Error::os("wait for the contained program", e))?;
+        if let Some(status) = ended {
+            return Ok(crate::status::exitcode(&status).map_or(1, crate::status::shell_status));
         }
     }
 }

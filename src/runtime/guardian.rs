@@ -239,7 +239,7 @@ impl Guardian {
                 .map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
             let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
-            let woken = cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
+            let woken = sys::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
             if woken > 0 {
                 // Members started or ended one after another come as bursts of events (new
                 // directory, its PID, populated 1, populated 0); gathering them for a moment lets

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
-use rustix::process::{Signal, WaitId, WaitIdOptions, pidfd_send_signal, waitid};
+use rustix::process::{Signal, pidfd_send_signal};
 
 use crate::cgroup;
 use crate::error::{Error, Result};
@@ -131,8 +131,8 @@ impl Inner {
         if status.is_some() {
             return Ok(*status);
         }
-        let got = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED | WaitIdOptions::NOHANG)
-            .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e.into()))?;
+        let got = crate::spawn::wait_pidfd(self.pidfd.as_fd(), false)
+            .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e))?;
         if let Some(st) = got {
             let Some(code) = crate::status::exitcode(&st) else { return Ok(None) };
             *status = Some(code);
@@ -164,7 +164,7 @@ impl Inner {
                 None => None,
             };
             let mut fds = [PollFd::new(&self.pidfd, PollFlags::IN)];
-            cgroup::poll(&mut fds, left)
+            crate::sys::poll(&mut fds, left)
                 .map_err(|e| Error::os(format!("wait for member {} (pid {})", self.name, self.pid), e))?;
         }
     }

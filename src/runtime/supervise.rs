@@ -141,7 +141,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
         if let Some(n) = &notifier {
             fds.push(PollFd::from_borrowed_fd(n.fd(), PollFlags::IN));
         }
-        cgroup::poll(&mut fds, timeout).map_err(|e| Error::os("wait for signals", e))?;
+        sys::poll(&mut fds, timeout).map_err(|e| Error::os("wait for signals", e))?;
         drop(fds);
         while let Some((sig, from_terminal)) =
             sys::read_signal(signals.as_fd()).map_err(|e| Error::os("read signals", e))?

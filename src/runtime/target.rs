@@ -265,7 +265,7 @@ pub(crate) fn send_all(fd: BorrowedFd<'_>, mut buf: &[u8], until: Option<Borrowe
                 if let Some(pidfd) = &until {
                     fds.push(PollFd::new(pidfd, PollFlags::IN));
                 }
-                crate::cgroup::poll(&mut fds, None)?;
+                crate::sys::poll(&mut fds, None)?;
                 if fds.get(1).is_some_and(|p| p.revents().contains(PollFlags::IN)) {
                     return Err(io::Error::other("it ended"));
                 }
@@ -315,7 +315,7 @@ impl Inbox {
                 Ok((n, _)) => self.buf.extend_from_slice(&buf[..n]),
                 Err(rustix::io::Errno::INTR) => {}
                 Err(rustix::io::Errno::AGAIN) => {
-                    crate::cgroup::poll(&mut [PollFd::new(&fd, PollFlags::IN)], None)?;
+                    crate::sys::poll(&mut [PollFd::new(&fd, PollFlags::IN)], None)?;
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -18,12 +18,12 @@ pub(crate) mod seccomp;
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustix::pipe::{PipeFlags, pipe_with};
-use rustix::process::{WaitId, WaitIdOptions, waitid};
+use rustix::process::{WaitId, WaitIdOptions, WaitIdStatus, waitid};
 
 use crate::cgroup;
 use crate::error::{Error, ErrorKind, Result};
@@ -108,7 +108,7 @@ impl Started {
         };
         if let Some((stage, err)) = failure {
             // The child exits at once after reporting; reap it so nothing is left.
-            let _ = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+            let _ = wait_pidfd(self.pidfd.as_fd(), true);
             return Err(child_error(&self.program, self.cgroup.as_deref(), self.cwd.as_deref(), stage, err));
         }
         let [stdin, stdout, stderr] = self.ends;
@@ -118,18 +118,29 @@ impl Started {
     /// Ends a gated child before it ran anything, and reaps it.
     pub(crate) fn abort(mut self) {
         self.gate = None; // end of file at the gate: the child exits
-        let _ = waitid(WaitId::PidFd(self.pidfd.as_fd()), WaitIdOptions::EXITED);
+        let _ = wait_pidfd(self.pidfd.as_fd(), true);
     }
 }
 
-/// Waits for a child that has a pidfd to end and reaps it; `what` names it in the error.
-pub(crate) fn reap(pidfd: &impl AsFd, what: &str) -> Result<()> {
+/// The one wait on a child's pidfd: reaps the child once it has ended and returns its status;
+/// with `block`, waits until it ends, else returns `None` while it runs. Retries on `EINTR`.
+pub(crate) fn wait_pidfd(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<WaitIdStatus>> {
+    let options = if block { WaitIdOptions::EXITED } else { WaitIdOptions::EXITED | WaitIdOptions::NOHANG };
     loop {
-        match waitid(WaitId::PidFd(pidfd.as_fd()), WaitIdOptions::EXITED) {
+        match waitid(WaitId::PidFd(pidfd), options) {
             Err(rustix::io::Errno::INTR) => continue,
-            Ok(_) | Err(rustix::io::Errno::CHILD) => return Ok(()),
-            Err(e) => return Err(Error::os(format!("wait for {what}"), e.into())),
+            other => return other.map_err(io::Error::from),
         }
+    }
+}
+
+/// Waits for a child that has a pidfd to end and reaps it; `what` names it in the error. A
+/// child reaped already (`ECHILD`) is done.
+pub(crate) fn reap(pidfd: &impl AsFd, what: &str) -> Result<()> {
+    match wait_pidfd(pidfd.as_fd(), true) {
+        Ok(_) => Ok(()),
+        Err(e) if e.raw_os_error() == Some(libc::ECHILD) => Ok(()),
+        Err(e) => Err(Error::os(format!("wait for {what}"), e)),
     }
 }
 

@@ -1,0 +1,104 @@
+//! Descriptors: the high range members' pidfds live in, closing ranges, adopting a socket.
+
+use std::ffi::c_int;
+use std::io;
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// `CLOSE_RANGE_UNSHARE` (Linux 5.9).
+pub(super) const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
+
+/// The first descriptor number that a new process never inherits (unless it is one of its
+/// standard streams or [`ChildSpec::keep`]). The members' pidfds are moved up here
+/// ([`raise_descriptor`]), so that a process with thousands of members does not pay for copying
+/// them at every clone and closing them again at every exec: a child that shares the table
+/// copies only the descriptors below this number. 1024 is also `FD_SETSIZE` and the usual soft
+/// limit, below which programs keep the descriptors they mean to pass on.
+pub(crate) const HIGH_DESCRIPTORS: c_int = 1024;
+
+/// In a child that copied the whole table: closes every descriptor from [`HIGH_DESCRIPTORS`]
+/// up but the (at most two) in `except`. Async-signal-safe: system calls on stack values only.
+pub(super) fn close_high_descriptors(except: [c_int; 2]) -> bool {
+    let [a, b] = except;
+    let (a, b) = if a <= b { (a, b) } else { (b, a) };
+    let mut from = HIGH_DESCRIPTORS as libc::c_uint;
+    for keep in [a, b] {
+        if keep < HIGH_DESCRIPTORS || (keep as libc::c_uint) < from {
+            continue;
+        }
+        let keep = keep as libc::c_uint;
+        // SAFETY: close_range only closes descriptors of this (private) table; `keep > from`
+        // is checked, so the range is valid.
+        if keep > from && unsafe { libc::syscall(libc::SYS_close_range, from, keep - 1, 0u32) } != 0 {
+            return false;
+        }
+        from = keep + 1;
+    }
+    // SAFETY: as above; `from` is at most `c_int::MAX + 1`, below `c_uint::MAX`.
+    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0u32) == 0 }
+}
+
+/// Whether `close_range(2)` exists here (Linux 5.9, with `CLOSE_RANGE_UNSHARE`): asked once,
+/// by closing the one descriptor number no process can hold.
+pub(crate) fn close_range_works() -> bool {
+    // SAFETY: descriptor u32::MAX is above any RLIMIT_NOFILE, so this closes nothing.
+    unsafe { libc::syscall(libc::SYS_close_range, libc::c_uint::MAX, libc::c_uint::MAX, 0u32) == 0 }
+}
+
+/// Moves `fd` to the lowest free number from [`HIGH_DESCRIPTORS`] up, close-on-exec. Where the
+/// soft `RLIMIT_NOFILE` is too low (EINVAL) or that range is full (EMFILE), returns it as it
+/// was: the descriptor works the same, only cloning gets slower.
+pub(crate) fn raise_descriptor(fd: OwnedFd) -> OwnedFd {
+    if fd.as_raw_fd() >= HIGH_DESCRIPTORS {
+        return fd;
+    }
+    // SAFETY: F_DUPFD_CLOEXEC only creates a new descriptor for the same open file.
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, HIGH_DESCRIPTORS) };
+    if high < 0 {
+        return fd;
+    }
+    // SAFETY: the kernel just returned `high`, a fresh descriptor nobody else owns.
+    unsafe { OwnedFd::from_raw_fd(high) }
+}
+
+/// Closes every descriptor from `first` up, so a guardian holds none of its creator's pipes.
+pub(crate) fn close_descriptors_from(first: c_int) {
+    // SAFETY: close_range only closes descriptors; nothing in this process uses them afterwards
+    // (it is called first thing in a freshly executed guardian).
+    unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
+}
+
+/// The socket this process was given as descriptor `fd` by its parent (a number read from the
+/// environment), once checked to be an open socket; the caller becomes its only owner.
+pub(crate) fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
+    let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "it is not an open socket");
+    if fd < 3 {
+        return Err(invalid());
+    }
+    // SAFETY: fstat only writes the structure; a closed or foreign number just fails.
+    let is_socket = unsafe {
+        let mut st = MaybeUninit::<libc::stat>::uninit();
+        libc::fstat(fd, st.as_mut_ptr()) == 0 && (st.assume_init().st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    };
+    if !is_socket {
+        return Err(invalid());
+    }
+    // SAFETY: the number names an open socket, and the caller hands each number out once (it
+    // came from the parent through the environment), so this is its only owner.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `poll(2)` for at most `timeout` (forever when `None`), retrying on `EINTR` with the time
+/// that is left. Returns how many descriptors are ready.
+pub(crate) fn poll(fds: &mut [rustix::event::PollFd<'_>], timeout: Option<std::time::Duration>) -> io::Result<usize> {
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let left = deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
+        let ts = left.map(|t| rustix::event::Timespec { tv_sec: t.as_secs() as i64, tv_nsec: t.subsec_nanos() as _ });
+        match rustix::event::poll(fds, ts.as_ref()) {
+            Ok(n) => return Ok(n),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
