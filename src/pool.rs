@@ -19,10 +19,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::process::{Spec, implicit_family, parent_in, spawn};
+use crate::process::{Spec, implicit_family, parent_in, start_in};
 use crate::runtime::family::Family;
 use crate::runtime::member::Member;
-use crate::runtime::target::{self, Inbox, Reply, Request, Target, Task};
+use crate::runtime::target::{self, Assignment, Inbox, Reply, Target, Task};
 
 /// N worker processes that run registered functions (Python's `multiprocessing.Pool`).
 ///
@@ -72,7 +72,7 @@ impl Pool {
                 allow_children: false,
                 stop_timeout: None,
             };
-            match spawn(family, &spec, &Request::Worker { parent: parent.clone() }) {
+            match start_in(family, &spec, &Assignment::Worker { parent: parent.clone() }) {
                 Ok((member, channel)) => {
                     workers.push(Worker { member, channel: Some(channel), inbox: Inbox::default() })
                 }

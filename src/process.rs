@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::family::Family;
 use crate::runtime::member::Member;
-use crate::runtime::target::{self, Inbox, Parent, Reply, Request, Target};
+use crate::runtime::target::{self, Assignment, Inbox, Parent, Reply, Target};
 use crate::{Command, sys};
 
 /// A Rust function to run in a new process: Python's `Process(target=…, args=…)` before
@@ -149,8 +149,8 @@ impl<R: DeserializeOwned> Process<R> {
             allow_children: self.allow_children,
             stop_timeout: self.stop_timeout,
         };
-        let request = Request::Call { target: target.to_string(), args, parent: parent_in(family) };
-        let (member, channel) = spawn(family, &spec, &request)?;
+        let assignment = Assignment::Call { target: target.to_string(), args, parent: parent_in(family) };
+        let (member, channel) = start_in(family, &spec, &assignment)?;
         Ok(JoinHandle {
             member,
             target,
@@ -173,9 +173,9 @@ pub(crate) struct Spec {
     pub stop_timeout: Option<Duration>,
 }
 
-/// Starts this program again as a member of `family`, sends it `request` and returns it with
+/// Starts this program again as a member of `family`, sends it `assignment` and returns it with
 /// the parent's end of its channel. Nothing is left when it fails.
-pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(Member, OwnedFd)> {
+pub(crate) fn start_in(family: &Family, spec: &Spec, assignment: &Assignment) -> Result<(Member, OwnedFd)> {
     let (ours, theirs) = rustix::net::socketpair(AddressFamily::UNIX, SocketType::STREAM, SocketFlags::CLOEXEC, None)
         .map_err(|e| Error::os("create the channel for a new process", e.into()))?;
     // The child's end keeps its number across exec; stay clear of 0, 1 and 2, which the child
@@ -204,7 +204,7 @@ pub(crate) fn spawn(family: &Family, spec: &Spec, request: &Request) -> Result<(
         _ => e.context(format!("cannot start {} again for {}", exe().display(), spec.name)),
     })?;
     drop(cmd); // closes our copy of the child's end: the channel ends when the child does
-    let sent = target::frame(request).and_then(|f| target::send_all(ours.as_fd(), &f, Some(member.sentinel())));
+    let sent = target::frame(assignment).and_then(|f| target::send_all(ours.as_fd(), &f, Some(member.sentinel())));
     if let Err(e) = sent {
         let _ = member.kill();
         let status = member.wait().map(crate::status::describe).unwrap_or_else(|e| e.to_string());

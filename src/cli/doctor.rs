@@ -561,16 +561,7 @@ fn request<'a>(
     filters: &'a [Vec<libc::sock_filter>],
     placement: Placement,
 ) -> Request<'a> {
-    Request {
-        prepared,
-        stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Null],
-        cgroup,
-        filters,
-        placement,
-        new_session: false,
-        keep: None,
-        contain: false,
-    }
+    Request { cgroup, filters, placement, ..Request::with_all(prepared, &Stdio::Null) }
 }
 
 /// Starts `/bin/true` with `clone3(CLONE_INTO_CGROUP)` into `dir`, held before it runs; checks

@@ -294,7 +294,7 @@ fn dispatch(cli: Cli) -> Result<u8> {
             };
             run(&opts).map(|status| status.clamp(0, 255) as u8)
         }
-        Cmd::Spawn(a) => spawn(a).map(|never| match never {}),
+        Cmd::Spawn(a) => spawn_command(a).map(|never| match never {}),
         Cmd::Ps { json } => ps(json).map(|()| 0),
         Cmd::IsDaemon => {
             let me = crate::current_process()?;
@@ -325,7 +325,7 @@ fn check_family_key(key: &str) -> Result<()> {
 }
 
 /// `daemonic spawn`: this process becomes the new member. Returns only on error.
-fn spawn(a: SpawnArgs) -> Result<std::convert::Infallible> {
+fn spawn_command(a: SpawnArgs) -> Result<std::convert::Infallible> {
     // Bad input first, before the host is looked at (exit 2 wherever this runs).
     let given_name = utf8_name("member", a.name)?;
     if let Some(n) = &given_name {
@@ -428,14 +428,8 @@ fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
         [libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
     let signals = sys::signalfd(&FORWARDED).map_err(|e| Error::os("set up signal handling", e))?;
     let child = crate::spawn::spawn(&crate::spawn::Request {
-        prepared,
-        stdio: [&crate::Stdio::Inherit, &crate::Stdio::Inherit, &crate::Stdio::Inherit],
-        cgroup: None,
-        filters: &[],
-        placement: crate::Placement::Auto,
-        new_session: false,
-        keep: None,
         contain: true,
+        ..crate::spawn::Request::with_all(prepared, &crate::Stdio::Inherit)
     })?;
     loop {
         let mut fds = [PollFd::new(&signals, PollFlags::IN), PollFd::new(&child.pidfd, PollFlags::IN)];

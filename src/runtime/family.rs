@@ -475,14 +475,11 @@ impl Family {
         };
         let properties = cmd.checked_properties()?;
         let request = Request {
-            prepared: &prepared,
-            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
-            cgroup: None,
             filters,
             placement,
-            new_session: false,
             keep: cmd.inherited_fd(),
             contain: cmd.get_contain(),
+            ..Request::new(&prepared, [&cmd.stdin, &cmd.stdout, &cmd.stderr])
         };
         if self.position.style() == Style::Units {
             let client = units::family_client(&self.position.family_dir)?;

@@ -44,7 +44,7 @@ use crate::cgroup;
 use crate::cgroup::layout::{self, Node};
 use crate::cgroup::retire::Retirement;
 use crate::error::{Error, Result};
-use crate::spawn::command::{Placement, Prepared, Stdio};
+use crate::spawn::command::{Prepared, Stdio};
 use crate::spawn::{self, Request, Spawned};
 use crate::{log, sys};
 
@@ -97,14 +97,9 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
     let prepared =
         Prepared { program: c"/proc/self/exe".to_owned(), argv, envp: Some(envp), cwd: Some(c"/".to_owned()) };
     spawn::spawn(&Request {
-        prepared: &prepared,
-        stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Inherit],
         cgroup,
-        filters: &[],
-        placement: Placement::Auto,
         new_session: true,
-        keep: None,
-        contain: false,
+        ..Request::new(&prepared, [&Stdio::Null, &Stdio::Null, &Stdio::Inherit])
     })
     .map_err(|e| e.context(format!("failed to start the guardian of {}", family_dir.display())))
 }

@@ -194,19 +194,8 @@ pub fn spawn_in_scope(
     properties: &[(&str, zbus::zvariant::Value<'_>)],
 ) -> Result<crate::Member> {
     let prepared = cmd.prepare()?;
-    let started = crate::spawn::start(
-        &crate::spawn::Request {
-            prepared: &prepared,
-            stdio: [&cmd.stdin, &cmd.stdout, &cmd.stderr],
-            cgroup: None,
-            filters: &[],
-            placement: crate::Placement::Auto,
-            new_session: false,
-            keep: None,
-            contain: false,
-        },
-        true,
-    )?;
+    let started =
+        crate::spawn::start(&crate::spawn::Request::new(&prepared, [&cmd.stdin, &cmd.stdout, &cmd.stderr]), true)?;
     let pid = started.pid as u32;
     let mut props: Vec<(&str, zbus::zvariant::Value<'_>)> = vec![
         ("Description", zbus::zvariant::Value::from(description)),

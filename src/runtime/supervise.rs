@@ -98,16 +98,7 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     rustix::process::set_child_subreaper(Some(Pid::from_raw(std::process::id() as i32).expect("own pid")))
         .map_err(|e| Error::os("become a child subreaper", e.into()))?;
 
-    let request = Request {
-        prepared: &prepared,
-        stdio: [&Stdio::Inherit, &Stdio::Inherit, &Stdio::Inherit],
-        cgroup: None,
-        filters: &[],
-        placement,
-        new_session: false,
-        keep: None,
-        contain: false,
-    };
+    let request = Request { placement, ..Request::with_all(&prepared, &Stdio::Inherit) };
     let (family, main) = match (choice.bus, base) {
         (Some(bus), _) => {
             let spec = units::FamilySpec {

@@ -11,7 +11,7 @@
 //! How the two sides talk: a Unix socket pair. The child inherits its end under the number given
 //! in `DAEMONIC_TARGET` (which the `.init_array` hook in [`crate::sys`] removes from the
 //! environment before `main`, so nothing the target starts inherits it). Every message is a
-//! frame: a little-endian `u32` length and a [postcard] body. The parent sends one [`Request`];
+//! frame: a little-endian `u32` length and a [postcard] body. The parent sends one [`Assignment`];
 //! the child answers with one [`Reply`] (or, as a pool worker, one per [`Task`] until the end of
 //! the stream). Arguments and return values are postcard-encoded by the target's own types,
 //! inside those frames.
@@ -202,7 +202,7 @@ pub(crate) fn short_name(name: &str) -> &str {
 
 /// The first message on a channel, from the parent.
 #[derive(Serialize, Deserialize, Debug)]
-pub(crate) enum Request {
+pub(crate) enum Assignment {
     /// Run one target once, then exit.
     Call { target: String, args: Vec<u8>, parent: Parent },
     /// Be a pool worker: run [`Task`]s until the end of the stream.
@@ -380,7 +380,7 @@ fn serve(fd: OwnedFd) -> i32 {
         return EXIT_NO_TARGET;
     }
     let mut inbox = Inbox::default();
-    let request = match inbox.recv::<Request>(fd.as_fd()) {
+    let request = match inbox.recv::<Assignment>(fd.as_fd()) {
         Ok(Some(r)) => r,
         Ok(None) => {
             eprintln!("daemonic: error: this process was started to run a target, but its parent sent none");
@@ -394,7 +394,7 @@ fn serve(fd: OwnedFd) -> i32 {
     let _ = TARGET_THREAD.set(std::thread::current().id());
     install_panic_hook();
     match request {
-        Request::Call { target, args, parent } => {
+        Assignment::Call { target, args, parent } => {
             crate::process::set_parent(parent);
             let reply = run(&target, &args);
             let code = exit_code(&reply);
@@ -405,7 +405,7 @@ fn serve(fd: OwnedFd) -> i32 {
             let _ = frame(&reply).and_then(|f| send_all(fd.as_fd(), &f, None));
             code
         }
-        Request::Worker { parent } => {
+        Assignment::Worker { parent } => {
             crate::process::set_parent(parent);
             loop {
                 let task = match inbox.recv::<Task>(fd.as_fd()) {
@@ -529,7 +529,7 @@ mod tests {
                 let mut inbox = Inbox { buf };
                 loop {
                     let more = match kind {
-                        0 => matches!(inbox.take::<Request>(), Ok(Some(_))),
+                        0 => matches!(inbox.take::<Assignment>(), Ok(Some(_))),
                         1 => matches!(inbox.take::<Task>(), Ok(Some(_))),
                         _ => matches!(inbox.take::<Reply>(), Ok(Some(_))),
                     };

@@ -76,6 +76,29 @@ pub(crate) struct Request<'a> {
     pub contain: bool,
 }
 
+impl<'a> Request<'a> {
+    /// The one way to make a request: `prepared` with `stdio`, in the caller's cgroup, no
+    /// filter, the automatic placement, the caller's session, nothing kept, not contained. A
+    /// caller sets what differs with struct update syntax (`Request { cgroup, ..Request::new(…) }`).
+    pub(crate) fn new(prepared: &'a Prepared, stdio: [&'a Stdio; 3]) -> Request<'a> {
+        Request {
+            prepared,
+            stdio,
+            cgroup: None,
+            filters: &[],
+            placement: Placement::Auto,
+            new_session: false,
+            keep: None,
+            contain: false,
+        }
+    }
+
+    /// A request with all three standard streams `stdio`.
+    pub(crate) fn with_all(prepared: &'a Prepared, stdio: &'a Stdio) -> Request<'a> {
+        Request::new(prepared, [stdio, stdio, stdio])
+    }
+}
+
 /// Starts `req`. On error nothing runs any more (a child that failed was reaped).
 pub(crate) fn spawn(req: &Request<'_>) -> Result<Spawned> {
     start(req, false)?.release()
@@ -154,19 +177,7 @@ pub(crate) fn hold() -> Result<Started> {
         envp: Some(Vec::new()),
         cwd: None,
     };
-    start(
-        &Request {
-            prepared: &prepared,
-            stdio: [&Stdio::Null, &Stdio::Null, &Stdio::Null],
-            cgroup: None,
-            filters: &[],
-            placement: Placement::Auto,
-            new_session: false,
-            keep: None,
-            contain: false,
-        },
-        true,
-    )
+    start(&Request::with_all(&prepared, &Stdio::Null), true)
 }
 
 /// Creates the process of `req`, held at a gate when `gated`, and returns before it executes.
@@ -221,13 +232,13 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     } else {
         None
     };
-    let attempt = |placement: sys::Placement<'_>| -> Result<Attempt> {
+    let attempt = |placement: sys::CgroupEntry<'_>| -> Result<Attempt> {
         let low = |fd: Option<RawFd>| fd.is_none_or(|fd| fd < sys::HIGH_DESCRIPTORS);
         let used = [req.keep, placement.procs()];
         let share_table =
             gate.is_none() && !req.contain && used.into_iter().chain(child_fds).all(low) && can_share_table();
         // A child that shares the table may share the memory too, and then needs no pipe.
-        let shared_memory = share_table && sys::SHARED_MEMORY && matches!(placement, sys::Placement::Clone3(_));
+        let shared_memory = share_table && sys::SHARED_MEMORY && matches!(placement, sys::CgroupEntry::Clone3(_));
         let pipe = if shared_memory {
             None
         } else {
@@ -249,7 +260,7 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
             contain: req.contain,
             share_table,
         };
-        let (pid, pidfd, start) = sys::spawn(&spec, placement).map_err(|e| Error::os("create a process", e))?;
+        let (pid, pidfd, start) = sys::clone_child(&spec, placement).map_err(|e| Error::os("create a process", e))?;
         let report = match (start, pipe) {
             (sys::Start::Pending, Some((r, _))) => Report::Pipe(r),
             (sys::Start::Failed(stage, err), _) => Report::Known(Some((stage, err))),
@@ -260,20 +271,20 @@ pub(crate) fn start(req: &Request<'_>, gated: bool) -> Result<Started> {
     };
 
     let result = match (&dir_fd, use_clone3) {
-        (None, _) => attempt(sys::Placement::Inherit),
-        (Some(fd), true) => match attempt(sys::Placement::Clone3(fd.as_fd())) {
+        (None, _) => attempt(sys::CgroupEntry::Inherit),
+        (Some(fd), true) => match attempt(sys::CgroupEntry::Clone3(fd.as_fd())) {
             Err(e) if req.placement == Placement::Auto && clone3_refused(&e) => {
                 CLONE3_REFUSED.store(true, Ordering::Relaxed);
                 let dir = req.cgroup.expect("a cgroup was given");
                 procs_fd = Some(cgroup::open_procs(dir)?);
-                attempt(sys::Placement::Fork(procs_fd.as_ref().expect("just opened").as_fd()))
+                attempt(sys::CgroupEntry::Fork(procs_fd.as_ref().expect("just opened").as_fd()))
             }
             other => other,
         },
         (Some(_), false) => {
             let dir = req.cgroup.expect("a cgroup was given");
             procs_fd = Some(cgroup::open_procs(dir)?);
-            attempt(sys::Placement::Fork(procs_fd.as_ref().expect("just opened").as_fd()))
+            attempt(sys::CgroupEntry::Fork(procs_fd.as_ref().expect("just opened").as_fd()))
         }
     };
     drop(procs_fd);

@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::fd::{CLOSE_RANGE_UNSHARE, HIGH_DESCRIPTORS, close_high_descriptors};
+use super::fd::{CLOSE_RANGE_UNSHARE, HIGH_DESCRIPTORS, close_high_descriptors, close_range};
 use super::seccomp::install_filter;
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
@@ -58,7 +58,7 @@ pub(crate) struct ChildSpec<'a> {
     pub new_session: bool,
     /// Close-on-exec pipe on which the child reports a failure as `[stage, errno]`.
     ///
-    /// `None` (only with `share_table` and [`Placement::Clone3`], where [`SHARED_MEMORY`]):
+    /// `None` (only with `share_table` and [`CgroupEntry::Clone3`], where [`SHARED_MEMORY`]):
     /// the child is cloned with `CLONE_VM` too. It runs on a stack of its own in the caller's
     /// memory, which the caller, held in the clone, does not touch meanwhile, and leaves a
     /// failure there instead of in a pipe. No address space is copied, so no page of the
@@ -100,13 +100,13 @@ unsafe extern "C" {
     static environ: *const *const c_char;
 }
 
-/// Whether [`spawn`] can start a child in the caller's memory ([`ChildSpec::report`] `None`):
+/// Whether [`clone_child`] can start a child in the caller's memory ([`ChildSpec::report`] `None`):
 /// where the clone trampoline exists.
 pub(crate) const SHARED_MEMORY: bool = cfg!(target_arch = "x86_64");
 
 /// Where the new process goes.
 #[derive(Clone, Copy)]
-pub(crate) enum Placement<'a> {
+pub(crate) enum CgroupEntry<'a> {
     /// `clone3(CLONE_INTO_CGROUP)`: the child starts in the cgroup of this directory.
     Clone3(BorrowedFd<'a>),
     /// `clone`, then the child writes `0` to this open `cgroup.procs` before it executes.
@@ -115,11 +115,11 @@ pub(crate) enum Placement<'a> {
     Inherit,
 }
 
-impl Placement<'_> {
+impl CgroupEntry<'_> {
     /// The `cgroup.procs` descriptor the child writes to, for the fallback.
     pub(crate) fn procs(&self) -> Option<RawFd> {
         match self {
-            Placement::Fork(fd) => Some(fd.as_raw_fd()),
+            CgroupEntry::Fork(fd) => Some(fd.as_raw_fd()),
             _ => None,
         }
     }
@@ -160,7 +160,7 @@ impl Stage {
     }
 }
 
-/// How far a new process got, as [`spawn`] can tell.
+/// How far a new process got, as [`clone_child`] can tell.
 pub(crate) enum Start {
     /// Unknown yet: the child reports on [`ChildSpec::report`] (end of file: it executed).
     Pending,
@@ -175,21 +175,21 @@ pub(crate) enum Start {
 ///
 /// With a report pipe the caller closes its write end, then reads it to learn whether
 /// `execve` worked.
-pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Result<(i32, OwnedFd, Start)> {
+pub(crate) fn clone_child(spec: &ChildSpec<'_>, placement: CgroupEntry<'_>) -> io::Result<(i32, OwnedFd, Start)> {
     let mut pidfd: c_int = -1;
     let newpid = if spec.contain { CLONE_NEWPID } else { 0 };
     let share = if spec.share_table { SHARE_TABLE } else { 0 };
     let Some(report) = spec.report else {
-        let Placement::Clone3(dir) = placement else {
+        let CgroupEntry::Clone3(dir) = placement else {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a child in shared memory needs clone3"));
         };
         if !SHARED_MEMORY || !spec.share_table || spec.gate.is_some() || spec.contain {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "a child in shared memory must not wait"));
         }
-        return spawn_shared(spec, dir);
+        return clone_shared(spec, dir);
     };
     let pid = match placement {
-        Placement::Clone3(dir) => {
+        CgroupEntry::Clone3(dir) => {
             let args = CloneArgs {
                 flags: CLONE_PIDFD | CLONE_INTO_CGROUP | newpid | share,
                 pidfd: &raw mut pidfd as u64,
@@ -203,7 +203,7 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
             // CLONE_FILES it unshares the table before it touches a descriptor (`share_table`).
             unsafe { libc::syscall(libc::SYS_clone3, &raw const args, size_of::<CloneArgs>()) }
         }
-        Placement::Fork(_) | Placement::Inherit => {
+        CgroupEntry::Fork(_) | CgroupEntry::Inherit => {
             // SAFETY: raw clone with CLONE_PIDFD | SIGCHLD and no stack is a fork that also
             // stores a pidfd through the third argument (parent_tid on x86_64 and aarch64).
             // The child only calls `child_exec`, which never returns.
@@ -224,7 +224,7 @@ pub(crate) fn spawn(spec: &ChildSpec<'_>, placement: Placement<'_>) -> io::Resul
     }
     if pid == 0 {
         let procs = match placement {
-            Placement::Fork(procs) => Some(procs.as_raw_fd()),
+            CgroupEntry::Fork(procs) => Some(procs.as_raw_fd()),
             _ => None,
         };
         child_exec(spec, procs, Reporter::Pipe(report));
@@ -252,7 +252,7 @@ struct Shared<'a, 'b> {
 /// `clone3(CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_INTO_CGROUP | CLONE_PIDFD)` on this
 /// thread's child stack (see [`ChildSpec::report`]).
 #[cfg(target_arch = "x86_64")]
-fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
+fn clone_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
     let stack = ChildStack::take()?;
     let shared = Shared { spec, failure: AtomicU64::new(0) };
     let mut pidfd: c_int = -1;
@@ -303,7 +303,7 @@ fn spawn_shared(spec: &ChildSpec<'_>, dir: BorrowedFd<'_>) -> io::Result<(i32, O
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn spawn_shared(_: &ChildSpec<'_>, _: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
+fn clone_shared(_: &ChildSpec<'_>, _: BorrowedFd<'_>) -> io::Result<(i32, OwnedFd, Start)> {
     Err(io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
@@ -311,7 +311,7 @@ fn spawn_shared(_: &ChildSpec<'_>, _: BorrowedFd<'_>) -> io::Result<(i32, OwnedF
 /// still), then goes on as any child.
 #[cfg(target_arch = "x86_64")]
 extern "C" fn shared_child(arg: *mut libc::c_void) -> ! {
-    // SAFETY: `arg` is the `Shared` of `spawn_shared`, whose frame stays put while this child
+    // SAFETY: `arg` is the `Shared` of `clone_shared`, whose frame stays put while this child
     // runs (the caller is held in clone3 by CLONE_VFORK).
     let shared = unsafe { &*arg.cast::<Shared<'_, '_>>() };
     for signal in 1..=64 {
@@ -498,14 +498,7 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>, reporter: Reporter<'_>
     unsafe {
         // First of all, a table of our own: until then every close or dup2 would act on the
         // caller's descriptors (the caller is held in the clone meanwhile).
-        if spec.share_table
-            && libc::syscall(
-                libc::SYS_close_range,
-                HIGH_DESCRIPTORS as libc::c_uint,
-                libc::c_uint::MAX,
-                CLOSE_RANGE_UNSHARE,
-            ) != 0
-        {
+        if spec.share_table && !close_range(HIGH_DESCRIPTORS as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_UNSHARE) {
             fail(Stage::Descriptors);
         }
         if let Some((gate, ours)) = spec.gate {
@@ -619,9 +612,9 @@ fn become_init() -> bool {
         // write end is close-on-exec there); this copy, stdio and the rest are closed so that
         // pipes see their end when the program's side closes them.
         if pidfd > 0 {
-            libc::syscall(libc::SYS_close_range, 0u32, (pidfd - 1) as libc::c_uint, 0u32);
+            close_range(0, (pidfd - 1) as libc::c_uint, 0);
         }
-        libc::syscall(libc::SYS_close_range, (pidfd + 1) as libc::c_uint, libc::c_uint::MAX, 0u32);
+        close_range((pidfd + 1) as libc::c_uint, libc::c_uint::MAX, 0);
         libc::prctl(libc::PR_SET_NAME, INIT_COMM.as_ptr());
         let sfd = libc::signalfd(-1, all.as_ptr(), libc::SFD_CLOEXEC);
         if sfd < 0 {

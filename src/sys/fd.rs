@@ -16,6 +16,19 @@ pub(super) const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
 /// limit, below which programs keep the descriptors they mean to pass on.
 pub(crate) const HIGH_DESCRIPTORS: c_int = 1024;
 
+/// `close_range(2)` (Linux 5.9): closes descriptors `first..=last` (with `CLOSE_RANGE_UNSHARE`
+/// in `flags`, after giving the process a table of its own). The crate's one call of it.
+/// Async-signal-safe: one system call. Returns whether it succeeded.
+///
+/// # Safety
+/// Descriptors in the range that something still owns (an `OwnedFd`, a `File`) are closed
+/// under it: the caller makes sure nothing in the process uses them afterwards (a child about
+/// to execute, a freshly executed process, or a number no process can hold).
+pub(super) unsafe fn close_range(first: libc::c_uint, last: libc::c_uint, flags: libc::c_uint) -> bool {
+    // SAFETY: the system call itself only closes descriptors; the caller answers for them.
+    unsafe { libc::syscall(libc::SYS_close_range, first, last, flags) == 0 }
+}
+
 /// In a child that copied the whole table: closes every descriptor from [`HIGH_DESCRIPTORS`]
 /// up but the (at most two) in `except`. Async-signal-safe: system calls on stack values only.
 pub(super) fn close_high_descriptors(except: [c_int; 2]) -> bool {
@@ -29,20 +42,20 @@ pub(super) fn close_high_descriptors(except: [c_int; 2]) -> bool {
         let keep = keep as libc::c_uint;
         // SAFETY: close_range only closes descriptors of this (private) table; `keep > from`
         // is checked, so the range is valid.
-        if keep > from && unsafe { libc::syscall(libc::SYS_close_range, from, keep - 1, 0u32) } != 0 {
+        if keep > from && !unsafe { close_range(from, keep - 1, 0) } {
             return false;
         }
         from = keep + 1;
     }
     // SAFETY: as above; `from` is at most `c_int::MAX + 1`, below `c_uint::MAX`.
-    unsafe { libc::syscall(libc::SYS_close_range, from, libc::c_uint::MAX, 0u32) == 0 }
+    unsafe { close_range(from, libc::c_uint::MAX, 0) }
 }
 
 /// Whether `close_range(2)` exists here (Linux 5.9, with `CLOSE_RANGE_UNSHARE`): asked once,
 /// by closing the one descriptor number no process can hold.
 pub(crate) fn close_range_works() -> bool {
     // SAFETY: descriptor u32::MAX is above any RLIMIT_NOFILE, so this closes nothing.
-    unsafe { libc::syscall(libc::SYS_close_range, libc::c_uint::MAX, libc::c_uint::MAX, 0u32) == 0 }
+    unsafe { close_range(libc::c_uint::MAX, libc::c_uint::MAX, 0) }
 }
 
 /// Moves `fd` to the lowest free number from [`HIGH_DESCRIPTORS`] up, close-on-exec. Where the
@@ -65,7 +78,7 @@ pub(crate) fn raise_descriptor(fd: OwnedFd) -> OwnedFd {
 pub(crate) fn close_descriptors_from(first: c_int) {
     // SAFETY: close_range only closes descriptors; nothing in this process uses them afterwards
     // (it is called first thing in a freshly executed guardian).
-    unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0u32) };
+    unsafe { close_range(first as libc::c_uint, libc::c_uint::MAX, 0) };
 }
 
 /// The socket this process was given as descriptor `fd` by its parent (a number read from the

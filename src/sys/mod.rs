@@ -32,7 +32,7 @@ mod hook;
 mod seccomp;
 mod signal;
 
-pub(crate) use clone::{ChildSpec, Placement, SHARED_MEMORY, Stage, Start, read_report, spawn};
+pub(crate) use clone::{CgroupEntry, ChildSpec, SHARED_MEMORY, Stage, Start, clone_child, read_report};
 pub(crate) use fd::{
     HIGH_DESCRIPTORS, adopt_socket, close_descriptors_from, close_range_works, poll, raise_descriptor,
 };
