@@ -44,7 +44,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio as StdStdio;
 use std::time::{Duration, Instant};
 
-use daemonic::cgroup;
+use daemonic::__internal::cgroup;
 use daemonic::{Command, Member};
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
@@ -165,20 +165,20 @@ const UNLOAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// and the names of the scopes placed in it.
 struct BenchSlice {
     level: String,
-    unit: daemonic::unit_name::UnitName,
+    unit: daemonic::__internal::unit_name::UnitName,
 }
 
 impl BenchSlice {
     fn new(what: &str) -> BenchResult<BenchSlice> {
-        use daemonic::unit_name::{UnitName, UnitType};
+        use daemonic::__internal::unit_name::{UnitName, UnitType};
         let level = format!("bench_{what}_{}", std::process::id());
         let unit = UnitName::new(&["daemonic", &level], UnitType::Slice)?;
         Ok(BenchSlice { level, unit })
     }
 
     /// `daemonic-bench_<what>_<pid>-<tag>_<i>.scope`.
-    fn scope(&self, tag: &str, i: usize) -> BenchResult<daemonic::unit_name::UnitName> {
-        use daemonic::unit_name::{UnitName, UnitType};
+    fn scope(&self, tag: &str, i: usize) -> BenchResult<daemonic::__internal::unit_name::UnitName> {
+        use daemonic::__internal::unit_name::{UnitName, UnitType};
         Ok(UnitName::new(&["daemonic", &self.level, &format!("{tag}_{i}")], UnitType::Scope)?)
     }
 
@@ -201,14 +201,14 @@ struct Sleepers {
 /// per client at once (scope `i` from client `i % clients.len()`). Returns the time until every
 /// member runs (`spawn_in_scope` returns once the program is executed).
 fn spawn_sleepers(
-    clients: &[&daemonic::systemd::Client],
+    clients: &[&daemonic::__internal::systemd::Client],
     slice: &BenchSlice,
     tag: &str,
     n: usize,
 ) -> BenchResult<(Duration, Sleepers)> {
     use daemonic::__internal::spawn_in_scope;
-    use daemonic::systemd::Client;
-    use daemonic::unit_name::UnitName;
+    use daemonic::__internal::systemd::Client;
+    use daemonic::__internal::unit_name::UnitName;
     use zbus::zvariant::Value;
     let names = (0..n).map(|i| slice.scope(tag, i)).collect::<BenchResult<Vec<UnitName>>>()?;
     let spawn_one = |client: &Client, unit: &UnitName| {
@@ -272,7 +272,7 @@ fn slice_dir(members: &[Member]) -> BenchResult<PathBuf> {
 /// [`UNLOAD_TIMEOUT`] after `since`; the time from `since`, or `None` when some remain.
 /// Units never come back, so each is asked about until it is gone, one at a time: one D-Bus
 /// call per 2 ms while one is loaded, which keeps the manager's load from the asking small.
-fn wait_unloaded(client: &daemonic::systemd::Client, units: &[String], since: Instant) -> Option<Duration> {
+fn wait_unloaded(client: &daemonic::__internal::systemd::Client, units: &[String], since: Instant) -> Option<Duration> {
     let mut left: Vec<&String> = units.iter().collect();
     loop {
         while left.last().is_some_and(|u| !client.exists(u)) {
@@ -401,7 +401,7 @@ struct KillRun {
 /// Starts `n` scoped sleepers in `slice`, ends them the way `how` says, and waits until systemd
 /// has unloaded their scopes.
 fn kill_run(
-    client: &daemonic::systemd::Client,
+    client: &daemonic::__internal::systemd::Client,
     slice: &BenchSlice,
     how: KillHow,
     n: usize,
@@ -449,7 +449,7 @@ fn kill_run(
 /// and atomic, (b) how fast 100 of them start when started at once. Needs the user manager,
 /// as section 3; skips otherwise. Stops every unit it created and checks that none is left.
 fn bench_bulk() -> BenchResult<()> {
-    use daemonic::systemd::{Bus, Client};
+    use daemonic::__internal::systemd::{Bus, Client};
     println!("4. many members, each in its own transient scope (user manager)");
     let client = match Client::connect(Bus::User) {
         Ok(c) => c,
@@ -526,7 +526,7 @@ fn per_member_cpu(cpu: &[Option<Duration>], n: usize) -> String {
 /// 4(a): [`BULK_SMALL`] (and, when its setup is affordable, [`BULK_LARGE`]) scoped sleepers in
 /// one slice, ended by each mechanism in turn, [`BULK_REPS`] runs each (fewer for the large
 /// slice when its setup would overrun [`BULK_SETUP_BUDGET`]).
-fn bulk_kill(client: &daemonic::systemd::Client, slice: &BenchSlice) -> BenchResult<String> {
+fn bulk_kill(client: &daemonic::__internal::systemd::Client, slice: &BenchSlice) -> BenchResult<String> {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -665,11 +665,11 @@ fn bulk_kill(client: &daemonic::systemd::Client, slice: &BenchSlice) -> BenchRes
 /// 4(b): [`BULK_START`] scoped sleepers started at once, from several threads with a
 /// connection each or sharing one, against one connection sequentially.
 fn bulk_start(
-    client: &daemonic::systemd::Client,
+    client: &daemonic::__internal::systemd::Client,
     slice: &BenchSlice,
     parent_dir: &mut Option<PathBuf>,
 ) -> BenchResult<String> {
-    use daemonic::systemd::{Bus, Client};
+    use daemonic::__internal::systemd::{Bus, Client};
     let mut out = String::new();
     // (threads, whether they share the one connection)
     const VARIANTS: [(usize, bool); 5] = [(1, true), (2, false), (4, false), (8, false), (4, true)];

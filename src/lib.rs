@@ -44,11 +44,12 @@
 //! ```
 //!
 //! The crate is layered; each layer imports only from the layers below it
-//! (docs/architecture.md): the base (`error`, [`log`], `status`), `sys` (the only unsafe
-//! code), [`cgroup`] (the cgroup filesystem, [`layout`], [`properties`]), `spawn` (`Command`,
-//! seccomp, starting a process in a cgroup), [`backend`] (cgroupfs directories or [`systemd`]
-//! units), `runtime` (families, members, the guardian, `daemonic run`, [`inspect`]), the API at
-//! the root ([`Process`], [`Pool`]) and [`cli`] on top.
+//! (docs/architecture.md): the base (`error`, [`log`], `status`), `sys` (the only unsafe code),
+//! `cgroup` (the cgroup filesystem, the family's layout, properties), `spawn` (`Command`,
+//! seccomp, starting a process in a cgroup), `backend` (cgroupfs directories or systemd units),
+//! `runtime` (families, members, the guardian, `daemonic run`, `ps`), the API at the root
+//! ([`Process`], [`Pool`]) and [`cli`] on top. Only the API, [`log`] (for a program that logs
+//! as daemonic does) and [`cli::main`] are public.
 
 mod error;
 pub mod log;
@@ -56,11 +57,11 @@ mod status;
 
 mod sys;
 
-pub mod cgroup;
+mod cgroup;
 
-pub(crate) mod spawn;
+mod spawn;
 
-pub mod backend;
+mod backend;
 
 mod runtime;
 
@@ -69,11 +70,8 @@ mod process;
 
 pub mod cli;
 
-pub use backend::systemd;
-pub use cgroup::{layout, properties, unit_name};
-pub use runtime::inspect;
-
 pub use backend::Backend;
+pub use backend::systemd::Bus;
 pub use error::{DAEMON_CHILDREN, Error, ErrorKind, Result};
 pub use pool::Pool;
 pub use process::{JoinHandle, ParentProcess, Process, implicit_family, parent_process};
@@ -84,11 +82,28 @@ pub use runtime::supervise::{RunOptions, run};
 pub use runtime::target::__private;
 pub use spawn::command::{Command, Placement, Stdio};
 
-/// What daemonic's own tests, benchmarks and tools reach below the public API. Not a stable
-/// interface: it changes with the internals.
+/// What daemonic's own tests, benchmarks and tools reach below the public API: the cgroup
+/// filesystem, the layout of a family's directories, unit names, resource properties and the
+/// D-Bus client. Not a stable interface: it changes with the internals.
 #[doc(hidden)]
 pub mod __internal {
     pub use crate::runtime::member::spawn_in_scope;
+
+    pub mod cgroup {
+        pub use crate::cgroup::*;
+    }
+    pub mod layout {
+        pub use crate::cgroup::layout::*;
+    }
+    pub mod properties {
+        pub use crate::cgroup::properties::*;
+    }
+    pub mod unit_name {
+        pub use crate::cgroup::unit_name::*;
+    }
+    pub mod systemd {
+        pub use crate::backend::systemd::*;
+    }
 }
 pub use runtime::startup::init;
 pub use runtime::target::{EXIT_NO_TARGET, EXIT_PANICKED, Target};

@@ -72,7 +72,7 @@ fn units_tell_family_member_and_kind_apart() {
     );
     let run = start_family(&name, &script, &m, &[]);
     await_units(&name, &run, "four scopes expected", |u| u.iter().filter(|u| u.ends_with(".scope")).count() == 4);
-    let escaped = daemonic::unit_name::escape(&name);
+    let escaped = daemonic::__internal::unit_name::escape(&name);
     let main = units_ending(&name, "-main_1.member.scope");
     let logger: Vec<_> = family_units(&name)
         .into_iter()

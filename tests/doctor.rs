@@ -275,10 +275,10 @@ fn an_invalid_backend_setting_is_missing() {
 fn the_manager_under_test_answers() {
     let system = std::env::var("DAEMONIC_TEST_BUS").as_deref() == Ok("system");
     let (bus, name, bus_name) = match system {
-        true => (daemonic::systemd::Bus::System, "system", "system bus"),
-        false => (daemonic::systemd::Bus::User, "user", "session bus"),
+        true => (daemonic::Bus::System, "system", "system bus"),
+        false => (daemonic::Bus::User, "user", "session bus"),
     };
-    match daemonic::systemd::Client::connect(bus).map(|c| c.version()) {
+    match daemonic::__internal::systemd::Client::connect(bus).map(|c| c.version()) {
         Ok(Some(_)) => {}
         Ok(None) => harness::skip(&format!("the systemd {name} manager does not answer")),
         Err(e) => harness::skip(&format!("no systemd {name} manager answers ({e})")),

@@ -301,8 +301,8 @@ fn type_notify_service_with_delegate() {
     one(&life, &[("DAEMONIC_EVENT", "exited"), ("DAEMONIC_EXITCODE", "0")]);
     // stderr was the journal (JOURNAL_STREAM): no plain copy of the events from the stream.
     let unit_field = match test_bus() {
-        daemonic::systemd::Bus::User => "_SYSTEMD_USER_UNIT",
-        daemonic::systemd::Bus::System => "_SYSTEMD_UNIT",
+        daemonic::Bus::User => "_SYSTEMD_USER_UNIT",
+        daemonic::Bus::System => "_SYSTEMD_UNIT",
     };
     let plain = journal(&format!("{unit_field}={unit}"))
         .into_iter()

@@ -1,13 +1,13 @@
 //! Property tests (proptest) of the two places where untrusted names become paths and unit
-//! names: systemd's escaping (`daemonic::unit_name`) and the cgroup directory names of a family
-//! (`daemonic::layout`). A name that passes `validate_name` must always be one directory level
+//! names: systemd's escaping (`daemonic::__internal::unit_name`) and the cgroup directory names of a family
+//! (`daemonic::__internal::layout`). A name that passes `validate_name` must always be one directory level
 //! that reads back as itself, on both backends; any other string must be refused with a
 //! one-line message, never a panic.
 
 use std::path::{Component, Path};
 
-use daemonic::layout::{self, Node};
-use daemonic::unit_name::{UNIT_NAME_MAX, escape, unescape};
+use daemonic::__internal::layout::{self, Node};
+use daemonic::__internal::unit_name::{UNIT_NAME_MAX, escape, unescape};
 use proptest::prelude::*;
 
 /// Names as `validate_name` accepts them (and some it refuses: leading `.`/`-`, `..`).

@@ -8,8 +8,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use daemonic::systemd::Client;
-use daemonic::unit_name::{UnitName, UnitType};
+use daemonic::__internal::systemd::Client;
+use daemonic::__internal::unit_name::{UnitName, UnitType};
 use zbus::zvariant::Value;
 
 mod common;
@@ -172,7 +172,11 @@ fn resource_properties_reach_the_unit() {
     let unit = unique("props");
     let props: Vec<(&str, Value<'static>)> = ["TasksMax=100", "MemoryMax=512M", "CPUWeight=200"]
         .iter()
-        .map(|a| daemonic::systemd::resource_property(&daemonic::properties::parse(a).expect("valid")))
+        .map(|a| {
+            daemonic::__internal::systemd::resource_property(
+                &daemonic::__internal::properties::parse(a).expect("valid"),
+            )
+        })
         .collect();
     let mut cmd = daemonic::Command::new("sleep");
     cmd.arg("30");

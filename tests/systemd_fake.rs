@@ -1,4 +1,4 @@
-//! The failure paths of the systemd backend's D-Bus client (`daemonic::systemd::Client`),
+//! The failure paths of the systemd backend's D-Bus client (`daemonic::__internal::systemd::Client`),
 //! against a fake manager.
 //!
 //! A real systemd cannot be made, on demand, to fail a start job, leave a job unanswered, keep a
@@ -25,8 +25,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use daemonic::__internal::spawn_in_scope;
-use daemonic::systemd::{Bus, Client};
-use daemonic::unit_name::{UnitName, UnitType};
+use daemonic::__internal::systemd::{Bus, Client};
+use daemonic::__internal::unit_name::{UnitName, UnitType};
 use daemonic::{Command, ErrorKind, Stdio};
 use zbus::object_server::SignalEmitter;
 use zbus::zvariant::{ObjectPath, OwnedObjectPath, OwnedValue};

@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -299,11 +299,6 @@ pub fn format_utc(secs: u64) -> String {
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + i64::from(m <= 2);
     format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-/// Where on disk a relative cgroup path is.
-pub fn path_of(h: &Hierarchy, rel: &str) -> PathBuf {
-    h.join(rel)
 }
 
 #[cfg(test)]

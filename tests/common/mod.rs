@@ -63,7 +63,7 @@ pub fn logical(cg: &str) -> String {
             Some(stem) => stem,
             None => comp.strip_suffix(".slice")?,
         };
-        let last = daemonic::unit_name::unescape(stem.rsplit('-').next()?)?;
+        let last = daemonic::__internal::unit_name::unescape(stem.rsplit('-').next()?)?;
         for kind in [".family", ".member", ".daemon", ".member.daemons", ".daemon.daemons"] {
             if let Some(body) = last.strip_suffix(kind)
                 && let Some((name, n)) = body.rsplit_once('_')
@@ -165,7 +165,7 @@ pub fn now_ns() -> u128 {
 /// Mount point of the cgroup2 hierarchy, from `/proc/self/mountinfo` (never hard-coded).
 pub fn cgroup2_mount() -> Option<PathBuf> {
     static MOUNT: OnceLock<Option<PathBuf>> = OnceLock::new();
-    MOUNT.get_or_init(|| daemonic::cgroup::Hierarchy::host().ok().map(|h| h.mount().to_path_buf())).clone()
+    MOUNT.get_or_init(|| daemonic::__internal::cgroup::Hierarchy::host().ok().map(|h| h.mount().to_path_buf())).clone()
 }
 
 /// The v2 cgroup path (`0::/path`) of a process, as written in `/proc/<pid>/cgroup`.
@@ -230,10 +230,10 @@ pub use crate::harness::skip;
 /// The manager the systemd tests use: `DAEMONIC_TEST_BUS=system` for the system manager (PID 1;
 /// root only), otherwise the user manager of the session bus (`DBUS_SESSION_BUS_ADDRESS`, or
 /// `$XDG_RUNTIME_DIR/bus`), which is what `scripts/user-manager start` provides.
-pub fn test_bus() -> daemonic::systemd::Bus {
+pub fn test_bus() -> daemonic::Bus {
     match std::env::var("DAEMONIC_TEST_BUS").as_deref() {
-        Ok("system") => daemonic::systemd::Bus::System,
-        Ok("user") | Ok("") | Err(_) => daemonic::systemd::Bus::User,
+        Ok("system") => daemonic::Bus::System,
+        Ok("user") | Ok("") | Err(_) => daemonic::Bus::User,
         Ok(other) => panic!("DAEMONIC_TEST_BUS={other:?}: expected `user` or `system`"),
     }
 }
@@ -246,12 +246,12 @@ pub fn manager_problem() -> Option<String> {
         .get_or_init(|| {
             let bus = test_bus();
             let fix = match bus {
-                daemonic::systemd::Bus::User => {
+                daemonic::Bus::User => {
                     "start one with eval \"$(scripts/user-manager start)\", or set DAEMONIC_TEST_BUS=system as root"
                 }
-                daemonic::systemd::Bus::System => "boot with systemd as PID 1, or use DAEMONIC_TEST_BUS=user",
+                daemonic::Bus::System => "boot with systemd as PID 1, or use DAEMONIC_TEST_BUS=user",
             };
-            match daemonic::systemd::Client::connect(bus) {
+            match daemonic::__internal::systemd::Client::connect(bus) {
                 Ok(client) => match client.version() {
                     Some(_) => None,
                     None => Some(format!("the {} systemd manager does not answer on its bus ({fix})", bus.as_str())),
@@ -273,8 +273,8 @@ pub fn require_manager() {
 /// The option that selects the manager under test in systemctl, systemd-run and busctl.
 pub fn bus_flag() -> &'static str {
     match test_bus() {
-        daemonic::systemd::Bus::User => "--user",
-        daemonic::systemd::Bus::System => "--system",
+        daemonic::Bus::User => "--user",
+        daemonic::Bus::System => "--system",
     }
 }
 

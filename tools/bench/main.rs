@@ -306,12 +306,12 @@ fn main() -> ExitCode {
 
 fn bench(o: Options) -> Result<bool, String> {
     let started = Instant::now();
-    let hierarchy = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
+    let hierarchy = daemonic::__internal::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
     let own = hierarchy.cgroup_of(0).map_err(|e| e.to_string())?;
     if daemonic::current_process().map_err(|e| e.to_string())?.family.is_some() {
         return Err("this runs inside a daemonic family; run it outside any family".into());
     }
-    if !daemonic::cgroup::writable(&own) {
+    if !daemonic::__internal::cgroup::writable(&own) {
         return Err(format!(
             "this process's cgroup {} is not writable (run as root, or in a delegated cgroup)",
             own.display()
@@ -513,7 +513,7 @@ fn footprint(env: &Env, backend: &str, n: usize, window: Duration) -> Result<Vec
         std::io::BufReader::new(stdout).read_line(&mut line).map_err(|e| format!("read the ready line: {e}"))?;
         let family =
             line.trim().strip_prefix("ready ").ok_or_else(|| format!("the main member said {line:?}, not ready"))?;
-        let guardian: u32 = daemonic::cgroup::attr(Path::new(family), "guardian")
+        let guardian: u32 = daemonic::__internal::cgroup::attr(Path::new(family), "guardian")
             .and_then(|g| g.trim().parse().ok())
             .ok_or_else(|| format!("{family} names no guardian"))?;
         let pids = [("daemonic run", child.id()), ("guardian", guardian)];
@@ -540,7 +540,7 @@ fn footprint(env: &Env, backend: &str, n: usize, window: Duration) -> Result<Vec
 }
 
 /// Cgroups and units this run made that are still there.
-fn leftovers(h: &daemonic::cgroup::Hierarchy) -> Vec<String> {
+fn leftovers(h: &daemonic::__internal::cgroup::Hierarchy) -> Vec<String> {
     let me = std::process::id();
     let mut left = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use daemonic::cgroup::{self, Hierarchy};
-use daemonic::systemd::Bus;
+use daemonic::__internal::cgroup::{self, Hierarchy};
+use daemonic::Bus;
 use daemonic::{Backend, Command, Family, Member, Placement};
 use rustix::process::{Pid, Signal, kill_process};
 use serde_json::json;

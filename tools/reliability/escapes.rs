@@ -148,7 +148,7 @@ struct Outside {
 
 impl Outside {
     fn create(env: &Env, token: &str, owner: Option<u32>) -> Result<Outside, String> {
-        let h = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
+        let h = daemonic::__internal::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
         let own = h.cgroup_of(0).map_err(|e| e.to_string())?;
         // Not named with the token: it is not the family's, and the sweep must leave it alone.
         let path = own.join(format!("daemonic-reliability-outside-{}", &token[1..]));

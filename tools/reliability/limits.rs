@@ -22,7 +22,7 @@
 //!
 //! The library's main member is the program that opens the family, and
 //! [`daemonic::FamilyBuilder`] has no resource property for it: that member limits its own
-//! cgroup right after opening, with [`daemonic::properties::apply_in_dirs`] on cgroupfs (what
+//! cgroup right after opening, with [`daemonic::__internal::properties::apply_in_dirs`] on cgroupfs (what
 //! `run -p` does for its main member) and `systemctl --user set-property --runtime` of its scope
 //! on systemd (what `run -p` asks of the manager at the scope's start). Every limited member
 //! checks that the limit is in its cgroup's interface file before it starts (`member.rs`).

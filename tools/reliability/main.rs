@@ -175,7 +175,7 @@ pub(crate) fn open_family(backend: &str, name: &str, cgroup: Option<&str>) -> Re
         builder = builder.cgroup(c);
     }
     if backend == Backend::Systemd {
-        builder = builder.bus(daemonic::systemd::Bus::User);
+        builder = builder.bus(daemonic::Bus::User);
     }
     builder.open().map_err(|e| format!("open the family: {e}"))
 }
@@ -331,7 +331,7 @@ impl Results {
 }
 
 fn harness(mut o: Options) -> Result<bool, String> {
-    let cgroup2 = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?.mount().to_path_buf();
+    let cgroup2 = daemonic::__internal::cgroup::Hierarchy::host().map_err(|e| e.to_string())?.mount().to_path_buf();
     let scratch = tempfile::Builder::new()
         .prefix("daemonic-reliability.")
         .tempdir()

@@ -157,7 +157,7 @@ pub(crate) fn worker(mut it: impl Iterator<Item = String>) -> Result<(), String>
 /// Sets `MemoryMax=max` on this process's own cgroup, the family's main member's: what `daemonic
 /// run -p` does for its main member, done here because [`daemonic::FamilyBuilder`] has no
 /// property for the process that opens the family. cgroupfs: daemonic's own
-/// [`daemonic::properties::apply_in_dirs`]; systemd: the scope's property, set at run time.
+/// [`daemonic::__internal::properties::apply_in_dirs`]; systemd: the scope's property, set at run time.
 fn limit_own_memory(family: &daemonic::Family, backend: &str, max: &str) -> Result<(), String> {
     let assignment = format!("MemoryMax={max}");
     let own = own_cgroup()?;
@@ -178,16 +178,16 @@ fn limit_own_memory(family: &daemonic::Family, backend: &str, max: &str) -> Resu
         }
         return Ok(());
     }
-    let property = daemonic::properties::parse(&assignment).map_err(|e| e.to_string())?;
-    daemonic::properties::apply_in_dirs(family.cgroup(), &own, &[property])
+    let property = daemonic::__internal::properties::parse(&assignment).map_err(|e| e.to_string())?;
+    daemonic::__internal::properties::apply_in_dirs(family.cgroup(), &own, &[property])
         .map_err(|e| format!("set {assignment} on {}: {e}", own.display()))
 }
 
 /// Waits (at most 5 s: the manager applies a property it was given at run time in its own
 /// time) until this process's own cgroup v2 has `memory.max` equal to `max`.
 fn check_own_memory(max: &str) -> Result<(), String> {
-    let want = match daemonic::properties::parse(&format!("MemoryMax={max}")).map_err(|e| e.to_string())? {
-        daemonic::properties::Property::MemoryMax(bytes) => bytes.to_string(),
+    let want = match daemonic::__internal::properties::parse(&format!("MemoryMax={max}")).map_err(|e| e.to_string())? {
+        daemonic::__internal::properties::Property::MemoryMax(bytes) => bytes.to_string(),
         other => return Err(format!("{other} is not a size")),
     };
     let file = own_cgroup()?.join("memory.max");
@@ -205,7 +205,7 @@ fn check_own_memory(max: &str) -> Result<(), String> {
 
 /// This process's own cgroup v2 directory.
 fn own_cgroup() -> Result<PathBuf, String> {
-    let h = daemonic::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
+    let h = daemonic::__internal::cgroup::Hierarchy::host().map_err(|e| e.to_string())?;
     h.cgroup_of(0).map_err(|e| e.to_string())
 }
 

@@ -211,7 +211,7 @@ pub(crate) fn pid_of(w: &Watched) -> u32 {
 pub(crate) fn remove_cgroup(dir: &Path) -> Result<(), String> {
     let mut last = None;
     for _ in 0..250 {
-        match daemonic::cgroup::remove(dir) {
+        match daemonic::__internal::cgroup::remove(dir) {
             Ok(()) => return Ok(()),
             Err(e) => last = Some(e),
         }
