@@ -7,25 +7,25 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::fd::{CLOSE_RANGE_UNSHARE, HIGH_DESCRIPTORS, close_high_descriptors, close_range};
+use super::init::become_init;
 use super::seccomp::install_filter;
+#[cfg(target_arch = "x86_64")]
+use super::stack::{ChildStack, KernelSigaction, clone3_on_stack};
 
 /// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
 const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
 /// `CLONE_PIDFD` (Linux 5.2).
-const CLONE_PIDFD: u64 = 0x1000;
+pub(super) const CLONE_PIDFD: u64 = 0x1000;
 /// `CLONE_NEWPID`.
 const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
 /// `CLONE_FILES | CLONE_VFORK`: share the descriptor table, and hold the caller until the child
 /// has executed its program or exited (see [`ChildSpec::share_table`]).
 const SHARE_TABLE: u64 = (libc::CLONE_FILES | libc::CLONE_VFORK) as u64;
 
-/// The `comm` of a contained member's PID 1, as `ps` shows it.
-const INIT_COMM: &CStr = c"daemonic-init";
-
 /// `struct clone_args` from `<linux/sched.h>`, as far as `CLONE_ARGS_SIZE_VER2`.
 #[repr(C)]
 #[derive(Default)]
-struct CloneArgs {
+pub(super) struct CloneArgs {
     flags: u64,
     pidfd: u64,
     child_tid: u64,
@@ -346,129 +346,6 @@ extern "C" fn shared_child(arg: *mut libc::c_void) -> ! {
     child_exec(shared.spec, None, Reporter::Memory(&shared.failure))
 }
 
-/// The kernel's `struct sigaction` on x86_64 (not the C library's, whose mask is 128 bytes).
-#[cfg(target_arch = "x86_64")]
-#[repr(C)]
-#[derive(Default)]
-struct KernelSigaction {
-    handler: libc::sighandler_t,
-    flags: libc::c_ulong,
-    restorer: usize,
-    mask: u64,
-}
-
-/// `clone3` whose child starts on the stack given in `args` and calls `entry(arg)`, which
-/// must not return. Returns what the system call returns in the caller: the child's PID, or
-/// `-errno`.
-///
-/// # Safety
-///
-/// `args` must ask for a stack that is mapped, writable, 16-byte aligned at its top and not
-/// used by anything else until the child has executed or exited, and `entry` must be safe to
-/// run there with `arg` in the state `args` creates (with `CLONE_VM`: the caller's memory).
-#[cfg(target_arch = "x86_64")]
-unsafe fn clone3_on_stack(
-    args: &CloneArgs,
-    entry: extern "C" fn(*mut libc::c_void) -> !,
-    arg: *mut libc::c_void,
-) -> isize {
-    let ret: isize;
-    // SAFETY: (the caller's promise) the system call returns in both processes. The caller's
-    // side (non-zero rax) falls through to the end. The child's side is on the new stack: it
-    // clears the frame pointer so that nothing unwinds into the caller's frames, aligns the
-    // stack and calls `entry` (kept across the call in callee-saved r12/r13, which the child
-    // inherits), which never returns; `ud2` stops it if it did.
-    unsafe {
-        std::arch::asm!(
-            "syscall",
-            "test rax, rax",
-            "jnz 2f",
-            "xor ebp, ebp",
-            "and rsp, -16",
-            "mov rdi, r13",
-            "call r12",
-            "ud2",
-            "2:",
-            inlateout("rax") libc::SYS_clone3 as isize => ret,
-            in("rdi") std::ptr::from_ref(args),
-            in("rsi") size_of::<CloneArgs>(),
-            in("r12") entry,
-            in("r13") arg,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-/// A thread's stack for its children in shared memory, kept for the thread's life: a guard
-/// page below [`ChildStack::SIZE`] bytes, mapped lazily by the kernel as the child touches it.
-#[cfg(target_arch = "x86_64")]
-struct ChildStack {
-    /// The lowest byte of the usable stack, just above the guard page.
-    low: *mut u8,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl ChildStack {
-    /// The usable size. The child's code before `execve` needs a few KiB.
-    const SIZE: usize = 64 * 1024;
-    const GUARD: usize = 4096;
-
-    /// This thread's stack, mapped on first use; [`ChildStack::give_back`] returns it.
-    fn take() -> io::Result<ChildStack> {
-        if let Some(stack) = CHILD_STACK.try_with(std::cell::Cell::take).ok().flatten() {
-            return Ok(stack);
-        }
-        let len = Self::SIZE + Self::GUARD;
-        // SAFETY: a fresh anonymous private mapping; nothing else refers to it.
-        let base = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK | libc::MAP_NORESERVE,
-                -1,
-                0,
-            )
-        };
-        if base == libc::MAP_FAILED {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: the first page of the mapping just made; a fault there beats silently writing
-        // below the stack into whatever is mapped next.
-        if unsafe { libc::mprotect(base, Self::GUARD, libc::PROT_NONE) } != 0 {
-            let e = io::Error::last_os_error();
-            // SAFETY: the mapping just made, unused.
-            unsafe { libc::munmap(base, len) };
-            return Err(e);
-        }
-        // SAFETY: GUARD < len: the result is inside the mapping.
-        Ok(ChildStack { low: unsafe { base.cast::<u8>().add(Self::GUARD) } })
-    }
-
-    /// Keeps the stack for this thread's next child (or unmaps it, in a thread whose
-    /// thread-locals are being destroyed).
-    fn give_back(self) {
-        let _ = CHILD_STACK.try_with(|cell| cell.set(Some(self)));
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Drop for ChildStack {
-    fn drop(&mut self) {
-        // SAFETY: `low - GUARD` is the start of the mapping of `take`, `SIZE + GUARD` bytes
-        // long, and no child runs on it any more (the caller of clone3 was held until then).
-        unsafe { libc::munmap(self.low.sub(Self::GUARD).cast(), Self::SIZE + Self::GUARD) };
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-thread_local! {
-    static CHILD_STACK: std::cell::Cell<Option<ChildStack>> = const { std::cell::Cell::new(None) };
-}
-
 /// Reports `stage` with the current errno, then exits with 127. Async-signal-safe.
 fn fail(reporter: Reporter<'_>, stage: Stage) -> ! {
     let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
@@ -572,87 +449,6 @@ fn child_exec(spec: &ChildSpec<'_>, procs: Option<RawFd>, reporter: Reporter<'_>
         };
         libc::execve(spec.program.as_ptr(), spec.argv.as_ptr(), envp);
         fail(Stage::Exec)
-    }
-}
-
-/// In the PID 1 of a new PID namespace, just after the clone: forks the process that goes on to
-/// run the program and returns `true` in it (or `false` when the fork failed, with errno set).
-/// In PID 1 it never returns: it closes every descriptor but the new process's pidfd, reads
-/// all signals from a signalfd (a namespace's init gets signals from outside only when it
-/// blocks or handles them), forwards each to the program through the pidfd, reaps whatever
-/// ends in the namespace, and exits with the program's status once the program has ended.
-///
-/// Async-signal-safe, like all of the child's code: system calls on the stack only.
-fn become_init() -> bool {
-    // SAFETY: (whole block) raw system calls on stack memory in a process where nothing else
-    // runs (a private copy of the parent's address space, see `child_exec`).
-    unsafe {
-        let mut all = MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigfillset(all.as_mut_ptr());
-        if libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), std::ptr::null_mut()) != 0 {
-            return false;
-        }
-        let mut pidfd: c_int = -1;
-        let pid = libc::syscall(
-            libc::SYS_clone,
-            (CLONE_PIDFD | libc::SIGCHLD as u64) as libc::c_ulong,
-            0usize,
-            &raw mut pidfd,
-            0usize,
-            0usize,
-        );
-        if pid < 0 {
-            return false;
-        }
-        if pid == 0 {
-            // The program's process: `child_exec` goes on (and resets the signal mask).
-            return true;
-        }
-        // PID 1 from here on. The program's process reports its own start (the report pipe's
-        // write end is close-on-exec there); this copy, stdio and the rest are closed so that
-        // pipes see their end when the program's side closes them.
-        if pidfd > 0 {
-            close_range(0, (pidfd - 1) as libc::c_uint, 0);
-        }
-        close_range((pidfd + 1) as libc::c_uint, libc::c_uint::MAX, 0);
-        libc::prctl(libc::PR_SET_NAME, INIT_COMM.as_ptr());
-        let sfd = libc::signalfd(-1, all.as_ptr(), libc::SFD_CLOEXEC);
-        if sfd < 0 {
-            libc::syscall(libc::SYS_pidfd_send_signal, pidfd, libc::SIGKILL, std::ptr::null::<libc::siginfo_t>(), 0u32);
-            libc::_exit(127);
-        }
-        loop {
-            let mut info = MaybeUninit::<libc::signalfd_siginfo>::zeroed();
-            let size = size_of::<libc::signalfd_siginfo>();
-            let n = libc::read(sfd, info.as_mut_ptr().cast(), size);
-            if n != size as isize {
-                continue; // EINTR cannot happen with everything blocked; a short read never does
-            }
-            let signo = info.assume_init_ref().ssi_signo as c_int;
-            if signo != libc::SIGCHLD {
-                libc::syscall(libc::SYS_pidfd_send_signal, pidfd, signo, std::ptr::null::<libc::siginfo_t>(), 0u32);
-                continue;
-            }
-            // Reap everything that ended (orphans of the namespace come to PID 1 too).
-            loop {
-                let mut si = MaybeUninit::<libc::siginfo_t>::zeroed();
-                if libc::waitid(libc::P_ALL, 0, si.as_mut_ptr(), libc::WEXITED | libc::WNOHANG) != 0 {
-                    break;
-                }
-                let si = si.assume_init_ref();
-                let ended = si.si_pid();
-                if ended == 0 {
-                    break;
-                }
-                if ended as libc::c_long == pid {
-                    let code = match si.si_code {
-                        libc::CLD_EXITED => si.si_status(),
-                        _ => 128 + si.si_status(),
-                    };
-                    libc::_exit(code & 0xff);
-                }
-            }
-        }
     }
 }
 

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 pub(super) const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
 
 /// The first descriptor number that a new process never inherits (unless it is one of its
-/// standard streams or [`ChildSpec::keep`]). The members' pidfds are moved up here
+/// standard streams or [`ChildSpec::keep`](super::ChildSpec::keep)). The members' pidfds are moved up here
 /// ([`raise_descriptor`]), so that a process with thousands of members does not pay for copying
 /// them at every clone and closing them again at every exec: a child that shares the table
 /// copies only the descriptors below this number. 1024 is also `FD_SETSIZE` and the usual soft

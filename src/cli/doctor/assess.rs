@@ -1,4 +1,4 @@
-//! Assessing [`Facts`](super::Facts): a pure function from what was found to [`Check`](super::Check)s.
+//! Assessing [`Facts`]: a pure function from what was found to [`Check`]s.
 
 use std::path::Path;
 

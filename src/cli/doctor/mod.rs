@@ -8,7 +8,7 @@
 //! `sleep` there with `cgroup.kill`, installs the no-fork seccomp filter in a child, and asks
 //! the user and system buses whether a systemd manager answers. The temporary cgroup is
 //! removed on every path (its guard kills what may be left in it and removes it on drop).
-//! [`assess`] then turns these [`Facts`] into [`Check`]s, a pure function that unit tests feed
+//! [`assess()`] then turns these [`Facts`] into [`Check`]s, a pure function that unit tests feed
 //! with made-up hosts.
 //!
 //! A check is `missing` only when the default backend needs it (the one `daemonic run` picks

@@ -1,4 +1,4 @@
-//! Gathering [`Facts`](super::Facts): looking at the host and probing the kernel for real.
+//! Gathering [`Facts`]: looking at the host and probing the kernel for real.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
