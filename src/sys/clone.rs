@@ -6,38 +6,14 @@ use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+#[cfg(target_arch = "x86_64")]
+use super::abi::KernelSigaction;
+use super::abi::{CLONE_INTO_CGROUP, CLONE_NEWPID, CLONE_PIDFD, CloneArgs, SHARE_TABLE};
 use super::fd::{CLOSE_RANGE_UNSHARE, HIGH_DESCRIPTORS, close_high_descriptors, close_range};
 use super::init::become_init;
 use super::seccomp::install_filter;
 #[cfg(target_arch = "x86_64")]
-use super::stack::{ChildStack, KernelSigaction, clone3_on_stack};
-
-/// `CLONE_INTO_CGROUP` (Linux 5.7); libc's constant is deprecated, the value is ABI.
-const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
-/// `CLONE_PIDFD` (Linux 5.2).
-pub(super) const CLONE_PIDFD: u64 = 0x1000;
-/// `CLONE_NEWPID`.
-const CLONE_NEWPID: u64 = libc::CLONE_NEWPID as u64;
-/// `CLONE_FILES | CLONE_VFORK`: share the descriptor table, and hold the caller until the child
-/// has executed its program or exited (see [`ChildSpec::share_table`]).
-const SHARE_TABLE: u64 = (libc::CLONE_FILES | libc::CLONE_VFORK) as u64;
-
-/// `struct clone_args` from `<linux/sched.h>`, as far as `CLONE_ARGS_SIZE_VER2`.
-#[repr(C)]
-#[derive(Default)]
-pub(super) struct CloneArgs {
-    flags: u64,
-    pidfd: u64,
-    child_tid: u64,
-    parent_tid: u64,
-    exit_signal: u64,
-    stack: u64,
-    stack_size: u64,
-    tls: u64,
-    set_tid: u64,
-    set_tid_size: u64,
-    cgroup: u64,
-}
+use super::stack::{ChildStack, clone3_on_stack};
 
 /// What the parent prepared for the child. Everything here is built before the clone; the
 /// child only reads it.

@@ -5,7 +5,7 @@
 use std::ffi::{CStr, c_int};
 use std::mem::MaybeUninit;
 
-use super::clone::CLONE_PIDFD;
+use super::abi::CLONE_PIDFD;
 
 use super::fd::close_range;
 

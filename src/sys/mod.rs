@@ -28,6 +28,7 @@
 
 #![allow(unsafe_code)]
 
+mod abi;
 mod clone;
 mod fd;
 mod hook;

@@ -5,18 +5,7 @@
 
 use std::io;
 
-use super::clone::CloneArgs;
-
-/// The kernel's `struct sigaction` on x86_64 (not the C library's, whose mask is 128 bytes).
-#[cfg(target_arch = "x86_64")]
-#[repr(C)]
-#[derive(Default)]
-pub(super) struct KernelSigaction {
-    pub(super) handler: libc::sighandler_t,
-    pub(super) flags: libc::c_ulong,
-    pub(super) restorer: usize,
-    pub(super) mask: u64,
-}
+use super::abi::CloneArgs;
 
 /// `clone3` whose child starts on the stack given in `args` and calls `entry(arg)`, which
 /// must not return. Returns what the system call returns in the caller: the child's PID, or
