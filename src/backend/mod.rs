@@ -11,6 +11,8 @@
 //! D-Bus (`units.rs`). `Auto` takes cgroupfs inside a service delegated to the caller, else
 //! systemd when a manager answers on the caller's bus, cgroupfs otherwise, and says why.
 
+pub(crate) mod cgroupfs;
+pub(crate) mod members;
 pub mod systemd;
 
 use std::fmt;

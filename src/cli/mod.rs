@@ -24,15 +24,16 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 
 use crate::backend::Backend;
+use crate::backend::members::{Members, NewMember};
 use crate::backend::systemd::Bus;
-use crate::cgroup::layout::{self, Position, Style};
-use crate::cgroup::{self, Hierarchy};
+use crate::cgroup::Hierarchy;
+use crate::cgroup::layout::{self, Position};
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::family::{MemberDir, check_contain, filters_for};
+use crate::runtime::family::{check_contain, filters_for};
 use crate::runtime::inspect::{self, FamilyInfo};
 use crate::runtime::supervise::{RunOptions, run};
 use crate::spawn::command::Command;
-use crate::{backend::systemd::units, sys};
+use crate::sys;
 
 /// Python's daemon processes, enforced by the kernel.
 #[derive(Debug, Parser)]
@@ -363,43 +364,17 @@ fn spawn_command(a: SpawnArgs) -> Result<std::convert::Infallible> {
     let prepared = cmd.prepare()?;
     let filters = filters_for(daemon, a.allow_children)?;
     let seq = u64::from(std::process::id());
-    let undo: Box<dyn Fn(Error) -> Error> = if me.style() == Style::Units {
-        let client = units::family_client(&me.family_dir)?;
-        let spec = units::Spec {
-            family_name: &me.family_name,
-            name: &name,
-            daemon,
-            stop_timeout: a.stop_timeout,
-            allow_children: a.allow_children,
-            properties: &properties,
-        };
-        let parent = if daemon { layout::daemons_dir(&me.member_dir) } else { me.member_dir.clone() };
-        let placed =
-            units::place(&client, &parent, &spec, std::process::id(), seq, &mut || cgroup::enter(&own).is_ok())?;
-        Box::new(move |e| {
-            let _ = cgroup::enter(&own);
-            placed.undo(&client);
-            e
-        })
-    } else {
-        let made = MemberDir::create(&me, &name, daemon, seq, a.stop_timeout, a.allow_children)?;
-        let dir = made.dir.clone();
-        let own = own.clone();
-        let undo = move |e: Error| {
-            let _ = cgroup::enter(&own);
-            made.discard();
-            e
-        };
-        if let Err(e) = crate::cgroup::properties::apply_in_dirs(&me.family_dir, &dir, &properties) {
-            return Err(undo(e));
-        }
-        match cgroup::enter(&dir)
-            .and_then(|()| cgroup::set_attr(&dir, layout::ATTR_PID, &std::process::id().to_string()))
-        {
-            Ok(()) => Box::new(undo),
-            Err(e) => return Err(undo(e)),
-        }
+    let member = NewMember {
+        owner: &me,
+        name: &name,
+        daemon,
+        stop_timeout: a.stop_timeout,
+        allow_children: a.allow_children,
+        properties: &properties,
+        seq,
     };
+    let placed = Members::of(&me)?.place_caller(&member, &own)?;
+    let undo = |e: Error| placed.undo(&own, e);
     for f in filters {
         sys::install_filter(f).map_err(|e| undo(Error::os("install the no-fork seccomp filter", e)))?;
     }

@@ -16,9 +16,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::backend::Backend;
+use crate::backend::members::{Members, NewMember};
 use crate::backend::systemd::Bus;
-use crate::cgroup::layout::{self, Position, Style};
-use crate::cgroup::retire::{Retirement, label_daemon};
+use crate::cgroup::layout::{self, Position};
+use crate::cgroup::retire::Retirement;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::member::{Inner, Member};
@@ -157,62 +158,6 @@ pub(crate) fn choose_base(h: &Hierarchy, explicit: Option<&Path>) -> Result<Path
         ));
     }
     Ok(base)
-}
-
-/// Creates a member directory below `parent`, unique by a sequence number.
-pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
-    loop {
-        let dir = parent.join(layout::member_dir_name(name, seq, daemon));
-        if cgroup::create(&dir)? {
-            return Ok(dir);
-        }
-        seq = layout::next_seq();
-    }
-}
-
-/// A new member's cgroup directory: created below its owner (in the owner's `.daemons`
-/// directory for a daemon) and labelled, with nothing in it yet.
-pub(crate) struct MemberDir {
-    pub dir: PathBuf,
-    container: PathBuf,
-    /// Whether creating this member also created the owner's `.daemons` directory.
-    new_container: bool,
-}
-
-impl MemberDir {
-    /// Creates the directory of a member named `name` whose parent is `owner`; on error nothing
-    /// of it remains.
-    pub(crate) fn create(
-        owner: &Position,
-        name: &str,
-        daemon: bool,
-        seq: u64,
-        stop_timeout: Option<Duration>,
-        allow_children: bool,
-    ) -> Result<MemberDir> {
-        let container = layout::daemons_dir(&owner.member_dir);
-        let new_container = daemon && cgroup::create(&container)?;
-        let parent = if daemon { container.as_path() } else { owner.member_dir.as_path() };
-        let dir = create_member_dir(parent, name, daemon, seq).inspect_err(|_| {
-            if new_container {
-                let _ = cgroup::remove(&container);
-            }
-        })?;
-        let made = MemberDir { dir, container, new_container };
-        if daemon && let Err(e) = label_daemon(&made.dir, &made.container, stop_timeout, allow_children) {
-            made.discard();
-            return Err(e);
-        }
-        Ok(made)
-    }
-
-    /// Removes what [`MemberDir::create`] made, for a member that could not be started.
-    pub(crate) fn discard(&self) {
-        let _ = cgroup::remove(&self.dir);
-        if self.new_container {
-            let _ = cgroup::remove(&self.container);
-        }
-    }
 }
 
 /// The no-fork filters for a new member: none unless it is a daemon that may not have children.
@@ -481,41 +426,16 @@ impl Family {
             contain: cmd.get_contain(),
             ..Request::new(&prepared, [&cmd.stdin, &cmd.stdout, &cmd.stderr])
         };
-        if self.position.style() == Style::Units {
-            let client = units::family_client(&self.position.family_dir)?;
-            let spec = units::Spec {
-                family_name: &self.position.family_name,
-                name: &name,
-                daemon,
-                stop_timeout: cmd.get_stop_timeout(),
-                allow_children: cmd.get_allow_children(),
-                properties: &properties,
-            };
-            let parent =
-                if daemon { layout::daemons_dir(&self.position.member_dir) } else { self.position.member_dir.clone() };
-            let (spawned, placed) = units::start(&client, &parent, &spec, &request, layout::next_seq())?;
-            return Ok(self.adopt(spawned, name, daemon, placed.dir));
-        }
-        let made = MemberDir::create(
-            &self.position,
-            &name,
+        let member = NewMember {
+            owner: &self.position,
+            name: &name,
             daemon,
-            layout::next_seq(),
-            cmd.get_stop_timeout(),
-            cmd.get_allow_children(),
-        )?;
-        let dir = made.dir.clone();
-        let limited = crate::cgroup::properties::apply_in_dirs(&self.position.family_dir, &dir, &properties);
-        let spawned = limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&dir), ..request }));
-        let spawned = match spawned {
-            Ok(s) => s,
-            Err(e) => {
-                made.discard();
-                return Err(e);
-            }
+            stop_timeout: cmd.get_stop_timeout(),
+            allow_children: cmd.get_allow_children(),
+            properties: &properties,
+            seq: layout::next_seq(),
         };
-        // The guardian treats a member directory as "has run" once it carries the PID.
-        let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
+        let (spawned, dir) = Members::of(&self.position)?.start(&member, &request)?;
         Ok(self.adopt(spawned, name, daemon, dir))
     }
 

@@ -1,0 +1,145 @@
+//! The seam between the runtime and the backends for a family's members: a new member gets
+//! its cgroup directory (cgroupfs) or its transient scope (systemd) here, whichever the
+//! family's own directories say it uses. Nothing above this module branches on the backend to
+//! start a member.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::backend::cgroupfs::MemberDir;
+use crate::backend::systemd::Client;
+use crate::backend::systemd::units::{self, Placed};
+use crate::cgroup;
+use crate::cgroup::layout::{self, Position, Style};
+use crate::cgroup::properties::{self, Property};
+use crate::error::{Error, Result};
+use crate::spawn::{self, Request, Spawned};
+
+/// What a new member is, on either backend.
+pub(crate) struct NewMember<'a> {
+    /// The member that starts it (its parent in the family).
+    pub owner: &'a Position,
+    pub name: &'a str,
+    pub daemon: bool,
+    pub stop_timeout: Option<Duration>,
+    pub allow_children: bool,
+    /// Checked resource properties for the member's own cgroup.
+    pub properties: &'a [Property],
+    /// A sequence number that makes its name unique (the next free one is taken when in use).
+    pub seq: u64,
+}
+
+impl NewMember<'_> {
+    fn unit_spec(&self) -> units::Spec<'_> {
+        units::Spec {
+            family_name: &self.owner.family_name,
+            name: self.name,
+            daemon: self.daemon,
+            stop_timeout: self.stop_timeout,
+            allow_children: self.allow_children,
+            properties: self.properties,
+        }
+    }
+
+    /// The directory (or slice) the member goes below: the owner's, or its `.daemons`.
+    fn parent(&self) -> PathBuf {
+        if self.daemon { layout::daemons_dir(&self.owner.member_dir) } else { self.owner.member_dir.clone() }
+    }
+}
+
+/// The backend of a family, as its directories say.
+pub(crate) enum Members {
+    /// Directories daemonic creates itself.
+    Dirs,
+    /// Transient units of the family's manager, over this connection.
+    Units(Arc<Client>),
+}
+
+/// A calling process placed into a new member, with what undoes it.
+pub(crate) struct PlacedCaller {
+    /// The member's directory.
+    pub dir: PathBuf,
+    undo: Undo,
+}
+
+enum Undo {
+    Dir(MemberDir),
+    Unit(Arc<Client>, Placed),
+}
+
+impl PlacedCaller {
+    /// Undoes the placement after a later failure: the process goes back to `own`, then its
+    /// member's directory or units are removed. Returns `e`.
+    pub(crate) fn undo(&self, own: &Path, e: Error) -> Error {
+        let _ = cgroup::enter(own);
+        match &self.undo {
+            Undo::Dir(made) => made.discard(),
+            Undo::Unit(client, placed) => placed.undo(client),
+        }
+        e
+    }
+}
+
+impl Members {
+    /// The backend of the family `owner` belongs to (a connection to its manager for units).
+    pub(crate) fn of(owner: &Position) -> Result<Members> {
+        Ok(match owner.style() {
+            Style::Dirs => Members::Dirs,
+            Style::Units => Members::Units(units::family_client(&owner.family_dir)?),
+        })
+    }
+
+    /// Starts `req` as the new member `m`: its directory or scope first, the process in it
+    /// (held until it is placed, on systemd). Nothing of it remains on error. Returns the
+    /// process and the member's directory.
+    pub(crate) fn start(&self, m: &NewMember<'_>, req: &Request<'_>) -> Result<(Spawned, PathBuf)> {
+        match self {
+            Members::Units(client) => {
+                let (spawned, placed) = units::start(client, &m.parent(), &m.unit_spec(), req, m.seq)?;
+                Ok((spawned, placed.dir))
+            }
+            Members::Dirs => {
+                let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
+                let dir = made.dir.clone();
+                let limited = properties::apply_in_dirs(&m.owner.family_dir, &dir, m.properties);
+                let spawned = limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&dir), ..*req }));
+                let spawned = match spawned {
+                    Ok(s) => s,
+                    Err(e) => {
+                        made.discard();
+                        return Err(e);
+                    }
+                };
+                // The guardian treats a member directory as "has run" once it carries the PID.
+                let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
+                Ok((spawned, dir))
+            }
+        }
+    }
+
+    /// Moves the calling process, now in `own`, into the new member `m` (`daemonic spawn`,
+    /// which then executes the program itself). On error the process is back in `own` and
+    /// nothing of the member remains.
+    pub(crate) fn place_caller(&self, m: &NewMember<'_>, own: &Path) -> Result<PlacedCaller> {
+        let pid = std::process::id();
+        match self {
+            Members::Units(client) => {
+                let placed =
+                    units::place(client, &m.parent(), &m.unit_spec(), pid, m.seq, &mut || cgroup::enter(own).is_ok())?;
+                Ok(PlacedCaller { dir: placed.dir.clone(), undo: Undo::Unit(Arc::clone(client), placed) })
+            }
+            Members::Dirs => {
+                let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
+                let placed = PlacedCaller { dir: made.dir.clone(), undo: Undo::Dir(made) };
+                let entered = properties::apply_in_dirs(&m.owner.family_dir, &placed.dir, m.properties)
+                    .and_then(|()| cgroup::enter(&placed.dir))
+                    .and_then(|()| cgroup::set_attr(&placed.dir, layout::ATTR_PID, &pid.to_string()));
+                match entered {
+                    Ok(()) => Ok(placed),
+                    Err(e) => Err(placed.undo(own, e)),
+                }
+            }
+        }
+    }
+}
