@@ -22,10 +22,11 @@ use crate::cgroup::layout::{self, Position};
 use crate::cgroup::retire::Retirement;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
+use crate::runtime::founding::{FamilyOptions, Founder};
 use crate::runtime::member::{Inner, Member};
 use crate::spawn::command::{Command, Placement};
+use crate::spawn::seccomp;
 use crate::spawn::{self, Request, Spawned};
-use crate::{backend::systemd::units, runtime::founding, spawn::seccomp};
 
 /// How many `Family` handles of this process are not shut down yet.
 static OPEN_HANDLES: AtomicUsize = AtomicUsize::new(0);
@@ -272,31 +273,16 @@ impl FamilyBuilder {
         };
         let explicit_base = self.cgroup.is_some() || std::env::var_os("DAEMONIC_CGROUP").is_some_and(|v| !v.is_empty());
         let backend = if backend == Backend::Auto && explicit_base { Backend::Cgroupfs } else { backend };
-        if let Some(bus) = backend.resolve(self.bus)?.bus {
-            if let Some(base) = &self.cgroup {
-                return Err(cgroup_with_systemd(base));
-            }
-            let client = units::client(bus)?;
-            let spec =
-                units::FamilySpec { bus, name: &name, stop_timeout: self.stop_timeout, parent: None, properties: &[] };
-            let (main_dir, guardian) = founding::open_units_family(&client, &spec, &own)?;
-            let position = Position::of_cgroup(&main_dir).expect("a family's main member has a position");
-            log_opened(&position, "systemd");
-            *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
-            return Ok(Family::with(position));
+        let bus = backend.resolve(self.bus)?.bus;
+        if let (Some(_), Some(base)) = (bus, &self.cgroup) {
+            return Err(cgroup_with_systemd(base));
         }
-        let base = choose_base(&h, self.cgroup.as_deref())?;
-        let new = founding::start_family(&base, &name, self.stop_timeout)?;
-        let entered = cgroup::enter(&new.main_dir)
-            .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
-        if let Err(e) = entered {
-            let _ = cgroup::enter(&own);
-            founding::abandon(new);
-            return Err(e);
-        }
-        let position = Position::of_cgroup(&new.main_dir).expect("a family's main member has a position");
-        log_opened(&position, "cgroupfs");
-        *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian: new.guardian });
+        let founder = Founder::new(bus, None, || choose_base(&h, self.cgroup.as_deref()))?;
+        let options = FamilyOptions { name: &name, stop_timeout: self.stop_timeout, properties: &[] };
+        let (main_dir, guardian) = founder.open(&options, &own)?;
+        let position = Position::of_cgroup(&main_dir).expect("a family's main member has a position");
+        log_opened(&position, founder.backend_name());
+        *ROOT.lock().unwrap_or_else(|p| p.into_inner()) = Some(Root { original: own, guardian });
         Ok(Family::with(position))
     }
 }

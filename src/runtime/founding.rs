@@ -2,20 +2,115 @@
 //! guardian, with nothing left behind when any step fails.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::dismantle;
-use crate::backend::systemd::Client;
 use crate::backend::systemd::units::{self, FamilySpec};
+use crate::backend::systemd::{Bus, Client};
 use crate::cgroup;
 use crate::cgroup::layout;
+use crate::cgroup::properties::{self, Property};
 use crate::error::Result;
 use crate::runtime::guardian::{self, NewFamily};
 use crate::spawn::{self, Request, Spawned};
 
+/// Where a new family goes, on which backend: the one place that branches on it to found a
+/// family (`daemonic run` and [`crate::FamilyBuilder::open`] alike).
+pub(crate) enum Founder {
+    /// Directories below `base`.
+    Dirs { base: PathBuf },
+    /// Units of the manager on `bus`; a nested family's slice goes below `parent`, the slice
+    /// of the member that starts it.
+    Units { client: Arc<Client>, bus: Bus, parent: Option<PathBuf> },
+}
+
+/// What a new family is called and how it ends.
+pub(crate) struct FamilyOptions<'a> {
+    pub name: &'a str,
+    pub stop_timeout: Option<Duration>,
+    /// Resource properties of the main member.
+    pub properties: &'a [Property],
+}
+
+impl Founder {
+    /// A founder on the manager of `bus` (`Some`), else below the base `base` returns.
+    pub(crate) fn new(
+        bus: Option<Bus>,
+        parent: Option<&Path>,
+        base: impl FnOnce() -> Result<PathBuf>,
+    ) -> Result<Founder> {
+        Ok(match bus {
+            Some(bus) => Founder::Units { client: units::client(bus)?, bus, parent: parent.map(Path::to_path_buf) },
+            None => Founder::Dirs { base: base()? },
+        })
+    }
+
+    /// The backend's name, for the log.
+    pub(crate) fn backend_name(&self) -> &'static str {
+        match self {
+            Founder::Dirs { .. } => "cgroupfs",
+            Founder::Units { .. } => "systemd",
+        }
+    }
+
+    fn unit_spec<'a>(&'a self, bus: Bus, parent: Option<&'a Path>, o: &FamilyOptions<'a>) -> FamilySpec<'a> {
+        FamilySpec { bus, name: o.name, stop_timeout: o.stop_timeout, parent, properties: o.properties }
+    }
+
+    /// `daemonic run`: a new family whose main member is started from `req`. Nothing is left
+    /// on error.
+    pub(crate) fn start(&self, o: &FamilyOptions<'_>, req: &Request<'_>) -> Result<(NewFamily, Spawned)> {
+        match self {
+            Founder::Units { client, bus, parent } => {
+                start_units_family(client, &self.unit_spec(*bus, parent.as_deref(), o), req)
+            }
+            Founder::Dirs { base } => {
+                let family = start_family(base, o.name, o.stop_timeout)?;
+                let limited = properties::apply_in_dirs(&family.dir, &family.main_dir, o.properties);
+                match limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*req })) {
+                    Ok(main) => {
+                        let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
+                        Ok((family, main))
+                    }
+                    Err(e) => {
+                        abandon(family);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// [`crate::FamilyBuilder::open`]: the calling process, now in `own`, becomes the main
+    /// member of a new family. Returns the main member's directory and the guardian; on error
+    /// the process is back in `own` and nothing of the family remains.
+    pub(crate) fn open(&self, o: &FamilyOptions<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
+        match self {
+            Founder::Units { client, bus, parent } => {
+                open_units_family(client, &self.unit_spec(*bus, parent.as_deref(), o), own)
+            }
+            Founder::Dirs { base } => {
+                let new = start_family(base, o.name, o.stop_timeout)?;
+                let entered = properties::apply_in_dirs(&new.dir, &new.main_dir, o.properties)
+                    .and_then(|()| cgroup::enter(&new.main_dir))
+                    .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
+                match entered {
+                    Ok(()) => Ok((new.main_dir.clone(), new.guardian)),
+                    Err(e) => {
+                        let _ = cgroup::enter(own);
+                        abandon(new);
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// Creates `<base>/daemonic-<name>-<N>.family/main-1.member`, records the family's default stop
 /// timeout and starts its guardian. Nothing is left behind on error.
-pub(crate) fn start_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
+fn start_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Result<NewFamily> {
     layout::validate_name("family", name)?;
     let mut n = u64::from(std::process::id());
     let (id, dir) = loop {
@@ -54,11 +149,7 @@ pub(crate) fn abandon(new: NewFamily) {
 
 /// `daemonic run` on systemd: the family's main member is started from `req`, held until its
 /// scope, the family's slices and the guardian exist. Nothing is left on error.
-pub(crate) fn start_units_family(
-    client: &Client,
-    f: &FamilySpec<'_>,
-    req: &Request<'_>,
-) -> Result<(NewFamily, Spawned)> {
+fn start_units_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_>) -> Result<(NewFamily, Spawned)> {
     let unit = units::new_family_unit(client, f.parent, f.name)?;
     let family_rel = PathBuf::from(unit.as_str());
     let spec = units::main_spec(f);
@@ -112,7 +203,7 @@ pub(crate) fn start_units_family(
 /// systemd collects a scope once its cgroup is empty, and the guardian could not start in it,
 /// nor could the process go back. A held process keeps `own` populated from before the move
 /// until the guardian is in it.
-pub(crate) fn open_units_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
+fn open_units_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
     let unit = units::new_family_unit(client, f.parent, f.name)?;
     let spec = units::main_spec(f);
     let holder = spawn::hold()

@@ -25,11 +25,10 @@ use crate::cgroup::retire::Retirement;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::family::{cgroup_with_systemd, choose_base};
-use crate::runtime::founding::{abandon, start_family};
-use crate::runtime::guardian::NewFamily;
+use crate::runtime::founding::{FamilyOptions, Founder};
 use crate::runtime::notify::Notifier;
+use crate::spawn::Request;
 use crate::spawn::command::{Command, Placement, Stdio, default_name};
-use crate::spawn::{self, Request, Spawned};
 use crate::{backend::systemd::units, cgroup::properties, log, status, sys};
 
 /// What `daemonic run` was asked to do.
@@ -93,29 +92,18 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
     }
     let prepared = cmd.prepare()?;
     let placement = Placement::from_env()?;
-    let base = if choice.bus.is_none() { Some(choose_base(&h, opts.cgroup.as_deref())?) } else { None };
+    let founder = Founder::new(choice.bus, parent_slice, || choose_base(&h, opts.cgroup.as_deref()))?;
 
     rustix::process::set_child_subreaper(Some(Pid::from_raw(std::process::id() as i32).expect("own pid")))
         .map_err(|e| Error::os("become a child subreaper", e.into()))?;
 
     let request = Request { placement, ..Request::with_all(&prepared, &Stdio::Inherit) };
-    let (family, main) = match (choice.bus, base) {
-        (Some(bus), _) => {
-            let spec = units::FamilySpec {
-                bus,
-                name: &name,
-                stop_timeout: opts.stop_timeout,
-                parent: own.as_ref().map(|p| p.member_dir.as_path()),
-                properties: &properties,
-            };
-            crate::runtime::founding::start_units_family(&*units::client(bus)?, &spec, &request)?
-        }
-        (None, base) => start_in_dirs(&base.expect("chosen above"), &name, opts.stop_timeout, &properties, &request)?,
-    };
+    let options = FamilyOptions { name: &name, stop_timeout: opts.stop_timeout, properties: &properties };
+    let (family, main) = founder.start(&options, &request)?;
 
     let family_ref = log::FamilyRef { name: &name, id: &family.id };
     let main_ref = log::MemberRef { family: family_ref, name: layout::MAIN_NAME, daemon: false, pid: main.pid as u32 };
-    log::family_started(family_ref, if choice.bus.is_some() { "systemd" } else { "cgroupfs" }, &family.dir);
+    log::family_started(family_ref, founder.backend_name(), &family.dir);
     log::spawned(main_ref);
 
     let mut notifier = Notifier::new(&h, &family.dir, &family.id);
@@ -204,28 +192,6 @@ fn choose_backend(opts: &RunOptions, own: Option<&Position>) -> Result<Choice> {
                 if style == Style::Units { "systemd" } else { "cgroupfs" }
             ),
         )),
-    }
-}
-
-/// Starts a family of directories below `base` and its main member from `request`.
-fn start_in_dirs(
-    base: &std::path::Path,
-    name: &str,
-    stop_timeout: Option<Duration>,
-    limits: &[properties::Property],
-    request: &Request<'_>,
-) -> Result<(NewFamily, Spawned)> {
-    let family = start_family(base, name, stop_timeout)?;
-    let limited = properties::apply_in_dirs(&family.dir, &family.main_dir, limits);
-    match limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*request })) {
-        Ok(main) => {
-            let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
-            Ok((family, main))
-        }
-        Err(e) => {
-            abandon(family);
-            Err(e)
-        }
     }
 }
 
