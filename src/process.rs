@@ -100,7 +100,7 @@ impl<R: DeserializeOwned> Process<R> {
         }
     }
 
-    /// The member's name (default: the function's name). See [`crate::cgroup::layout::validate_name`].
+    /// The member's name (default: the function's name), with the rules of [`Command::name`].
     pub fn name(&mut self, name: impl Into<String>) -> &mut Self {
         self.name = Some(name.into());
         self

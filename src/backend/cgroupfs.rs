@@ -10,7 +10,7 @@ use crate::cgroup::retire::label_daemon;
 use crate::error::Result;
 
 /// Creates a member directory below `parent`, unique by a sequence number.
-pub(crate) fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
+fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
     loop {
         let dir = parent.join(layout::member_dir_name(name, seq, daemon));
         if cgroup::create(&dir)? {

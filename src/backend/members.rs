@@ -70,12 +70,21 @@ enum Undo {
 
 impl PlacedCaller {
     /// Undoes the placement after a later failure: the process goes back to `own`, then its
-    /// member's directory or units are removed. Returns `e`.
+    /// member's directory or units are removed. A unit the process could not leave is not
+    /// stopped (that would end the process before it can report): the error says so. Returns
+    /// the error to report.
     pub(crate) fn undo(&self, own: &Path, e: Error) -> Error {
-        let _ = cgroup::enter(own);
-        match &self.undo {
-            Undo::Dir(made) => made.discard(),
-            Undo::Unit(client, placed) => placed.undo(client),
+        let back = cgroup::enter(own);
+        match (&self.undo, back) {
+            (Undo::Dir(made), _) => made.discard(),
+            (Undo::Unit(client, placed), Ok(())) => placed.undo(client),
+            (Undo::Unit(_, placed), Err(back)) => {
+                return e.context(format!(
+                    "the process could not go back to {} ({back}), so unit {} is left running with it",
+                    own.display(),
+                    placed.unit
+                ));
+            }
         }
         e
     }

@@ -396,7 +396,7 @@ fn spawn_command(a: SpawnArgs) -> Result<std::convert::Infallible> {
 /// process's cgroup, which is the new member's), forwards the stop signals to it, and returns
 /// its exit code once it has ended.
 fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
-    use rustix::event::{PollFd, PollFlags, poll};
+    use rustix::event::{PollFd, PollFlags};
     use rustix::process::pidfd_send_signal;
     use std::os::fd::AsFd;
     const FORWARDED: [i32; 6] =
@@ -408,10 +408,7 @@ fn run_contained(prepared: &crate::spawn::command::Prepared) -> Result<i32> {
     })?;
     loop {
         let mut fds = [PollFd::new(&signals, PollFlags::IN), PollFd::new(&child.pidfd, PollFlags::IN)];
-        match poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(e) => return Err(Error::os("wait for the contained program", e.into())),
-        }
+        sys::poll(&mut fds, None).map_err(|e| Error::os("wait for the contained program", e))?;
         while let Some((signo, _)) = sys::read_signal(signals.as_fd()).map_err(|e| Error::os("read signals", e))? {
             if let Some(sig) = rustix::process::Signal::from_named_raw(signo) {
                 let _ = pidfd_send_signal(&child.pidfd, sig);

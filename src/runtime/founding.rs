@@ -206,15 +206,30 @@ fn start_units_family(client: &Client, f: &FamilySpec<'_>, req: &Request<'_>) ->
 fn open_units_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<(PathBuf, Spawned)> {
     let unit = units::new_family_unit(client, f.parent, f.name)?;
     let spec = units::main_spec(f);
-    let holder = spawn::hold()
-        .map_err(|e| e.context(format!("cannot keep cgroup {} populated while the process moves", own.display())))?;
+    // Only a process that is alone in `own` empties it by moving. A holder that cannot be
+    // started (EAGAIN under pids.max) is done without: the move may then still succeed, as it
+    // did before holders existed, or fail with the guardian's error.
+    let me = std::process::id() as i32;
+    let alone = cgroup::procs(own).map(|pids| pids.iter().all(|&p| p == me)).unwrap_or(true);
+    let holder = if alone {
+        spawn::hold()
+            .inspect_err(|e| crate::log::info(format!("no process keeps {} populated: {e}", own.display())))
+            .ok()
+    } else {
+        None
+    };
+    let end_holder = |holder: Option<spawn::Started>| {
+        if let Some(h) = holder {
+            h.abort();
+        }
+    };
     let placed = units::place(client, Path::new(unit.as_str()), &spec, std::process::id(), 1, &mut || {
         cgroup::enter(own).is_ok()
     });
     let placed = match placed {
         Ok(p) => p,
         Err(e) => {
-            holder.abort();
+            end_holder(holder);
             return Err(e);
         }
     };
@@ -241,6 +256,6 @@ fn open_units_family(client: &Client, f: &FamilySpec<'_>, own: &Path) -> Result<
             ))),
         },
     };
-    holder.abort();
+    end_holder(holder);
     result
 }

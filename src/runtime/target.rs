@@ -23,7 +23,7 @@
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::ThreadId;
 
@@ -341,26 +341,20 @@ impl Inbox {
     }
 }
 
-/// The channel descriptor of a process started to run a Rust target, noted before `main` by
-/// [`crate::runtime::startup`]; -1 when there is none (or it was taken), `i32::MAX` when the variable
-/// did not hold a descriptor number.
-static CHANNEL_FD: AtomicI32 = AtomicI32::new(-1);
-
-/// Notes the value of [`ENV`], taken out of the environment before `main`.
+/// Notes the value of [`ENV`], taken out of the environment before `main`: the number of the
+/// channel descriptor this process was started with to run a Rust target.
 pub(crate) fn note_channel(value: &std::ffi::OsStr) {
-    let fd = value.to_str().and_then(|v| v.parse::<i32>().ok()).filter(|fd| *fd >= 3).unwrap_or(i32::MAX);
-    CHANNEL_FD.store(fd, Ordering::SeqCst);
+    sys::note_inherited_socket(value.to_str().and_then(|v| v.parse::<i32>().ok()));
 }
 
 /// [`crate::init`] after the hook is anchored: in a process started to run a target, runs it
 /// and exits; everywhere else returns at once.
 pub(crate) fn serve_if_started() {
     INIT_CALLED.store(true, Ordering::Release);
-    let fd = CHANNEL_FD.swap(-1, Ordering::SeqCst);
-    if fd < 0 {
+    let Some(channel) = sys::take_inherited_socket() else {
         return;
-    }
-    let code = match sys::adopt_socket(fd) {
+    };
+    let code = match channel {
         Ok(fd) => serve(fd),
         Err(e) => {
             eprintln!("daemonic: error: {ENV} does not name this process's channel from its parent: {e}");

@@ -134,8 +134,10 @@ impl Command {
         }
     }
 
-    /// Adds a resource property of the member, as `systemd-run -p` takes it (`TasksMax=64`,
-    /// `MemoryMax=512M`, `CPUWeight=50`; see [`crate::cgroup::properties`]): on its unit (systemd), or in
+    /// Adds a resource property of the member, in the syntax of `systemd.resource-control(5)` as
+    /// `systemd-run -p` takes it: `TasksMax=` (a count, a percentage or `infinity`),
+    /// `MemoryMax=` (bytes with `K`, `M`, `G` or `T`, a percentage or `infinity`), `CPUWeight=`
+    /// (1 to 10000). It is set on its unit (systemd), or in
     /// its own cgroup's `pids.max`, `memory.max`, `cpu.weight` (cgroupfs, where the family's base
     /// hands the controller down; a non-daemonic member's parent must not hold processes). The
     /// value is checked when the member is spawned, before anything is created.
@@ -221,7 +223,8 @@ impl Command {
         self
     }
 
-    /// The member's name (default: the program's file name). See [`layout::validate_name`].
+    /// The member's name (default: the program's file name): 1 to 64 of `A-Z a-z 0-9 _ . : @ + -`,
+    /// not starting with `.` or `-`, without `..` (anything else is refused at spawn).
     pub fn name(&mut self, name: impl Into<String>) -> &mut Command {
         self.name = Some(name.into());
         self

@@ -4,6 +4,7 @@ use std::ffi::c_int;
 use std::io;
 use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
 
 /// `CLOSE_RANGE_UNSHARE` (Linux 5.9).
 pub(super) const CLOSE_RANGE_UNSHARE: libc::c_uint = 1 << 1;
@@ -31,7 +32,10 @@ pub(super) unsafe fn close_range(first: libc::c_uint, last: libc::c_uint, flags:
 
 /// In a child that copied the whole table: closes every descriptor from [`HIGH_DESCRIPTORS`]
 /// up but the (at most two) in `except`. Async-signal-safe: system calls on stack values only.
-pub(super) fn close_high_descriptors(except: [c_int; 2]) -> bool {
+///
+/// # Safety
+/// As [`close_range`]: only in a child about to execute, whose table is its own.
+pub(super) unsafe fn close_high_descriptors(except: [c_int; 2]) -> bool {
     let [a, b] = except;
     let (a, b) = if a <= b { (a, b) } else { (b, a) };
     let mut from = HIGH_DESCRIPTORS as libc::c_uint;
@@ -81,11 +85,32 @@ pub(crate) fn close_descriptors_from(first: c_int) {
     unsafe { close_range(first as libc::c_uint, libc::c_uint::MAX, 0) };
 }
 
-/// The socket this process was given as descriptor `fd` by its parent (a number read from the
-/// environment), once checked to be an open socket; the caller becomes its only owner.
-pub(crate) fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
+/// A descriptor number this process was given by its parent (read from the environment before
+/// `main`), until [`take_inherited_socket`] hands it out; -1 when there is none (or it was
+/// taken), `i32::MAX` when what was given was not a descriptor number.
+static INHERITED_SOCKET: AtomicI32 = AtomicI32::new(-1);
+
+/// Notes the descriptor number `given` (a number of 3 or above; anything else is remembered as
+/// invalid) for [`take_inherited_socket`].
+pub(crate) fn note_inherited_socket(given: Option<RawFd>) {
+    INHERITED_SOCKET.store(given.filter(|fd| *fd >= 3).unwrap_or(i32::MAX), Ordering::SeqCst);
+}
+
+/// The socket noted by [`note_inherited_socket`], once, as an owned descriptor: `None` when
+/// none was noted (and on every later call), an error when the number is not an open socket.
+pub(crate) fn take_inherited_socket() -> Option<io::Result<OwnedFd>> {
+    let fd = INHERITED_SOCKET.swap(-1, Ordering::SeqCst);
+    if fd < 0 {
+        return None;
+    }
+    Some(adopt_socket(fd))
+}
+
+/// Descriptor `fd` as an owned socket, once checked to be an open socket. Only
+/// [`take_inherited_socket`] calls it, with a number it hands out once.
+fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
     let invalid = || io::Error::new(io::ErrorKind::InvalidInput, "it is not an open socket");
-    if fd < 3 {
+    if fd == i32::MAX {
         return Err(invalid());
     }
     // SAFETY: fstat only writes the structure; a closed or foreign number just fails.
@@ -96,8 +121,9 @@ pub(crate) fn adopt_socket(fd: RawFd) -> io::Result<OwnedFd> {
     if !is_socket {
         return Err(invalid());
     }
-    // SAFETY: the number names an open socket, and the caller hands each number out once (it
-    // came from the parent through the environment), so this is its only owner.
+    // SAFETY: the number names an open socket that nothing in this process owns (it came from
+    // the parent through the environment), and take_inherited_socket's swap hands it out once,
+    // so the descriptor made here is its only owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

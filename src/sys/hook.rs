@@ -49,7 +49,11 @@ macro_rules! startup_hook {
             argv: *const *const std::ffi::c_char,
             _envp: *const *const std::ffi::c_char,
         ) {
-            $dispatch(&$crate::sys::Startup::new(argc, argv))
+            // SAFETY: the loader calls `.init_array` entries with its own (argc, argv), before
+            // `main`, on the only thread of the process.
+            #[allow(unsafe_code)]
+            let startup = unsafe { $crate::sys::Startup::new(argc, argv) };
+            $dispatch(&startup)
         }
 
         /// Registered in `.init_array`; [`anchor`] keeps it linked. The one `unsafe` written
@@ -76,8 +80,12 @@ pub(crate) use startup_hook;
 
 impl Startup {
     /// Made only by [`startup_hook!`] from what the loader passed.
-    #[doc(hidden)]
-    pub(crate) fn new(argc: c_int, argv: *const *const c_char) -> Startup {
+    ///
+    /// # Safety
+    /// `argv` holds `argc` valid, NUL-terminated strings (the loader's arguments to an
+    /// `.init_array` entry), and the process runs one thread, before `main`: [`Startup::args`]
+    /// reads those strings and [`Startup::take_env`] changes the environment.
+    pub(crate) unsafe fn new(argc: c_int, argv: *const *const c_char) -> Startup {
         Startup { argc, argv }
     }
 }

@@ -563,10 +563,10 @@ fn call_error(name: &UnitName, e: zbus::Error) -> Error {
 /// says so, anything else the manager's own answer.
 fn unit_error(op: &str, name: &str, e: zbus::Error) -> Error {
     match e {
-        e @ zbus::Error::InputOutput(_) => Error::caused_by(
+        zbus::Error::InputOutput(io) => Error::caused_by(
             ErrorKind::BackendUnavailable,
             format!("failed to {op} unit {name}: the connection to the systemd manager was lost"),
-            e,
+            io,
         ),
         e => Error::caused_by(ErrorKind::Os, format!("failed to {op} unit {name}"), e),
     }
