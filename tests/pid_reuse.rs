@@ -61,8 +61,10 @@ use rustix::process::{Pid, Signal, WaitOptions};
 const PID_MAX: i32 = 520;
 /// The kernel's `RESERVED_PIDS`, where allocation starts again after a wrap.
 const RESERVED_PIDS: i32 = 300;
-/// How long the worker runs CLI rounds, and the lib role its loop.
+/// How long the worker runs CLI rounds, and the lib role its loop, on this machine.
 const CHURN_SECS: u64 = 25;
+/// The churn's length for this run, in seconds, passed from the test to its roles.
+const ENV_CHURN: &str = "DAEMONIC_PIDREUSE_CHURN_SECS";
 /// Decoys alive at once.
 const DECOY_POOL: usize = 16;
 
@@ -70,6 +72,11 @@ const ENV_ROLE: &str = "DAEMONIC_PIDREUSE_ROLE";
 const ENV_DIR: &str = "DAEMONIC_PIDREUSE_DIR";
 const ENV_TAG: &str = "DAEMONIC_PIDREUSE_TAG";
 const TEST: &str = "pid_reuse_never_signals_a_non_member";
+
+/// The churn's length in a role: what the test passed, else [`CHURN_SECS`].
+fn churn_secs() -> u64 {
+    std::env::var(ENV_CHURN).ok().and_then(|v| v.parse().ok()).unwrap_or(CHURN_SECS)
+}
 
 #[harness::test]
 fn pid_reuse_never_signals_a_non_member() {
@@ -103,6 +110,11 @@ fn pid_reuse_never_signals_a_non_member() {
     );
     let dir = tempdir();
     let tag = format!("pr{}", std::process::id());
+    // The PID counter must wrap at least twice during the churn. How often it wraps depends on
+    // how fast processes are made: on a host where fork+exec is 26 times slower (debian-12
+    // under TCG) 25 s gave one wrap. The churn is scaled by the host's slowness, at most 4-fold
+    // (100 s), so that the proof stays the same and the run stays bounded.
+    let churn = (CHURN_SECS as f64 * slowness().min(4.0)).ceil() as u64;
     let started = Instant::now();
     // --kill-child: should this test be killed, the namespace's init dies with unshare, and
     // the kernel kills everything in the namespace.
@@ -113,6 +125,7 @@ fn pid_reuse_never_signals_a_non_member() {
         .env(ENV_ROLE, "init")
         .env(ENV_DIR, dir.path())
         .env(ENV_TAG, &tag)
+        .env(ENV_CHURN, churn.to_string())
         .env("PATH", path_with_bin())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -123,7 +136,7 @@ fn pid_reuse_never_signals_a_non_member() {
     let err = child.stderr.take().expect("piped");
     let out_t = std::thread::spawn(move || std::io::read_to_string(out).unwrap_or_default());
     let err_t = std::thread::spawn(move || std::io::read_to_string(err).unwrap_or_default());
-    let timeout = Duration::from_secs(CHURN_SECS + 60);
+    let timeout = Duration::from_secs(churn + 60);
     let ok = wait_until(timeout, || matches!(child.try_wait(), Ok(Some(_))));
     if !ok {
         let _ = child.kill();
@@ -524,7 +537,7 @@ fn worker() {
         std::thread::spawn(move || drive_lib(&tag, book, req_tx))
     };
 
-    let deadline = Instant::now() + Duration::from_secs(CHURN_SECS);
+    let deadline = Instant::now() + Duration::from_secs(churn_secs());
     let mut rounds: HashMap<&'static str, u32> = HashMap::new();
     let mut n = 0u32;
     while Instant::now() < deadline {
@@ -748,7 +761,7 @@ fn lib() {
         c
     };
     let (mut terminated, mut killed, mut stale_after_join, mut stale_after_reap, mut placed) = (0, 0, 0, 0, 0);
-    let deadline = Instant::now() + Duration::from_secs(CHURN_SECS - 2);
+    let deadline = Instant::now() + Duration::from_secs(churn_secs() - 2);
     let mut i = 0u32;
     while Instant::now() < deadline {
         // Member::terminate on a running member: SIGTERM through its pidfd.
