@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use crate::cgroup;
 use crate::cgroup::layout::{self, Position};
+use crate::cgroup::properties::{self, Property};
 use crate::cgroup::retire::label_daemon;
 use crate::error::Result;
+use crate::spawn::{self, Request, Spawned};
 
 /// Creates a member directory below `parent`, unique by a sequence number.
 fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
@@ -63,4 +65,23 @@ impl MemberDir {
             let _ = cgroup::remove(&self.container);
         }
     }
+}
+
+/// Starts `req` in the member directory `dir` of the family in `family_dir`, after its resource
+/// properties, and labels `dir` with the PID (the guardian treats a member directory as "has
+/// run" once it carries one). On error the caller removes what it made.
+pub(crate) fn start_in(family_dir: &Path, dir: &Path, limits: &[Property], req: &Request<'_>) -> Result<Spawned> {
+    properties::apply_in_dirs(family_dir, dir, limits)?;
+    let spawned = spawn::spawn(&Request { cgroup: Some(dir), ..*req })?;
+    let _ = cgroup::set_attr(dir, layout::ATTR_PID, &spawned.pid.to_string());
+    Ok(spawned)
+}
+
+/// Moves the calling process into the member directory `dir` of the family in `family_dir`,
+/// after its resource properties, and labels `dir` with its PID. On error the caller moves it
+/// back and removes what it made.
+pub(crate) fn enter(family_dir: &Path, dir: &Path, limits: &[Property]) -> Result<()> {
+    properties::apply_in_dirs(family_dir, dir, limits)?;
+    cgroup::enter(dir)?;
+    cgroup::set_attr(dir, layout::ATTR_PID, &std::process::id().to_string())
 }

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::cgroupfs::MemberDir;
+use crate::backend::cgroupfs::{self, MemberDir};
 use crate::backend::systemd::Client;
 use crate::backend::systemd::units::{self, Placed};
 use crate::cgroup;
 use crate::cgroup::layout::{self, Position, Style};
-use crate::cgroup::properties::{self, Property};
+use crate::cgroup::properties::Property;
 use crate::error::{Error, Result};
-use crate::spawn::{self, Request, Spawned};
+use crate::spawn::{Request, Spawned};
 
 /// What a new member is, on either backend.
 pub(crate) struct NewMember<'a> {
@@ -110,19 +110,13 @@ impl Members {
             }
             Members::Dirs => {
                 let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
-                let dir = made.dir.clone();
-                let limited = properties::apply_in_dirs(&m.owner.family_dir, &dir, m.properties);
-                let spawned = limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&dir), ..*req }));
-                let spawned = match spawned {
-                    Ok(s) => s,
+                match cgroupfs::start_in(&m.owner.family_dir, &made.dir, m.properties, req) {
+                    Ok(spawned) => Ok((spawned, made.dir)),
                     Err(e) => {
                         made.discard();
-                        return Err(e);
+                        Err(e)
                     }
-                };
-                // The guardian treats a member directory as "has run" once it carries the PID.
-                let _ = cgroup::set_attr(&dir, layout::ATTR_PID, &spawned.pid.to_string());
-                Ok((spawned, dir))
+                }
             }
         }
     }
@@ -141,10 +135,7 @@ impl Members {
             Members::Dirs => {
                 let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
                 let placed = PlacedCaller { dir: made.dir.clone(), undo: Undo::Dir(made) };
-                let entered = properties::apply_in_dirs(&m.owner.family_dir, &placed.dir, m.properties)
-                    .and_then(|()| cgroup::enter(&placed.dir))
-                    .and_then(|()| cgroup::set_attr(&placed.dir, layout::ATTR_PID, &pid.to_string()));
-                match entered {
+                match cgroupfs::enter(&m.owner.family_dir, &placed.dir, m.properties) {
                     Ok(()) => Ok(placed),
                     Err(e) => Err(placed.undo(own, e)),
                 }

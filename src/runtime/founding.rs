@@ -5,12 +5,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::backend::dismantle;
 use crate::backend::systemd::units::{self, FamilySpec};
 use crate::backend::systemd::{Bus, Client};
+use crate::backend::{cgroupfs, dismantle};
 use crate::cgroup;
 use crate::cgroup::layout;
-use crate::cgroup::properties::{self, Property};
+use crate::cgroup::properties::Property;
 use crate::error::Result;
 use crate::runtime::guardian::{self, NewFamily};
 use crate::spawn::{self, Request, Spawned};
@@ -67,12 +67,8 @@ impl Founder {
             }
             Founder::Dirs { base } => {
                 let family = start_family(base, o.name, o.stop_timeout)?;
-                let limited = properties::apply_in_dirs(&family.dir, &family.main_dir, o.properties);
-                match limited.and_then(|()| spawn::spawn(&Request { cgroup: Some(&family.main_dir), ..*req })) {
-                    Ok(main) => {
-                        let _ = cgroup::set_attr(&family.main_dir, layout::ATTR_PID, &main.pid.to_string());
-                        Ok((family, main))
-                    }
+                match cgroupfs::start_in(&family.dir, &family.main_dir, o.properties, req) {
+                    Ok(main) => Ok((family, main)),
                     Err(e) => {
                         abandon(family);
                         Err(e)
@@ -92,10 +88,7 @@ impl Founder {
             }
             Founder::Dirs { base } => {
                 let new = start_family(base, o.name, o.stop_timeout)?;
-                let entered = properties::apply_in_dirs(&new.dir, &new.main_dir, o.properties)
-                    .and_then(|()| cgroup::enter(&new.main_dir))
-                    .and_then(|()| cgroup::set_attr(&new.main_dir, layout::ATTR_PID, &std::process::id().to_string()));
-                match entered {
+                match cgroupfs::enter(&new.dir, &new.main_dir, o.properties) {
                     Ok(()) => Ok((new.main_dir.clone(), new.guardian)),
                     Err(e) => {
                         let _ = cgroup::enter(own);
