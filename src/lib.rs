@@ -89,6 +89,21 @@ pub use spawn::command::{Command, Placement, Stdio};
 pub mod __internal {
     pub use crate::runtime::member::spawn_in_scope;
 
+    /// What bindings for another language need: a guardian started by their own program, and
+    /// the no-fork filter installed in a process they forked themselves.
+    pub mod bindings {
+        pub use crate::runtime::guardian::{run_and_exit as guardian_main, set_launcher as set_guardian_launcher};
+
+        /// Installs the no-fork seccomp filter of a daemon (C3) in the calling process, for
+        /// good: from now on fork, vfork and clone without `CLONE_THREAD` fail with EPERM.
+        pub fn install_no_fork_filter() -> crate::Result<()> {
+            for f in crate::runtime::family::no_fork_filters()? {
+                crate::sys::install_filter(f).map_err(|e| crate::Error::os("install the no-fork seccomp filter", e))?;
+            }
+            Ok(())
+        }
+    }
+
     pub mod cgroup {
         pub use crate::cgroup::*;
     }

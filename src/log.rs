@@ -206,6 +206,8 @@ pub enum Event {
     Ended,
     /// A member's daemons were ended; the event carries their count.
     DaemonsKilled,
+    /// A member's helpers are being stopped, after its daemons; the event carries their count.
+    HelpersStopped,
     /// The family's last process ended and its cgroups were removed.
     FamilyEnded,
 }
@@ -219,6 +221,7 @@ impl Event {
             Event::Exited => "exited",
             Event::Ended => "ended",
             Event::DaemonsKilled => "daemons-killed",
+            Event::HelpersStopped => "helpers-stopped",
             Event::FamilyEnded => "family-ended",
         }
     }
@@ -317,6 +320,22 @@ pub(crate) fn daemons_killed(owner: MemberRef<'_>, count: usize, graceful: bool)
         owner.name,
         owner.family.id,
         if graceful { "stopping (SIGTERM, then SIGKILL after the stop timeout)" } else { "killing (cgroup.kill)" },
+        if count == 1 { "" } else { "s" }
+    );
+}
+
+/// The `count` helpers of `owner` are being stopped: SIGTERM, then SIGKILL after their stop
+/// timeouts (its daemons are gone).
+pub(crate) fn helpers_stopped(owner: MemberRef<'_>, count: usize) {
+    member_event!(
+        Event::HelpersStopped,
+        owner,
+        daemonic_helpers = count,
+        "{} {} of family {} has ended and its daemons are gone: stopping its {count} helper{} \
+         (SIGTERM, then SIGKILL after the stop timeout)",
+        kind(owner.daemon),
+        owner.name,
+        owner.family.id,
         if count == 1 { "" } else { "s" }
     );
 }

@@ -285,7 +285,7 @@ _daemonic() {
             return 0
             ;;
         daemonic__subcmd__spawn)
-            opts="-p -v -q -h --daemon --no-daemon --name --allow-children --contain --stop-timeout --property --verbose --quiet --help"
+            opts="-p -v -q -h --daemon --no-daemon --helper --name --allow-children --contain --stop-timeout --property --verbose --quiet --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

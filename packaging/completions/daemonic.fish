@@ -46,16 +46,17 @@ complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s v -l verbose -
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s q -l quiet -d 'Say nothing but errors'
 complete -c daemonic -n "__fish_daemonic_using_subcommand run" -s h -l help -d 'Print help'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l name -d 'The member\'s name (default: PROGRAM\'s file name)' -r
-complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l stop-timeout -d 'For a daemon: SIGTERM and this long before SIGKILL when its family ends' -r
+complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l stop-timeout -d 'For a daemon: SIGTERM and this long before SIGKILL when its family ends; for a helper, how long it has after SIGTERM (default 1)' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s p -l property -d 'A resource property of the new member, as `systemd-run -p` (TasksMax=, MemoryMax=, CPUWeight=): its unit\'s on systemd, its cgroup\'s on cgroupfs (a daemon, or a member of a main member\'s family dir; the controller must reach the family); repeatable' -r
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l daemon -d 'Make the new member daemonic'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l no-daemon -d 'Make the new member non-daemonic'
+complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l helper -d 'Make the new member a helper of the caller (a server its children talk to): not waited for, stopped (SIGTERM, then SIGKILL after its stop timeout) only after the caller\'s daemons are gone'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l allow-children -d 'Let a daemonic member have children, confined to its cgroup'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -l contain -d 'Run the member in a PID namespace of its own, so that none of its descendants can outlive it, even one that moves itself to another cgroup (needs root)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s v -l verbose -d 'Say more: what was decided and done (which backend and why, each spawn and exit)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s q -l quiet -d 'Say nothing but errors'
 complete -c daemonic -n "__fish_daemonic_using_subcommand spawn" -s h -l help -d 'Print help'
-complete -c daemonic -n "__fish_daemonic_using_subcommand ps" -l json -d 'Print JSON: {"families":[{"id","name","owner","hidden","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","unit","start_time"}]}]} ("unit", the member\'s scope, only on the systemd backend; another user\'s family is "hidden": true, with "cgroup" and "guardian" null and no members, except for root)'
+complete -c daemonic -n "__fish_daemonic_using_subcommand ps" -l json -d 'Print JSON: {"families":[{"id","name","owner","hidden","cgroup","guardian","members":[{"name","pid","daemon","kind","state","cgroup","unit","start_time"}]}]} ("unit", the member\'s scope, only on the systemd backend; another user\'s family is "hidden": true, with "cgroup" and "guardian" null and no members, except for root)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand ps" -s v -l verbose -d 'Say more: what was decided and done (which backend and why, each spawn and exit)'
 complete -c daemonic -n "__fish_daemonic_using_subcommand ps" -s q -l quiet -d 'Say nothing but errors'
 complete -c daemonic -n "__fish_daemonic_using_subcommand ps" -s h -l help -d 'Print help'

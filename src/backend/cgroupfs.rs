@@ -5,16 +5,16 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::cgroup;
-use crate::cgroup::layout::{self, Position};
+use crate::cgroup::layout::{self, Kind, Position};
 use crate::cgroup::properties::{self, Property};
-use crate::cgroup::retire::label_daemon;
+use crate::cgroup::retire::label_member;
 use crate::error::Result;
 use crate::spawn::{self, Request, Spawned};
 
 /// Creates a member directory below `parent`, unique by a sequence number.
-fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> Result<PathBuf> {
+fn create_member_dir(parent: &Path, name: &str, kind: Kind, mut seq: u64) -> Result<PathBuf> {
     loop {
-        let dir = parent.join(layout::member_dir_name(name, seq, daemon));
+        let dir = parent.join(layout::member_dir_name(name, seq, kind));
         if cgroup::create(&dir)? {
             return Ok(dir);
         }
@@ -22,12 +22,12 @@ fn create_member_dir(parent: &Path, name: &str, daemon: bool, mut seq: u64) -> R
     }
 }
 
-/// A new member's cgroup directory: created below its owner (in the owner's `.daemons`
-/// directory for a daemon) and labelled, with nothing in it yet.
+/// A new member's cgroup directory: created below its owner (in the owner's `.daemons` or
+/// `.helpers` directory for a daemon or a helper) and labelled, with nothing in it yet.
 pub(crate) struct MemberDir {
     pub dir: PathBuf,
     container: PathBuf,
-    /// Whether creating this member also created the owner's `.daemons` directory.
+    /// Whether creating this member also created the owner's `.daemons` or `.helpers` directory.
     new_container: bool,
 }
 
@@ -37,21 +37,20 @@ impl MemberDir {
     pub(crate) fn create(
         owner: &Position,
         name: &str,
-        daemon: bool,
+        kind: Kind,
         seq: u64,
         stop_timeout: Option<Duration>,
         allow_children: bool,
     ) -> Result<MemberDir> {
-        let container = layout::daemons_dir(&owner.member_dir);
-        let new_container = daemon && cgroup::create(&container)?;
-        let parent = if daemon { container.as_path() } else { owner.member_dir.as_path() };
-        let dir = create_member_dir(parent, name, daemon, seq).inspect_err(|_| {
+        let container = layout::container_of(&owner.member_dir, kind);
+        let new_container = kind != Kind::Member && cgroup::create(&container)?;
+        let dir = create_member_dir(&container, name, kind, seq).inspect_err(|_| {
             if new_container {
                 let _ = cgroup::remove(&container);
             }
         })?;
         let made = MemberDir { dir, container, new_container };
-        if daemon && let Err(e) = label_daemon(&made.dir, &made.container, stop_timeout, allow_children) {
+        if let Err(e) = label_member(&made.dir, &made.container, kind, stop_timeout, allow_children) {
             made.discard();
             return Err(e);
         }
@@ -75,6 +74,15 @@ pub(crate) fn start_in(family_dir: &Path, dir: &Path, limits: &[Property], req: 
     let spawned = spawn::spawn(&Request { cgroup: Some(dir), ..*req })?;
     let _ = cgroup::set_attr(dir, layout::ATTR_PID, &spawned.pid.to_string());
     Ok(spawned)
+}
+
+/// Moves process `pid` into the member directory `dir` of the family in `family_dir`, after its
+/// resource properties, and labels `dir` with its PID. On error the caller removes what it made.
+pub(crate) fn move_into(family_dir: &Path, dir: &Path, limits: &[Property], pid: u32) -> Result<()> {
+    properties::apply_in_dirs(family_dir, dir, limits)?;
+    cgroup::write(dir, "cgroup.procs", &pid.to_string())
+        .map_err(|e| e.context(format!("failed to move process {pid} into {}", dir.display())))?;
+    cgroup::set_attr(dir, layout::ATTR_PID, &pid.to_string())
 }
 
 /// Moves the calling process into the member directory `dir` of the family in `family_dir`,

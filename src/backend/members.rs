@@ -11,7 +11,7 @@ use crate::backend::cgroupfs::{self, MemberDir};
 use crate::backend::systemd::Client;
 use crate::backend::systemd::units::{self, Placed};
 use crate::cgroup;
-use crate::cgroup::layout::{self, Position, Style};
+use crate::cgroup::layout::{self, Kind, Position, Style};
 use crate::cgroup::properties::Property;
 use crate::error::{Error, Result};
 use crate::spawn::{Request, Spawned};
@@ -21,7 +21,7 @@ pub(crate) struct NewMember<'a> {
     /// The member that starts it (its parent in the family).
     pub owner: &'a Position,
     pub name: &'a str,
-    pub daemon: bool,
+    pub kind: Kind,
     pub stop_timeout: Option<Duration>,
     pub allow_children: bool,
     /// Checked resource properties for the member's own cgroup.
@@ -35,16 +35,17 @@ impl NewMember<'_> {
         units::Spec {
             family_name: &self.owner.family_name,
             name: self.name,
-            daemon: self.daemon,
+            kind: self.kind,
             stop_timeout: self.stop_timeout,
             allow_children: self.allow_children,
             properties: self.properties,
         }
     }
 
-    /// The directory (or slice) the member goes below: the owner's, or its `.daemons`.
+    /// The directory (or slice) the member goes below: the owner's, or its `.daemons` or
+    /// `.helpers`.
     fn parent(&self) -> PathBuf {
-        if self.daemon { layout::daemons_dir(&self.owner.member_dir) } else { self.owner.member_dir.clone() }
+        layout::container_of(&self.owner.member_dir, self.kind)
     }
 }
 
@@ -109,11 +110,40 @@ impl Members {
                 Ok((spawned, placed.dir))
             }
             Members::Dirs => {
-                let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
+                let made = MemberDir::create(m.owner, m.name, m.kind, m.seq, m.stop_timeout, m.allow_children)?;
                 match cgroupfs::start_in(&m.owner.family_dir, &made.dir, m.properties, req) {
                     Ok(spawned) => Ok((spawned, made.dir)),
                     Err(e) => {
                         made.discard();
+                        Err(e)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Moves process `pid`, which must not run the member's work yet (its starter holds it),
+    /// into the new member `m`, and labels the member with it. On error `before_undo` runs
+    /// first (it must end `pid` or take it out of the member; it says whether it did), then
+    /// nothing of the member remains. Returns the member's directory.
+    pub(crate) fn place_process(
+        &self,
+        m: &NewMember<'_>,
+        pid: u32,
+        before_undo: &mut dyn FnMut() -> bool,
+    ) -> Result<PathBuf> {
+        match self {
+            Members::Units(client) => {
+                Ok(units::place(client, &m.parent(), &m.unit_spec(), pid, m.seq, before_undo)?.dir)
+            }
+            Members::Dirs => {
+                let made = MemberDir::create(m.owner, m.name, m.kind, m.seq, m.stop_timeout, m.allow_children)?;
+                match cgroupfs::move_into(&m.owner.family_dir, &made.dir, m.properties, pid) {
+                    Ok(()) => Ok(made.dir.clone()),
+                    Err(e) => {
+                        if before_undo() {
+                            made.discard();
+                        }
                         Err(e)
                     }
                 }
@@ -133,7 +163,7 @@ impl Members {
                 Ok(PlacedCaller { dir: placed.dir.clone(), undo: Undo::Unit(Arc::clone(client), placed) })
             }
             Members::Dirs => {
-                let made = MemberDir::create(m.owner, m.name, m.daemon, m.seq, m.stop_timeout, m.allow_children)?;
+                let made = MemberDir::create(m.owner, m.name, m.kind, m.seq, m.stop_timeout, m.allow_children)?;
                 let placed = PlacedCaller { dir: made.dir.clone(), undo: Undo::Dir(made) };
                 match cgroupfs::enter(&m.owner.family_dir, &placed.dir, m.properties) {
                     Ok(()) => Ok(placed),

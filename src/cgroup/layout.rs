@@ -6,6 +6,8 @@
 //!            worker-7.member/                 ... its non-daemonic children, each a member in turn
 //!        main-1.member.daemons/               the main member's daemonic children
 //!            logger-3.daemon/                 one daemonic child
+//!        main-1.member.helpers/               the main member's helpers
+//!            tracker-4.helper/                one helper (a resource tracker, a server)
 //! ```
 //!
 //! The *live part* of a member is its own directory: the member, everything it forked, and its
@@ -15,6 +17,13 @@
 //! announced by the kernel, and the kill of C5 is one write to the sibling's `cgroup.kill`.
 //! A member's kind is in its directory's suffix, so `/proc/<pid>/cgroup`, `ps -o cgroup` and
 //! `systemd-cgls` show who is a daemon (C8).
+//!
+//! A *helper* is a process the member's children talk to, such as Python's resource tracker or
+//! a `Manager`'s server: it is in neither the live part (it would keep it alive: a tracker waits
+//! for the pipe every child holds, so a live part with a tracker in it never ends) nor the
+//! daemons (it must outlive them, to clean up what they leave, such as `/dev/shm` segments).
+//! When the live part has ended, the daemons are killed first; once they are gone the helpers
+//! get SIGTERM and their stop timeout to end by themselves, then `cgroup.kill`.
 //!
 //! Only one directory is created per member (about 50 µs of mkdir here): the `.daemons`
 //! sibling appears with a member's first daemonic child.
@@ -66,6 +75,10 @@ pub const MEMBER_SUFFIX: &str = ".member";
 pub const DAEMON_SUFFIX: &str = ".daemon";
 /// Suffix of the directory that holds a member's daemonic children.
 pub const DAEMONS_SUFFIX: &str = ".daemons";
+/// Suffix of a helper's directory.
+pub const HELPER_SUFFIX: &str = ".helper";
+/// Suffix of the directory that holds a member's helpers.
+pub const HELPERS_SUFFIX: &str = ".helpers";
 /// Name of a family's main member.
 pub const MAIN_NAME: &str = "main";
 /// Longest accepted name, in bytes.
@@ -84,6 +97,49 @@ pub(crate) const ATTR_ALLOW_CHILDREN: &str = "allow_children";
 pub(crate) const ATTR_GUARDIAN: &str = "guardian";
 /// Attribute: which manager a family of units belongs to (`user` or `system`).
 pub(crate) const ATTR_BUS: &str = "bus";
+
+/// What a member is to the member that started it (its owner).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// A non-daemonic member: part of its owner's live part, waited for.
+    Member,
+    /// A daemonic member: ended when its owner's live part has ended.
+    Daemon,
+    /// A helper of its owner (a server or a resource tracker that its owner's children talk
+    /// to): not part of the live part, so never waited for, and ended only after its owner's
+    /// daemons, so that it can still clean up after them.
+    Helper,
+}
+
+impl Kind {
+    /// The suffix of a member directory of this kind.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Member => MEMBER_SUFFIX,
+            Kind::Daemon => DAEMON_SUFFIX,
+            Kind::Helper => HELPER_SUFFIX,
+        }
+    }
+
+    /// `member`, `daemon` or `helper`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Member => "member",
+            Kind::Daemon => "daemon",
+            Kind::Helper => "helper",
+        }
+    }
+
+    /// Whether members of this kind are daemonic.
+    pub fn is_daemon(self) -> bool {
+        self == Kind::Daemon
+    }
+
+    /// The kind whose suffix ends `s`, and `s` without it.
+    fn strip(s: &str) -> Option<(&str, Kind)> {
+        [Kind::Member, Kind::Daemon, Kind::Helper].into_iter().find_map(|k| Some((s.strip_suffix(k.suffix())?, k)))
+    }
+}
 
 /// The slice all top-level families of the systemd backend go into.
 pub const ROOT_SLICE_STEM: &str = "daemonic";
@@ -130,26 +186,27 @@ pub fn check_family_units(parent: Option<&Path>, name: &str) -> Result<()> {
 fn check_units_of(parent: Option<&Path>, name: &str) -> Result<()> {
     let family = family_unit(parent, name, u64::from(std::process::id()))?;
     let family_dir = Path::new(family.as_str());
-    let main = family_dir.join(member_unit(family_dir, MAIN_NAME, 1, false)?.as_str());
-    let daemons = daemons_dir(&main);
-    let daemons = daemons.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-    UnitName::checked(daemons.to_string()).map(drop)
+    let main = family_dir.join(member_unit(family_dir, MAIN_NAME, 1, Kind::Member)?.as_str());
+    for container in [daemons_dir(&main), helpers_dir(&main)] {
+        let name = container.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        UnitName::checked(name.to_string())?;
+    }
+    Ok(())
 }
 
 /// The slice of a new member below the slice directory `parent` (its owner's slice, or the
-/// owner's `.daemons` slice for a daemon).
-pub fn member_unit(parent: &Path, name: &str, seq: u64, daemon: bool) -> Result<UnitName> {
+/// owner's `.daemons` or `.helpers` slice).
+pub fn member_unit(parent: &Path, name: &str, seq: u64, kind: Kind) -> Result<UnitName> {
     let stem = slice_stem(parent).ok_or_else(|| {
         Error::new(ErrorKind::InvalidInput, format!("{} is not a slice of a daemonic family", parent.display()))
     })?;
-    let kind = if daemon { DAEMON_SUFFIX } else { MEMBER_SUFFIX };
-    UnitName::checked(format!("{stem}-{}_{seq}{kind}{SLICE}", unit_name::escape(name)))
+    UnitName::checked(format!("{stem}-{}_{seq}{}{SLICE}", unit_name::escape(name), kind.suffix()))
 }
 
 /// The lone scope of a daemon that may not have children, in the `.daemons` slice directory
 /// `parent`: `<parent's stem>-<name>_<seq>.daemon.scope`.
 pub fn daemon_scope(parent: &Path, name: &str, seq: u64) -> Result<UnitName> {
-    scope_in(&member_unit(parent, name, seq, true)?)
+    scope_in(&member_unit(parent, name, seq, Kind::Daemon)?)
 }
 
 /// The scope of the member's processes in its slice unit `slice` ([`scope_of`] as a unit name).
@@ -226,17 +283,36 @@ pub fn family_dir_name(id: &str) -> String {
 }
 
 /// Directory name of a member.
-pub fn member_dir_name(name: &str, seq: u64, daemon: bool) -> String {
-    format!("{name}-{seq}{}", if daemon { DAEMON_SUFFIX } else { MEMBER_SUFFIX })
+pub fn member_dir_name(name: &str, seq: u64, kind: Kind) -> String {
+    format!("{name}-{seq}{}", kind.suffix())
 }
 
 /// The directory that holds the daemonic children of the member in `member_dir`.
 pub fn daemons_dir(member_dir: &Path) -> PathBuf {
+    sibling(member_dir, DAEMONS_SUFFIX)
+}
+
+/// The directory that holds the helpers of the member in `member_dir`.
+pub fn helpers_dir(member_dir: &Path) -> PathBuf {
+    sibling(member_dir, HELPERS_SUFFIX)
+}
+
+/// Where the owner in `member_dir` keeps its members of `kind`: its own directory for
+/// non-daemonic members, a sibling directory for daemons and for helpers.
+pub fn container_of(member_dir: &Path, kind: Kind) -> PathBuf {
+    match kind {
+        Kind::Member => member_dir.to_path_buf(),
+        Kind::Daemon => daemons_dir(member_dir),
+        Kind::Helper => helpers_dir(member_dir),
+    }
+}
+
+fn sibling(member_dir: &Path, suffix: &str) -> PathBuf {
     if let Some(stem) = slice_stem(member_dir) {
-        return member_dir.with_file_name(format!("{stem}{DAEMONS_SUFFIX}{SLICE}"));
+        return member_dir.with_file_name(format!("{stem}{suffix}{SLICE}"));
     }
     let mut name = member_dir.file_name().unwrap_or_default().to_os_string();
-    name.push(DAEMONS_SUFFIX);
+    name.push(suffix);
     member_dir.with_file_name(name)
 }
 
@@ -256,11 +332,16 @@ pub enum Node {
         name: String,
         /// The number that makes the directory unique.
         seq: u64,
-        /// Whether it is daemonic.
-        daemon: bool,
+        /// What it is to its owner.
+        kind: Kind,
     },
     /// The daemonic children of the member whose directory is named `owner`.
     Daemons {
+        /// The owner's directory name.
+        owner: String,
+    },
+    /// The helpers of the member whose directory is named `owner`.
+    Helpers {
         /// The owner's directory name.
         owner: String,
     },
@@ -274,7 +355,7 @@ impl Node {
         if let Some(stem) = name.strip_suffix(SCOPE) {
             let own = dir.parent().and_then(slice_stem) == Some(stem);
             return match Node::parse_slice(stem)? {
-                daemon @ Node::Member { daemon: true, .. } if !own => Some(daemon),
+                daemon @ Node::Member { kind: Kind::Daemon, .. } if !own => Some(daemon),
                 _ => None,
             };
         }
@@ -292,29 +373,34 @@ impl Node {
             n.parse::<u64>().ok()?;
             return Some(Node::Family { id: id.to_string(), name: name.to_string() });
         }
-        if let Some(owner) = component.strip_suffix(DAEMONS_SUFFIX) {
+        if let Some((owner, container)) = Node::strip_container(component) {
             return match Node::parse(owner)? {
-                Node::Member { .. } => Some(Node::Daemons { owner: owner.to_string() }),
+                Node::Member { .. } => Some(container(owner.to_string())),
                 _ => None,
             };
         }
-        let (stem, daemon) = if let Some(stem) = component.strip_suffix(MEMBER_SUFFIX) {
-            (stem, false)
-        } else {
-            (component.strip_suffix(DAEMON_SUFFIX)?, true)
-        };
+        let (stem, kind) = Kind::strip(component)?;
         let (name, seq) = stem.rsplit_once('-')?;
-        Some(Node::Member { name: name.to_string(), seq: seq.parse().ok()?, daemon })
+        Some(Node::Member { name: name.to_string(), seq: seq.parse().ok()?, kind })
+    }
+
+    /// `s` without a container's suffix (`.daemons`, `.helpers`), and the container's node.
+    fn strip_container(s: &str) -> Option<(&str, ContainerNode)> {
+        if let Some(owner) = s.strip_suffix(DAEMONS_SUFFIX) {
+            return Some((owner, |owner| Node::Daemons { owner }));
+        }
+        Some((s.strip_suffix(HELPERS_SUFFIX)?, |owner| Node::Helpers { owner }))
     }
 
     /// Reads the name of a slice without `.slice`: its last level, unescaped, in the grammar
     /// of [`Node::parse`] with `_` before the number.
     fn parse_slice(stem: &str) -> Option<Node> {
         let level = unit_name::unescape(stem.rsplit('-').next()?)?;
-        if let Some(owner) = level.strip_suffix(DAEMONS_SUFFIX) {
+        if let Some((owner, container)) = Node::strip_container(&level) {
             return match Node::parse_level(owner)? {
                 Node::Member { .. } => {
-                    Some(Node::Daemons { owner: format!("{}{SLICE}", stem.strip_suffix(DAEMONS_SUFFIX)?) })
+                    let owner_stem = Node::strip_container(stem)?.0;
+                    Some(container(format!("{owner_stem}{SLICE}")))
                 }
                 _ => None,
             };
@@ -331,15 +417,14 @@ impl Node {
             let (name, n) = number(id)?;
             return Some(Node::Family { id: format!("{name}-{n}"), name });
         }
-        let (stem, daemon) = if let Some(stem) = level.strip_suffix(MEMBER_SUFFIX) {
-            (stem, false)
-        } else {
-            (level.strip_suffix(DAEMON_SUFFIX)?, true)
-        };
+        let (stem, kind) = Kind::strip(level)?;
         let (name, seq) = number(stem)?;
-        Some(Node::Member { name, seq, daemon })
+        Some(Node::Member { name, seq, kind })
     }
 }
+
+/// Makes a container's node from its owner's directory name.
+type ContainerNode = fn(String) -> Node;
 
 /// Where a process stands in a family, read from its cgroup path alone.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -356,28 +441,31 @@ pub struct Position {
     pub name: String,
     /// Whether the member is daemonic.
     pub daemon: bool,
+    /// What the member is to its owner.
+    pub kind: Kind,
 }
 
 impl Position {
     /// The member and family a cgroup directory belongs to: the innermost member directory on
     /// the path and the innermost family above it. `None` outside any family.
     pub fn of_cgroup(dir: &Path) -> Option<Position> {
-        let mut member: Option<(PathBuf, String, bool)> = None;
+        let mut member: Option<(PathBuf, String, Kind)> = None;
         let mut cur = Some(dir);
         while let Some(d) = cur {
             match Node::of_dir(d) {
-                Some(Node::Member { name, daemon, .. }) if member.is_none() => {
-                    member = Some((d.to_path_buf(), name, daemon));
+                Some(Node::Member { name, kind, .. }) if member.is_none() => {
+                    member = Some((d.to_path_buf(), name, kind));
                 }
                 Some(Node::Family { id, name }) => {
-                    let (member_dir, mname, daemon) = member?;
+                    let (member_dir, mname, kind) = member?;
                     return Some(Position {
                         family_dir: d.to_path_buf(),
                         family_id: id,
                         family_name: name,
                         member_dir,
                         name: mname,
-                        daemon,
+                        daemon: kind.is_daemon(),
+                        kind,
                     });
                 }
                 _ => {}
@@ -428,18 +516,23 @@ mod tests {
     #[test]
     fn directory_names_parse_back() {
         assert_eq!(
-            Node::parse(&member_dir_name("log-x", 3, true)),
-            Some(Node::Member { name: "log-x".into(), seq: 3, daemon: true })
+            Node::parse(&member_dir_name("log-x", 3, Kind::Daemon)),
+            Some(Node::Member { name: "log-x".into(), seq: 3, kind: Kind::Daemon })
         );
         assert_eq!(
-            Node::parse(&member_dir_name("w", 12, false)),
-            Some(Node::Member { name: "w".into(), seq: 12, daemon: false })
+            Node::parse(&member_dir_name("w", 12, Kind::Member)),
+            Some(Node::Member { name: "w".into(), seq: 12, kind: Kind::Member })
         );
         assert_eq!(
             Node::parse(&family_dir_name("web-42")),
             Some(Node::Family { id: "web-42".into(), name: "web".into() })
         );
         assert_eq!(Node::parse("main-1.member.daemons"), Some(Node::Daemons { owner: "main-1.member".into() }));
+        assert_eq!(Node::parse("main-1.member.helpers"), Some(Node::Helpers { owner: "main-1.member".into() }));
+        assert_eq!(
+            Node::parse(&member_dir_name("tracker", 5, Kind::Helper)),
+            Some(Node::Member { name: "tracker".into(), seq: 5, kind: Kind::Helper })
+        );
         for other in ["cgroup.procs", "user.slice", "x.daemons", "daemonic-web.family", "a-b.member"] {
             assert_eq!(Node::parse(other), None, "{other}");
         }
@@ -450,7 +543,7 @@ mod tests {
         let fam = PathBuf::from("/cg/daemonic.slice").join(family_unit(None, "web", 42).expect("family").as_str());
         assert_eq!(fam.file_name().unwrap(), "daemonic-web_42.family.slice");
         assert_eq!(Node::of_dir(&fam), Some(Node::Family { id: "web-42".into(), name: "web".into() }));
-        let main = fam.join(member_unit(&fam, MAIN_NAME, 1, false).expect("main").as_str());
+        let main = fam.join(member_unit(&fam, MAIN_NAME, 1, Kind::Member).expect("main").as_str());
         assert_eq!(main.file_name().unwrap(), "daemonic-web_42.family-main_1.member.slice");
         assert_eq!(scope_of(&main).as_deref(), Some("daemonic-web_42.family-main_1.member.scope"));
         let daemons = daemons_dir(&main);
@@ -459,9 +552,20 @@ mod tests {
             Node::of_dir(&daemons),
             Some(Node::Daemons { owner: "daemonic-web_42.family-main_1.member.slice".into() })
         );
-        let log = daemons.join(member_unit(&daemons, "log-x", 3, true).expect("daemon").as_str());
+        let helpers = helpers_dir(&main);
+        assert_eq!(helpers.file_name().unwrap(), "daemonic-web_42.family-main_1.member.helpers.slice");
+        assert_eq!(
+            Node::of_dir(&helpers),
+            Some(Node::Helpers { owner: "daemonic-web_42.family-main_1.member.slice".into() })
+        );
+        let tracker = helpers.join(member_unit(&helpers, "tracker", 6, Kind::Helper).expect("helper").as_str());
+        assert_eq!(tracker.file_name().unwrap(), "daemonic-web_42.family-main_1.member.helpers-tracker_6.helper.slice");
+        assert_eq!(Node::of_dir(&tracker), Some(Node::Member { name: "tracker".into(), seq: 6, kind: Kind::Helper }));
+        let p = Position::of_cgroup(&tracker.join(scope_of(&tracker).expect("scope"))).expect("position of a helper");
+        assert_eq!((p.name.as_str(), p.kind, p.daemon), ("tracker", Kind::Helper, false));
+        let log = daemons.join(member_unit(&daemons, "log-x", 3, Kind::Daemon).expect("daemon").as_str());
         assert_eq!(log.file_name().unwrap(), "daemonic-web_42.family-main_1.member.daemons-log\\x2dx_3.daemon.slice");
-        assert_eq!(Node::of_dir(&log), Some(Node::Member { name: "log-x".into(), seq: 3, daemon: true }));
+        assert_eq!(Node::of_dir(&log), Some(Node::Member { name: "log-x".into(), seq: 3, kind: Kind::Daemon }));
         let scope = log.join(scope_of(&log).expect("scope"));
         let p = Position::of_cgroup(&scope).expect("position");
         assert_eq!((p.family_id.as_str(), p.name.as_str(), p.daemon), ("web-42", "log-x", true));
@@ -470,7 +574,7 @@ mod tests {
         // of a member's slice is not a member.
         let lone = daemons.join(daemon_scope(&daemons, "log-x", 4).expect("lone daemon").as_str());
         assert_eq!(lone.file_name().unwrap(), "daemonic-web_42.family-main_1.member.daemons-log\\x2dx_4.daemon.scope");
-        assert_eq!(Node::of_dir(&lone), Some(Node::Member { name: "log-x".into(), seq: 4, daemon: true }));
+        assert_eq!(Node::of_dir(&lone), Some(Node::Member { name: "log-x".into(), seq: 4, kind: Kind::Daemon }));
         assert_eq!((own_unit(&lone), own_cgroup(&lone)), (unit_of(&lone).map(str::to_string), lone.clone()));
         let p = Position::of_cgroup(&lone).expect("position of a lone daemon");
         assert_eq!(
@@ -486,7 +590,8 @@ mod tests {
             assert_eq!(Node::parse(other), None, "{other}");
         }
         let long = "n".repeat(MAX_NAME);
-        let deep = (0..3).try_fold(main.clone(), |d, i| member_unit(&d, &long, i, false).map(|u| d.join(u.as_str())));
+        let deep =
+            (0..3).try_fold(main.clone(), |d, i| member_unit(&d, &long, i, Kind::Member).map(|u| d.join(u.as_str())));
         assert!(deep.expect_err("too long").to_string().contains("systemd allows 255"));
     }
 
@@ -504,8 +609,13 @@ mod tests {
     }
 
     #[test]
-    fn daemons_dir_is_a_sibling() {
-        assert_eq!(daemons_dir(Path::new("/cg/f/main-1.member")), PathBuf::from("/cg/f/main-1.member.daemons"));
+    fn daemons_and_helpers_dirs_are_siblings() {
+        let main = Path::new("/cg/f/main-1.member");
+        assert_eq!(daemons_dir(main), PathBuf::from("/cg/f/main-1.member.daemons"));
+        assert_eq!(helpers_dir(main), PathBuf::from("/cg/f/main-1.member.helpers"));
+        assert_eq!(container_of(main, Kind::Daemon), daemons_dir(main));
+        assert_eq!(container_of(main, Kind::Helper), helpers_dir(main));
+        assert_eq!(container_of(main, Kind::Member), main);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Ending a member's daemons (C4, C5, C6).
+//! Ending a member's daemons (C4, C5, C6), and after them its helpers.
 //!
 //! A daemon without a stop timeout is killed at once. A daemon with one gets SIGTERM on every
 //! process of its cgroup, then `cgroup.kill` when its timeout expires; when the last timeout has
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, PidfdFlags, Signal, pidfd_open, pidfd_send_signal};
 
 use crate::cgroup;
-use crate::cgroup::layout::{self, Node};
+use crate::cgroup::layout::{self, Kind, Node};
 use crate::error::Result;
 
 /// The retirement of one `.daemons` directory (or of one daemon), possibly waiting on stop
@@ -30,14 +30,28 @@ pub(crate) struct Retirement {
     pending: Vec<(PathBuf, Instant)>,
 }
 
-/// Labels a new daemon's directory with its settings before it runs: its stop timeout (which
-/// also marks its `.daemons` directory as needing a graceful retirement) and `allow_children`.
-pub(crate) fn label_daemon(
+/// How long a helper has to end by itself after SIGTERM, unless it was given a stop timeout.
+pub const HELPER_STOP_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Labels a new member's directory in `container` with its settings before it runs. A daemon:
+/// its stop timeout (which also marks its `.daemons` directory as needing a graceful
+/// retirement) and `allow_children`. A helper: its stop timeout, [`HELPER_STOP_TIMEOUT`]
+/// unless given, for a helper always gets SIGTERM first. A non-daemonic member has no label.
+pub(crate) fn label_member(
     dir: &Path,
     container: &Path,
+    kind: Kind,
     stop_timeout: Option<Duration>,
     allow_children: bool,
 ) -> Result<()> {
+    match kind {
+        Kind::Member => Ok(()),
+        Kind::Daemon => label_daemon(dir, container, stop_timeout, allow_children),
+        Kind::Helper => label_daemon(dir, container, Some(stop_timeout.unwrap_or(HELPER_STOP_TIMEOUT)), false),
+    }
+}
+
+fn label_daemon(dir: &Path, container: &Path, stop_timeout: Option<Duration>, allow_children: bool) -> Result<()> {
     if let Some(t) = stop_timeout {
         cgroup::set_attr(dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string())?;
         if !t.is_zero() {

@@ -29,7 +29,7 @@ use crate::backend::systemd::Bus;
 use crate::cgroup::Hierarchy;
 use crate::cgroup::layout::{self, Position};
 use crate::error::{Error, ErrorKind, Result};
-use crate::runtime::family::{check_contain, filters_for};
+use crate::runtime::family::{check_contain, filters_for, member_kind};
 use crate::runtime::inspect::{self, FamilyInfo};
 use crate::runtime::supervise::{RunOptions, run};
 use crate::spawn::command::Command;
@@ -58,7 +58,7 @@ enum Cmd {
     /// List running families and their members; another user's family is one line, its details
     /// hidden (root sees every family in full).
     Ps {
-        /// Print JSON: {"families":[{"id","name","owner","hidden","cgroup","guardian","members":[{"name","pid","daemon","state","cgroup","unit","start_time"}]}]}
+        /// Print JSON: {"families":[{"id","name","owner","hidden","cgroup","guardian","members":[{"name","pid","daemon","kind","state","cgroup","unit","start_time"}]}]}
         /// ("unit", the member's scope, only on the systemd backend; another user's family is
         /// "hidden": true, with "cgroup" and "guardian" null and no members, except for root).
         #[arg(long)]
@@ -117,6 +117,11 @@ struct SpawnArgs {
     /// Make the new member non-daemonic.
     #[arg(long)]
     no_daemon: bool,
+    /// Make the new member a helper of the caller (a server its children talk to): not waited
+    /// for, stopped (SIGTERM, then SIGKILL after its stop timeout) only after the caller's
+    /// daemons are gone.
+    #[arg(long, conflicts_with = "daemon")]
+    helper: bool,
     /// The member's name (default: PROGRAM's file name).
     #[arg(long)]
     name: Option<OsString>,
@@ -127,7 +132,8 @@ struct SpawnArgs {
     /// outlive it, even one that moves itself to another cgroup (needs root).
     #[arg(long)]
     contain: bool,
-    /// For a daemon: SIGTERM and this long before SIGKILL when its family ends.
+    /// For a daemon: SIGTERM and this long before SIGKILL when its family ends; for a helper,
+    /// how long it has after SIGTERM (default 1).
     #[arg(long, value_name = "SECS", value_parser = parse_seconds)]
     stop_timeout: Option<Duration>,
     /// A resource property of the new member, as `systemd-run -p` (TasksMax=, MemoryMax=,
@@ -345,13 +351,15 @@ fn spawn_command(a: SpawnArgs) -> Result<std::convert::Infallible> {
     if !me.allows_children() {
         return Err(Error::daemon_children());
     }
-    let daemon = if a.daemon {
-        true
+    let given = if a.daemon {
+        Some(true)
     } else if a.no_daemon {
-        false
+        Some(false)
     } else {
-        me.daemon
+        None
     };
+    let kind = member_kind(a.helper, given, me.daemon)?;
+    let daemon = kind.is_daemon();
     let mut args = a.command.into_iter();
     let program = args.next().expect("clap requires PROGRAM");
     let mut cmd = Command::new(&program);
@@ -367,7 +375,7 @@ fn spawn_command(a: SpawnArgs) -> Result<std::convert::Infallible> {
     let member = NewMember {
         owner: &me,
         name: &name,
-        daemon,
+        kind,
         stop_timeout: a.stop_timeout,
         allow_children: a.allow_children,
         properties: &properties,

@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::backend::Backend;
 use crate::backend::members::{Members, NewMember};
 use crate::backend::systemd::Bus;
-use crate::cgroup::layout::{self, Position};
+use crate::cgroup::layout::{self, Kind, Position};
 use crate::cgroup::retire::Retirement;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
@@ -197,6 +197,19 @@ fn has_cap_sys_admin() -> bool {
             u64::from_str_radix(&hex, 16).ok()
         })
         .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// What a new member is: a helper when asked (never also a daemon), else a daemon or not as
+/// asked, else as daemonic as the calling process (C1).
+pub(crate) fn member_kind(helper: bool, daemon: Option<bool>, caller_daemon: bool) -> Result<Kind> {
+    match (helper, daemon) {
+        (true, Some(true)) => Err(Error::new(
+            ErrorKind::InvalidInput,
+            "a member cannot be both a helper and a daemon: a helper outlives its owner's daemons",
+        )),
+        (true, _) => Ok(Kind::Helper),
+        (false, d) => Ok(if d.unwrap_or(caller_daemon) { Kind::Daemon } else { Kind::Member }),
+    }
 }
 
 pub(crate) fn filters_for(daemon: bool, allow_children: bool) -> Result<&'static [Vec<libc::sock_filter>]> {
@@ -395,7 +408,8 @@ impl Family {
         if !self.position.allows_children() {
             return Err(Error::daemon_children());
         }
-        let daemon = cmd.get_daemon().unwrap_or(self.position.daemon);
+        let kind = member_kind(cmd.get_helper(), cmd.get_daemon(), self.position.daemon)?;
+        let daemon = kind.is_daemon();
         let name = cmd.effective_name()?;
         check_contain(cmd.get_contain(), daemon, cmd.get_allow_children())?;
         let prepared = cmd.prepare()?;
@@ -415,23 +429,70 @@ impl Family {
         let member = NewMember {
             owner: &self.position,
             name: &name,
-            daemon,
+            kind,
             stop_timeout: cmd.get_stop_timeout(),
             allow_children: cmd.get_allow_children(),
             properties: &properties,
             seq: layout::next_seq(),
         };
         let (spawned, dir) = Members::of(&self.position)?.start(&member, &request)?;
-        Ok(self.adopt(spawned, name, daemon, dir))
+        Ok(self.adopt(spawned, name, kind, dir))
+    }
+
+    /// Makes the existing process `pid` a new member, as [`Family::spawn`] makes a new process
+    /// one: for bindings whose children are forked by a server of their own (the Python start
+    /// method), so that the process exists before its member does. Only what `cmd` says the
+    /// member is counts (its name, daemon or helper, `allow_children`, stop timeout and
+    /// properties); its program is not run. `pid` must not do the member's work before this
+    /// returns (its starter holds it). On error `abandon` runs first: it must end `pid` (or
+    /// take it out of the member) and say whether it did; then nothing of the member remains.
+    /// Returns the member's cgroup directory. The member is not one of this handle's children
+    /// ([`Family::active_children`], [`Family::shutdown`]): its starter waits for it.
+    #[doc(hidden)]
+    pub fn place(&self, pid: u32, cmd: &Command, abandon: &mut dyn FnMut() -> bool) -> Result<PathBuf> {
+        let refuse = |e: Error, abandon: &mut dyn FnMut() -> bool| {
+            abandon();
+            Err(e)
+        };
+        if self.closed.load(Ordering::Acquire) {
+            return refuse(Error::new(ErrorKind::InvalidInput, format!("family {} is shut down", self.id())), abandon);
+        }
+        if !self.position.allows_children() {
+            return refuse(Error::daemon_children(), abandon);
+        }
+        let checked = member_kind(cmd.get_helper(), cmd.get_daemon(), self.position.daemon)
+            .and_then(|kind| Ok((kind, cmd.effective_name()?, cmd.checked_properties()?)));
+        let (kind, name, properties) = match checked {
+            Ok(c) => c,
+            Err(e) => return refuse(e, abandon),
+        };
+        let member = NewMember {
+            owner: &self.position,
+            name: &name,
+            kind,
+            stop_timeout: cmd.get_stop_timeout(),
+            allow_children: cmd.get_allow_children(),
+            properties: &properties,
+            seq: layout::next_seq(),
+        };
+        let members = match Members::of(&self.position) {
+            Ok(m) => m,
+            Err(e) => return refuse(e, abandon),
+        };
+        let dir = members.place_process(&member, pid, abandon)?;
+        let family = crate::log::FamilyRef { name: &self.position.family_name, id: &self.position.family_id };
+        crate::log::spawned(crate::log::MemberRef { family, name: &name, daemon: kind.is_daemon(), pid });
+        Ok(dir)
     }
 
     /// Makes a handle for a member just started, and remembers it for [`Family::shutdown`].
-    fn adopt(&self, spawned: Spawned, name: String, daemon: bool, dir: PathBuf) -> Member {
+    fn adopt(&self, spawned: Spawned, name: String, kind: Kind, dir: PathBuf) -> Member {
         let inner = Arc::new(Inner {
             pid: spawned.pid,
             pidfd: spawned.pidfd,
             name,
-            daemon,
+            daemon: kind.is_daemon(),
+            helper: kind == Kind::Helper,
             dir,
             family_name: self.position.family_name.clone(),
             family_id: self.position.family_id.clone(),
@@ -484,7 +545,8 @@ impl Family {
             return Ok(());
         }
         let children: Vec<Arc<Inner>> = self.lock_children().members.clone();
-        for child in children.iter().filter(|c| !c.daemon) {
+        // Helpers are not waited for: they end after the daemons, when the guardian stops them.
+        for child in children.iter().filter(|c| !c.daemon && !c.helper) {
             child.join(None)?;
         }
         // The daemons belong to the process, not to one handle: only the last handle open in

@@ -114,7 +114,7 @@ fn start_family(base: &Path, name: &str, stop_timeout: Option<Duration>) -> Resu
         }
         n += 1_000_000;
     };
-    let main_dir = dir.join(layout::member_dir_name(layout::MAIN_NAME, 1, false));
+    let main_dir = dir.join(layout::member_dir_name(layout::MAIN_NAME, 1, layout::Kind::Member));
     let made = cgroup::create(&main_dir).and_then(|_| match stop_timeout {
         Some(t) => cgroup::set_attr(&dir, layout::ATTR_STOP_TIMEOUT, &t.as_millis().to_string()),
         None => Ok(()),

@@ -12,8 +12,12 @@
 //! flips. On any event it looks at that one directory again:
 //! - a member that has ended (its directory is unpopulated and has run, or is gone) and has a
 //!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::cgroup::retire`]);
-//! - a `.daemons` directory being retired that is now empty: it and its owner are removed;
-//! - an ended member without daemons: its directory is removed.
+//! - an ended member without daemons but with a `.helpers` sibling: the helpers get SIGTERM,
+//!   and SIGKILL after their stop timeout (they end only after the daemons, to clean up after
+//!   them);
+//! - a `.daemons` or `.helpers` directory being retired that is now empty: it is removed and
+//!   its owner looked at again;
+//! - an ended member with neither: its directory is removed.
 //!
 //! When the main member is done, a last `cgroup.kill` on the family takes anything left, the
 //! family's directories are removed, and the guardian exits 0.
@@ -69,11 +73,33 @@ impl NewFamily {
     }
 }
 
+/// How a guardian is started when the running program is not one that links daemonic (a Python
+/// interpreter with daemonic's extension module): that program and its first arguments, to
+/// which the family's directory, its main member's and the bus are added. Set once, by
+/// [`set_launcher`], before the first family is created.
+static LAUNCHER: std::sync::OnceLock<(std::ffi::CString, Vec<std::ffi::CString>)> = std::sync::OnceLock::new();
+
+/// Starts guardians as `program ARGS... FAMILY_DIR MAIN_DIR [BUS]` instead of re-executing the
+/// current binary; that program must call [`run_and_exit`] with those last arguments. Fails
+/// when a launcher was set already, or an argument holds a NUL byte.
+pub fn set_launcher(program: &Path, args: &[OsString]) -> Result<()> {
+    let c = |s: &std::ffi::OsStr| {
+        std::ffi::CString::new(s.as_bytes())
+            .map_err(|_| Error::new(crate::ErrorKind::InvalidInput, "a guardian argument contains a NUL byte"))
+    };
+    let program = c(program.as_os_str())?;
+    let args = args.iter().map(|a| c(a)).collect::<Result<Vec<_>>>()?;
+    LAUNCHER
+        .set((program, args))
+        .map_err(|_| Error::new(crate::ErrorKind::InvalidInput, "the guardian's launcher is set already"))
+}
+
 /// Starts the guardian of the family in `family_dir` whose main member is `main_dir`; `bus` is
 /// the manager of a family of units. It starts in the caller's cgroup, or in `cgroup`.
 pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup: Option<&Path>) -> Result<Spawned> {
     let c = |s: &std::ffi::OsStr| std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(s)).ok();
     let invalid = || Error::new(crate::ErrorKind::InvalidInput, "a cgroup path contains a NUL byte");
+    let launcher = LAUNCHER.get();
     let mut envp: Vec<_> = std::env::vars_os()
         .filter(|(k, _)| k != MARKER && k != log::ENV)
         .filter_map(|(k, v)| {
@@ -83,19 +109,21 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
             c(&kv)
         })
         .collect();
-    envp.push(c(&OsString::from(format!("{MARKER}=1"))).ok_or_else(invalid)?);
+    if launcher.is_none() {
+        envp.push(c(&OsString::from(format!("{MARKER}=1"))).ok_or_else(invalid)?);
+    }
     // The guardian logs at the level of the process that started it (`-v`, `-q`).
     envp.push(c(&OsString::from(format!("{}={}", log::ENV, log::level().as_str()))).ok_or_else(invalid)?);
-    let mut argv = vec![
-        c(ARGV0.as_ref()).ok_or_else(invalid)?,
-        c(family_dir.as_os_str()).ok_or_else(invalid)?,
-        c(main_dir.as_os_str()).ok_or_else(invalid)?,
-    ];
+    let (program, mut argv) = match launcher {
+        Some((program, args)) => (program.clone(), [vec![program.clone()], args.clone()].concat()),
+        None => (c"/proc/self/exe".to_owned(), vec![c(ARGV0.as_ref()).ok_or_else(invalid)?]),
+    };
+    argv.push(c(family_dir.as_os_str()).ok_or_else(invalid)?);
+    argv.push(c(main_dir.as_os_str()).ok_or_else(invalid)?);
     if let Some(bus) = bus {
         argv.push(c(bus.as_str().as_ref()).ok_or_else(invalid)?);
     }
-    let prepared =
-        Prepared { program: c"/proc/self/exe".to_owned(), argv, envp: Some(envp), cwd: Some(c"/".to_owned()) };
+    let prepared = Prepared { program, argv, envp: Some(envp), cwd: Some(c"/".to_owned()) };
     spawn::spawn(&Request {
         cgroup,
         new_session: true,
@@ -104,8 +132,9 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
     .map_err(|e| e.context(format!("failed to start the guardian of {}", family_dir.display())))
 }
 
-/// The guardian's whole life; called from the `.init_array` hook.
-pub(crate) fn run_and_exit(args: Vec<OsString>) -> ! {
+/// The guardian's whole life; called from the `.init_array` hook, or by a launcher's program
+/// (see [`set_launcher`]) with `[argv0, FAMILY_DIR, MAIN_DIR, (BUS)]`.
+pub fn run_and_exit(args: Vec<OsString>) -> ! {
     sys::close_descriptors_from(3);
     log::init(None, "daemonic guardian");
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
@@ -390,16 +419,17 @@ impl Guardian {
             return;
         }
         match node {
-            Node::Member { name, daemon, .. } => {
+            Node::Member { name, kind, .. } => {
                 if !self.ended(dir) {
                     return;
                 }
+                let daemon = kind.is_daemon();
+                // The daemons first, then the helpers, which may clean up after them; the owner
+                // is looked at again when each container is gone.
                 let daemons = layout::daemons_dir(dir);
-                if daemons.exists() {
+                if self.present(&daemons) {
                     if !self.retiring.contains_key(&daemons) {
-                        let count = cgroup::subdirs(&daemons)
-                            .map(|d| d.iter().filter(|d| matches!(Node::of_dir(d), Some(Node::Member { .. }))).count())
-                            .unwrap_or(0);
+                        let count = count_members(&daemons);
                         self.log_ended(dir);
                         match Retirement::start(&daemons, &self.family) {
                             Ok(r) => {
@@ -412,6 +442,22 @@ impl Guardian {
                     }
                     return;
                 }
+                let helpers = layout::helpers_dir(dir);
+                if self.present(&helpers) {
+                    if !self.retiring.contains_key(&helpers) {
+                        let count = count_members(&helpers);
+                        self.log_ended(dir);
+                        match Retirement::start(&helpers, &self.family) {
+                            Ok(r) => {
+                                log::helpers_stopped(self.member_ref(dir, &name, daemon), count);
+                                self.retiring.insert(helpers.clone(), r);
+                            }
+                            Err(e) => report(Err(e)),
+                        }
+                        self.queue.insert(helpers);
+                    }
+                    return;
+                }
                 // A daemon being retired with its siblings is counted in their event. A member
                 // whose directory is gone is logged when it was seen running (a lone daemon's
                 // scope collected by systemd, a slice someone stopped); a spawn that failed is not.
@@ -421,13 +467,13 @@ impl Guardian {
                 }
                 self.remove(dir);
             }
-            Node::Daemons { owner } => {
+            Node::Daemons { owner } | Node::Helpers { owner } => {
                 let owner_dir = dir.with_file_name(owner);
                 if self.retiring.contains_key(dir) {
                     if matches!(cgroup::populated(dir), Ok(false)) {
                         self.retiring.remove(dir);
                         self.remove(dir);
-                        self.remove(&owner_dir);
+                        self.queue.insert(owner_dir);
                     }
                 } else if self.ended(&owner_dir) {
                     self.queue.insert(owner_dir);
@@ -435,6 +481,11 @@ impl Guardian {
             }
             Node::Family { .. } => {}
         }
+    }
+
+    /// Whether the container `dir` (`.daemons`, `.helpers`) is there and not being removed.
+    fn present(&self, dir: &Path) -> bool {
+        !self.stopping.contains(dir) && dir.exists()
     }
 
     /// Removes `dir` and everything below it, deepest first, dropping their watches.
@@ -455,10 +506,10 @@ impl Guardian {
 
     /// Logs the end of the member in `dir`, once.
     fn log_ended(&mut self, dir: &Path) {
-        if let Some(Node::Member { name, daemon, .. }) = Node::of_dir(dir)
+        if let Some(Node::Member { name, kind, .. }) = Node::of_dir(dir)
             && self.logged.insert(dir.to_path_buf())
         {
-            log::ended(self.member_ref(dir, &name, daemon));
+            log::ended(self.member_ref(dir, &name, kind.is_daemon()));
         }
     }
 
@@ -579,6 +630,13 @@ impl PathOrdered for BTreeSet<PathBuf> {
     fn from<'a>(&'a self, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
         self.range::<Path, _>((Bound::Included(dir), Bound::Unbounded))
     }
+}
+
+/// How many members the container `dir` holds.
+fn count_members(dir: &Path) -> usize {
+    cgroup::subdirs(dir)
+        .map(|d| d.iter().filter(|d| matches!(Node::of_dir(d), Some(Node::Member { .. }))).count())
+        .unwrap_or(0)
 }
 
 /// How many directories `dir` holds, itself included.

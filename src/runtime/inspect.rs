@@ -50,6 +50,8 @@ pub struct MemberInfo {
     pub pid: Option<u32>,
     /// Whether it is daemonic.
     pub daemon: bool,
+    /// What it is to the member that started it: `member`, `daemon` or `helper`.
+    pub kind: String,
     /// `starting` (its directory exists, its process is not in it yet), `running` or `exited`.
     pub state: String,
     /// Its cgroup, relative to the cgroup2 root.
@@ -244,7 +246,7 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
     let Ok(subdirs) = cgroup::subdirs(dir) else { return };
     for sub in subdirs {
         match Node::of_dir(&sub) {
-            Some(Node::Member { name, daemon, .. }) => {
+            Some(Node::Member { name, kind, .. }) => {
                 let pid: Option<u32> = cgroup::attr(&sub, layout::ATTR_PID).and_then(|p| p.parse().ok());
                 // On systemd the member's own processes are in its scope: inside its slice, or the
                 // member's directory itself for a lone daemon.
@@ -254,7 +256,8 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
                 out.push(MemberInfo {
                     name,
                     pid,
-                    daemon,
+                    daemon: kind.is_daemon(),
+                    kind: kind.as_str().into(),
                     state: match (pid, running) {
                         (None, _) => "starting",
                         (Some(_), true) => "running",
@@ -267,7 +270,7 @@ fn collect_members(h: &Hierarchy, dir: &Path, out: &mut Vec<MemberInfo>) {
                 });
                 collect_members(h, &sub, out);
             }
-            Some(Node::Daemons { .. }) => collect_members(h, &sub, out),
+            Some(Node::Daemons { .. } | Node::Helpers { .. }) => collect_members(h, &sub, out),
             _ => {}
         }
     }
@@ -317,8 +320,8 @@ mod tests {
         let root = tempfile::tempdir().expect("tempdir");
         let h = Hierarchy::at(root.path());
         let fam = root.path().join("svc").join(layout::family_dir_name("web-42"));
-        let main = fam.join(layout::member_dir_name("main", 1, false));
-        let daemon = layout::daemons_dir(&main).join(layout::member_dir_name("log", 2, true));
+        let main = fam.join(layout::member_dir_name("main", 1, layout::Kind::Member));
+        let daemon = layout::daemons_dir(&main).join(layout::member_dir_name("log", 2, layout::Kind::Daemon));
         fs::create_dir_all(&main).expect("main");
         fs::create_dir_all(&daemon).expect("daemon");
         let found = families(&h).expect("families");
@@ -340,7 +343,7 @@ mod tests {
         let h = Hierarchy::at(root.path());
         let make = |id: &str, uid: u32| {
             let fam = root.path().join(layout::family_dir_name(id));
-            fs::create_dir_all(fam.join(layout::member_dir_name("main", 1, false))).expect("mkdir");
+            fs::create_dir_all(fam.join(layout::member_dir_name("main", 1, layout::Kind::Member))).expect("mkdir");
             std::os::unix::fs::chown(&fam, Some(uid), None).expect("chown");
         };
         make("web-1", 0);

@@ -25,6 +25,8 @@ pub(crate) struct Inner {
     pub pidfd: OwnedFd,
     pub name: String,
     pub daemon: bool,
+    /// A helper of its owner ([`Command::helper`](crate::Command::helper)).
+    pub helper: bool,
     pub dir: PathBuf,
     /// The family's name and id, for the log (empty outside a family).
     pub family_name: String,
@@ -63,6 +65,12 @@ impl Member {
     /// Whether the member is daemonic. Fixed at spawn; there is no setter (C1).
     pub fn daemon(&self) -> bool {
         self.inner.daemon
+    }
+
+    /// Whether the member is a helper of the process that started it
+    /// ([`Command::helper`](crate::Command::helper)).
+    pub fn helper(&self) -> bool {
+        self.inner.helper
     }
 
     /// The member's cgroup directory.
@@ -229,6 +237,7 @@ pub fn spawn_in_scope(
         pidfd: spawned.pidfd,
         name: unit.to_string(),
         daemon: false,
+        helper: false,
         dir,
         family_name: String::new(),
         family_id: String::new(),

@@ -226,9 +226,10 @@ fn reap_children(
 /// What the guardian would have done, for the case where it died.
 fn clean_up_without_guardian(family: &std::path::Path, main: &std::path::Path) -> Result<()> {
     cgroup::wait_unpopulated(main, None)?;
-    let daemons = layout::daemons_dir(main);
-    if daemons.exists() {
-        Retirement::start(&daemons, family)?.finish()?;
+    for container in [layout::daemons_dir(main), layout::helpers_dir(main)] {
+        if container.exists() {
+            Retirement::start(&container, family)?.finish()?;
+        }
     }
     cgroup::kill(family)?;
     cgroup::wait_unpopulated(family, None)?;

@@ -99,6 +99,7 @@ pub struct Command {
     pub(crate) stderr: Stdio,
     name: Option<String>,
     daemon: Option<bool>,
+    helper: bool,
     allow_children: bool,
     contain: bool,
     stop_timeout: Option<Duration>,
@@ -124,6 +125,7 @@ impl Command {
             stderr: Stdio::Inherit,
             name: None,
             daemon: None,
+            helper: false,
             allow_children: false,
             contain: false,
             stop_timeout: None,
@@ -236,6 +238,18 @@ impl Command {
         self
     }
 
+    /// Makes the member a *helper* of the calling process: a server or a resource tracker that
+    /// the caller's children talk to. A helper is not part of the caller's live part (nothing
+    /// waits for it: a family does not stay alive because a tracker still waits for its pipe),
+    /// and it is not a daemon (it may have children). When the caller and its non-daemonic
+    /// descendants have ended, the caller's daemons are killed first; once they are gone, the
+    /// helpers get SIGTERM, then SIGKILL after their stop timeout (1 s unless set), so that a
+    /// helper can still clean up after the daemons. A member cannot be a helper and a daemon.
+    pub fn helper(&mut self, helper: bool) -> &mut Command {
+        self.helper = helper;
+        self
+    }
+
     /// Lets a daemonic member have children (no seccomp filter). Its descendants stay in its
     /// cgroup and die with it.
     pub fn allow_children(&mut self, allow: bool) -> &mut Command {
@@ -259,7 +273,8 @@ impl Command {
     }
 
     /// For a daemonic member: when its family ends, SIGTERM first and SIGKILL after `timeout`
-    /// instead of an immediate SIGKILL. Overrides the family's default.
+    /// instead of an immediate SIGKILL. Overrides the family's default. For a helper: how long
+    /// it has after SIGTERM (1 s unless set).
     pub fn stop_timeout(&mut self, timeout: Duration) -> &mut Command {
         self.stop_timeout = Some(timeout);
         self
@@ -301,6 +316,11 @@ impl Command {
     /// The daemon flag, `None` when inherited.
     pub fn get_daemon(&self) -> Option<bool> {
         self.daemon
+    }
+
+    /// Whether the member is a helper of the calling process.
+    pub fn get_helper(&self) -> bool {
+        self.helper
     }
 
     /// Whether a daemonic member may have children.

@@ -851,6 +851,82 @@ fn c6_default_is_immediate_kill_without_term() {
 }
 
 // =============================================================================================
+// Helpers
+// =============================================================================================
+
+/// A helper (`spawn --helper`: a tracker or a server the members talk to) does not keep the
+/// family alive, and it ends after the daemons: when the main member ends, the daemon is
+/// killed at once, the helper gets SIGTERM only after the daemon is gone, and SIGKILL after
+/// its stop timeout (it ignores SIGTERM here). `ps --json` shows it as a helper.
+#[harness::test]
+fn helper_is_not_waited_for_and_ends_after_the_daemons() {
+    require_cgroup();
+    let name = family_name("helper");
+    let dir = tempdir();
+    let dp = d(&dir);
+    let m = marker(0);
+    write_file(dir.path(), "stubborn.py", STUBBORN_PY, 0o644);
+    write_file(dir.path(), "ticker.py", TICKER_PY, 0o644);
+    let script = tpl(
+        &format!(
+            "daemonic spawn --helper --name tracker --stop-timeout 0.5 -- @PY@ @D@/stubborn.py @D@/term @D@/helper_ticks @M@ &\n\
+             daemonic spawn --daemon --name ticker -- @PY@ @D@/ticker.py @D@/ticks @M@ &\n\
+             {}\n{}\n\
+             daemonic ps --json > @D@/ps.json\n\
+             date +%s%N > @D@/main_end",
+            wait_nonempty_sh("@D@/ticks"),
+            wait_nonempty_sh("@D@/helper_ticks")
+        ),
+        &[("PY", python()), ("D", &dp), ("M", &m)],
+    );
+    let out = daemonic(run_sh(&name, &script, &m)).timeout(30.0).run();
+    out.assert_code(0);
+    assert_clean_at_exit(&name, &[&m]);
+
+    let ps: Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("ps.json")).expect("ps.json"))
+        .expect("ps --json printed JSON");
+    let fam = find_family(&ps, &name).unwrap_or_else(|| panic!("family {name} not in ps --json: {ps}"));
+    let kinds: Vec<(String, String, bool)> = fam["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| (m["name"].as_str().unwrap_or("").to_string(), m["kind"].as_str().unwrap_or("").to_string(), m["daemon"] == true))
+        .collect();
+    for (member, kind, daemon) in [("tracker", "helper", false), ("ticker", "daemon", true)] {
+        assert!(
+            kinds.contains(&(member.to_string(), kind.to_string(), daemon)),
+            "ps --json should list {member} as a {kind}: {kinds:?}"
+        );
+    }
+
+    let main_end = last_ns_in(&dir.path().join("main_end"));
+    let daemon_last = *read_timestamps(&dir.path().join("ticks")).last().expect("daemon ticks");
+    let helper_last = *read_timestamps(&dir.path().join("helper_ticks")).last().expect("helper ticks");
+    let term = std::fs::read_to_string(dir.path().join("term")).unwrap_or_default();
+    let term_ns: u128 = term
+        .lines()
+        .find_map(|l| l.strip_prefix("got TERM ")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("the helper never got SIGTERM: {term:?}\n{}", out.dump()));
+    let daemon_lag = ms_between(main_end, daemon_last);
+    let term_after_daemon = ms_between(daemon_last, term_ns);
+    let helper_after_term = ms_between(term_ns, helper_last);
+    eprintln!(
+        "helper: daemon's last tick {daemon_lag:.1} ms after main's end, helper's SIGTERM {term_after_daemon:.1} ms \
+         after that, its last tick {helper_after_term:.1} ms after SIGTERM; run took {:?}",
+        out.duration
+    );
+    let bound = scaled_ms(300.0);
+    assert!(daemon_lag <= bound, "the daemon ran {daemon_lag:.1} ms after main's end (bound {bound:.0} ms)");
+    assert!(term_ns > daemon_last, "the helper got SIGTERM before the daemon's last tick ({term_after_daemon:.1} ms)");
+    assert!(term_ns > main_end, "the helper got SIGTERM before the main member ended");
+    let upper = 500.0 + scaled_ms(2500.0);
+    assert!(
+        (400.0..=upper).contains(&helper_after_term),
+        "the helper should be killed its stop timeout (0.5 s) after SIGTERM, was {helper_after_term:.1} ms"
+    );
+}
+
+// =============================================================================================
 // ps and kill
 // =============================================================================================
 

@@ -679,6 +679,126 @@ fn stop_timeout_is_honoured_by_the_guardian_after_exit() {
 }
 
 // =============================================================================================
+// Helpers: not waited for, ended after the daemons
+// =============================================================================================
+
+/// Python's resource tracker in miniature: ignores SIGINT and SIGTERM as CPython's does, says
+/// it is ready in argv[1].ready, reads its stdin until every writer has closed it, then writes
+/// the time (ns) to argv[1] and exits.
+const TRACKER_PY: &str = "import signal, sys, time\n\
+    signal.signal(signal.SIGINT, signal.SIG_IGN)\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n\
+    open(sys.argv[1] + '.ready', 'w').write('1')\n\
+    sys.stdin.buffer.read()\nopen(sys.argv[1], 'w').write(str(time.time_ns()))";
+
+/// The case that made helpers necessary: a tracker whose pipe the parent and its daemon both
+/// hold. As a non-daemonic member it would keep the parent's live part alive after a SIGKILL
+/// (it waits for its pipe, the pipe for the daemon, the daemon for the live part): nothing
+/// would ever end. As a helper, the daemon dies once the parent is gone, then the tracker sees
+/// end of file and ends by itself, and nothing of the family is left.
+#[harness::test]
+fn a_tracker_helper_does_not_keep_a_sigkilled_parents_daemons_alive() {
+    if let Some(s) = child_scenario() {
+        assert_eq!(s, "tracker");
+        let family = open_family();
+        let (read, write) =
+            rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC).expect("a pipe for the tracker");
+        let eof = child_tmp().join("tracker.eof");
+        let mut tracker = py(TRACKER_PY);
+        tracker.arg(&eof).name("tracker").helper(true).stdin(Stdio::Fd(read));
+        let tracker = spawn(&family, &mut tracker);
+        let write2 = write.try_clone().expect("dup the pipe");
+        let daemon = spawn(&family, py(SLEEPER_PY).name("sleeper").daemon(true).stdout(Stdio::Fd(write2)));
+        assert!(tracker.helper() && !tracker.daemon(), "a helper is not a daemon");
+        report("daemon_pid", daemon.pid());
+        report("tracker_pid", tracker.pid());
+        let runs = common::wait_until(Duration::from_secs(2), || pid_alive_with(daemon.pid(), &child_marker()));
+        assert!(runs, "the daemon runs before its parent is killed");
+        common::wait_for_file(&child_tmp().join("tracker.eof.ready"), common::scaled(Duration::from_secs(5)));
+        report("ready", 1);
+        // The parent keeps the pipe's write end, as every Python process keeps the tracker's.
+        let _keep = write;
+        std::thread::sleep(Duration::from_secs(30));
+        std::process::exit(97);
+    }
+    require_cgroup();
+    let mut child = Child::start("tracker", "helper");
+    child.wait_value("ready", Duration::from_secs(10));
+    let daemon_pid: u32 = child.expect_value("daemon_pid").parse().expect("daemon pid");
+    let tracker_pid: u32 = child.expect_value("tracker_pid").parse().expect("tracker pid");
+    child.kill();
+    assert_eq!(child.wait(CHILD_TIMEOUT), End::Signal(9), "{}", child.dump());
+    let (_, killed_ns) = child.ended.expect("end time");
+    let died = common::wait_until(common::scaled(Duration::from_secs(2)), || !pid_alive_with(daemon_pid, &child.marker));
+    assert!(died, "the daemon outlived its SIGKILLed parent: the tracker kept the family alive\n{}", child.dump());
+    let eof = child.path("tracker.eof");
+    let text = common::wait_for_file(&eof, common::scaled(Duration::from_secs(3)));
+    let eof_ns: u128 = text.trim().parse().expect("a timestamp");
+    assert!(eof_ns > killed_ns, "the tracker saw end of file before its parent was killed\n{}", child.dump());
+    let gone = common::wait_until(common::scaled(Duration::from_secs(2)), || !pid_alive_with(tracker_pid, &child.marker));
+    assert!(gone, "the tracker still runs after it saw end of file\n{}", child.dump());
+    eprintln!("helper: the tracker saw end of file {:.1} ms after its parent's SIGKILL", common::ms_between(killed_ns, eof_ns));
+    child.assert_no_leftovers();
+}
+
+/// `Family::place`, for bindings whose children are forked by a server of their own: an
+/// existing process becomes a daemon of the caller (it is in the daemon's cgroup, and dies when
+/// the caller is SIGKILLed); a member that cannot be made (a helper that is also a daemon) is
+/// refused, and the process is ended first, through the caller's `abandon`.
+#[harness::test]
+fn an_existing_process_is_placed_as_a_member() {
+    if let Some(s) = child_scenario() {
+        assert_eq!(s, "place");
+        let family = open_family();
+        let sleeper = |tag: &str| {
+            std::process::Command::new(python())
+                .arg("-c")
+                .arg(format!("import time\ntime.sleep(60)\n#{} {tag}", child_marker()))
+                .spawn()
+                .expect("start a process to place")
+        };
+        let mut refused = sleeper("refused");
+        let mut abandoned = false;
+        let mut cmd = Command::new("x");
+        cmd.name("both").helper(true).daemon(true);
+        let e = family
+            .place(refused.id(), &cmd, &mut || {
+                abandoned = refused.kill().is_ok() && refused.wait().is_ok();
+                abandoned
+            })
+            .expect_err("a helper that is a daemon");
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+        assert!(abandoned, "the refused process was not ended through abandon");
+        let mut placed = sleeper("placed");
+        let pid = placed.id();
+        let dir = family
+            .place(pid, Command::new("x").name("placed").daemon(true), &mut || placed.kill().is_ok())
+            .unwrap_or_else(|e| panic!("place {pid}: {e}"));
+        report("daemon_pid", pid);
+        report("dir", dir.display());
+        report("ready", 1);
+        std::thread::sleep(Duration::from_secs(30));
+        std::process::exit(97);
+    }
+    require_cgroup();
+    let mut child = Child::start("place", "place");
+    child.wait_value("ready", Duration::from_secs(10));
+    let pid: u32 = child.expect_value("daemon_pid").parse().expect("pid");
+    let dir = child.expect_value("dir");
+    let leaf_dir = leaf(&dir).to_string();
+    let cg = common::cgroup_of(&pid.to_string()).unwrap_or_default();
+    assert!(
+        cg.ends_with(&leaf_dir) || cg.contains(&format!("{leaf_dir}/")),
+        "process {pid} is in {cg}, not in its daemon's cgroup {dir}\n{}",
+        child.dump()
+    );
+    assert!(leaf_dir.contains("placed") && leaf_dir.contains(".daemon"), "not a daemon named placed: {dir}");
+    child.kill();
+    let died = common::wait_until(common::scaled(Duration::from_secs(2)), || !pid_alive_with(pid, &child.marker));
+    assert!(died, "the placed daemon outlived its SIGKILLed owner\n{}", child.dump());
+    child.assert_no_leftovers();
+}
+
+// =============================================================================================
 // 7. shutdown() waits for non-daemonic children (C7)
 // =============================================================================================
 

@@ -25,9 +25,9 @@ use zbus::zvariant::Value;
 
 pub(crate) use crate::backend::systemd::client;
 use crate::backend::systemd::{Bus, Client, connection, resource_property};
-use crate::cgroup::layout::{self, MAIN_NAME, Style};
+use crate::cgroup::layout::{self, Kind, MAIN_NAME, Style};
 use crate::cgroup::properties::Property;
-use crate::cgroup::retire::label_daemon;
+use crate::cgroup::retire::label_member;
 use crate::cgroup::unit_name::UnitName;
 use crate::cgroup::{self, Hierarchy};
 use crate::error::{Error, ErrorKind, Result};
@@ -59,7 +59,7 @@ pub(crate) fn family_bus(family_dir: &Path) -> Bus {
 pub(crate) struct Spec<'a> {
     pub family_name: &'a str,
     pub name: &'a str,
-    pub daemon: bool,
+    pub kind: Kind,
     pub stop_timeout: Option<Duration>,
     pub allow_children: bool,
     pub properties: &'a [Property],
@@ -68,14 +68,13 @@ pub(crate) struct Spec<'a> {
 impl Spec<'_> {
     /// The scope's `Description=`: `daemonic daemon "logger" of family "web"`.
     fn description(&self) -> String {
-        let kind = if self.daemon { "daemon" } else { "member" };
-        format!("daemonic {kind} \"{}\" of family \"{}\"", self.name, self.family_name)
+        format!("daemonic {} \"{}\" of family \"{}\"", self.kind.as_str(), self.name, self.family_name)
     }
 
     /// Whether the member is a lone scope, without a slice: a daemon that may not have children
     /// can have no members either.
     fn lone(&self) -> bool {
-        self.daemon && !self.allow_children
+        self.kind == Kind::Daemon && !self.allow_children
     }
 
     /// The transient slices created with the member's scope, with their descriptions: its own
@@ -86,10 +85,10 @@ impl Spec<'_> {
             out.push((slice.to_string(), format!("{} and its children", self.description())));
         }
         if new_parent && let Some(p) = parent.file_name().and_then(|n| n.to_str()) {
-            let what = if self.daemon {
-                format!("daemons of a member of daemonic family \"{}\"", self.family_name)
-            } else {
-                format!("daemonic family \"{}\"", self.family_name)
+            let what = match self.kind {
+                Kind::Daemon => format!("daemons of a member of daemonic family \"{}\"", self.family_name),
+                Kind::Helper => format!("helpers of a member of daemonic family \"{}\"", self.family_name),
+                Kind::Member => format!("daemonic family \"{}\"", self.family_name),
             };
             out.push((p.to_string(), what));
         }
@@ -138,13 +137,13 @@ pub(crate) fn place(
     // unit loses gets UnitExists and goes on without creating it.
     let mut container_taken = false;
     let (unit, scope, new_parent) = loop {
-        let new_parent = new_family || (spec.daemon && !container_taken && !parent.exists());
+        let new_parent = new_family || (spec.kind != Kind::Member && !container_taken && !parent.exists());
         // The member's unit, and the slice its scope goes into.
         let (unit, scope, slice) = if spec.lone() {
             let scope = layout::daemon_scope(parent, spec.name, seq)?;
             (scope.clone(), scope, parent_unit.clone().unwrap_or_default())
         } else {
-            let slice = layout::member_unit(parent, spec.name, seq, spec.daemon)?;
+            let slice = layout::member_unit(parent, spec.name, seq, spec.kind)?;
             let scope = layout::scope_in(&slice)?;
             (slice.clone(), scope, slice.to_string())
         };
@@ -208,10 +207,8 @@ fn label(unit: &str, scope: &UnitName, spec: &Spec<'_>, pid: u32) -> Result<Path
         ));
     }
     cgroup::set_attr(&dir, layout::ATTR_PID, &pid.to_string())?;
-    if spec.daemon {
-        let container = dir.parent().unwrap_or(Path::new("/"));
-        label_daemon(&dir, container, spec.stop_timeout, spec.allow_children)?;
-    }
+    let container = dir.parent().unwrap_or(Path::new("/"));
+    label_member(&dir, container, spec.kind, spec.stop_timeout, spec.allow_children)?;
     Ok(dir)
 }
 
@@ -270,7 +267,7 @@ pub(crate) fn main_spec<'a>(f: &FamilySpec<'a>) -> Spec<'a> {
     Spec {
         family_name: f.name,
         name: MAIN_NAME,
-        daemon: false,
+        kind: Kind::Member,
         stop_timeout: None,
         allow_children: false,
         properties: f.properties,
