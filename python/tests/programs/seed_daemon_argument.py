@@ -1,0 +1,20 @@
+# The seed's "creating a new daemon process", with daemonic's start method.
+import daemonic  # noqa: F401
+from time import sleep
+from multiprocessing import current_process, set_start_method
+from multiprocessing import Process
+# function to be executed in a new process
+def task():
+    # get the current process
+    process = current_process()
+    # report if daemon process
+    print(f'Daemon process: {process.daemon}')
+# entry point
+if __name__ == '__main__':
+    set_start_method("daemonic")
+    # create a new daemon process
+    process = Process(target=task, daemon=True)
+    # start the new process
+    process.start()
+    # wait for the new process to finish
+    process.join()

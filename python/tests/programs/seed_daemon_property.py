@@ -1,0 +1,22 @@
+# The seed's "configuring a process to be a daemon process", with daemonic's start method.
+import daemonic  # noqa: F401
+from time import sleep
+from multiprocessing import current_process, set_start_method
+from multiprocessing import Process
+# function to be executed in a new process
+def task():
+    # get the current process
+    process = current_process()
+    # report if daemon process
+    print(f'Daemon process: {process.daemon}')
+# entry point
+if __name__ == '__main__':
+    set_start_method("daemonic")
+    # create a new process
+    process = Process(target=task)
+    # configure the process to be a daemon process
+    process.daemon = True
+    # start the new process
+    process.start()
+    # block for a moment to let the daemon process run
+    process.join()
