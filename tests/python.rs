@@ -4,9 +4,9 @@
 //! this machine, on the cgroupfs backend.
 //!
 //! The package is the checkout's: the extension module is built here (`cargo build -p
-//! daemonic-python`) and put beside `python/daemonic/*.py` in a temporary directory on
-//! `PYTHONPATH`, so what runs is what is committed, without pip (`DAEMONIC_PYTHON_EXT` names a
-//! module built already). Without an interpreter of
+//! daemonic-python`; `DAEMONIC_PYTHON_EXT` names one built already) and installed with
+//! `python/daemonic/*.py` and `daemonic_mp.pth` into a new venv of each interpreter, as pip
+//! installs the wheel, so what runs is what is committed. Without an interpreter of
 //! 3.9 or later the test is ignored, with the reason (failed with `CI=true`).
 
 mod common;
@@ -79,19 +79,68 @@ fn extension() -> PathBuf {
         .expect("cargo build named the extension module's .so")
 }
 
-/// Lays out the package, the extension module beside its modules, in a new temporary directory.
-fn package() -> tempfile::TempDir {
-    let so = extension();
+/// A new virtual environment of `python` with the package installed as pip installs the wheel
+/// (its modules and extension module in `site-packages/daemonic`, `daemonic_mp.pth` and its
+/// startup module beside), so that every interpreter of it, an isolated (`-I`) or a spawned
+/// one too, knows the start methods. Returns the directory and its interpreter.
+fn install(python: &Path, so: &Path) -> (tempfile::TempDir, PathBuf) {
     let dir = tempdir();
-    let pkg = dir.path().join("daemonic");
-    std::fs::create_dir(&pkg).expect("mkdir daemonic");
+    let venv = dir.path().join("venv");
+    let made = Command::new(python).args(["-m", "venv", "--without-pip"]).arg(&venv).output().expect("run venv");
+    assert!(made.status.success(), "{} -m venv failed: {}", python.display(), String::from_utf8_lossy(&made.stderr));
+    let vpython = venv.join("bin/python");
+    let out = Command::new(&vpython)
+        .args(["-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"])
+        .output()
+        .expect("ask the venv for its site-packages");
+    let site = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let pkg = site.join("daemonic");
+    std::fs::create_dir_all(&pkg).expect("mkdir daemonic");
     for entry in std::fs::read_dir(root().join("python/daemonic")).expect("python/daemonic").flatten() {
         if entry.path().extension().is_some_and(|e| e == "py") {
             std::fs::copy(entry.path(), pkg.join(entry.file_name())).expect("copy a module");
         }
     }
-    std::fs::copy(&so, pkg.join("_native.abi3.so")).expect("copy the extension module");
-    dir
+    std::fs::copy(so, pkg.join("_native.abi3.so")).expect("copy the extension module");
+    for file in ["_daemonic_mp_startup.py", "daemonic_mp.pth"] {
+        std::fs::copy(root().join("python").join(file), site.join(file)).expect("copy the startup hook");
+    }
+    (dir, vpython)
+}
+
+/// One `python -m unittest -v MODULE` in python/tests, with the interpreter of a venv that has
+/// the package.
+fn unittest(python: &Path, module: &str, envs: &[(&str, &str)]) -> std::process::Output {
+    let mut cmd = Command::new(python);
+    cmd.current_dir(root().join("python/tests"))
+        .args(["-m", "unittest", "-v", module])
+        .env_remove("PYTHONPATH")
+        .env("DAEMONIC_BACKEND", "cgroupfs")
+        .env("DAEMONIC_TEST_SLOWNESS", format!("{:.2}", slowness()))
+        .env_remove("PYTHONSTARTUP");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run python -m unittest")
+}
+
+/// unittest's counts from its output: (run, skipped, failures + errors), and the reasons of the
+/// skips with how many tests each.
+fn counts(stderr: &str) -> (usize, usize, usize, std::collections::BTreeMap<String, usize>) {
+    let number = |text: &str, key: &str| -> usize {
+        text.split(['(', ')', ',', ' ']).find_map(|w| w.strip_prefix(key)?.parse().ok()).unwrap_or(0)
+    };
+    let ran = stderr.lines().find_map(|l| l.strip_prefix("Ran ")?.split(' ').next()?.parse().ok()).unwrap_or(0);
+    let last = stderr.lines().rev().find(|l| l.starts_with("OK") || l.starts_with("FAILED")).unwrap_or("");
+    let bad =
+        number(last, "failures=") + number(last, "errors=") + usize::from(!last.starts_with("OK") && last.is_empty());
+    let mut reasons = std::collections::BTreeMap::new();
+    for l in stderr.lines() {
+        if let Some((_, why)) = l.split_once(" ... skipped ") {
+            *reasons.entry(why.trim_matches('\'').to_string()).or_insert(0) += 1;
+        }
+    }
+    (ran, number(last, "skipped="), bad, reasons)
 }
 
 #[harness::test]
@@ -101,19 +150,12 @@ fn python_package_tests_pass_under_every_cpython() {
     if pythons.is_empty() {
         skip("no CPython 3.9 or later here (/usr/bin/python3, pyenv's versions)");
     }
-    let pkg = package();
+    let so = extension();
     let mut failed = Vec::new();
     for (version, python) in &pythons {
+        let (_venv, python) = install(python, &so);
         let start = std::time::Instant::now();
-        let out = Command::new(python)
-            .current_dir(root().join("python/tests"))
-            .args(["-m", "unittest", "-v", "test_daemonic"])
-            .env("PYTHONPATH", pkg.path())
-            .env("DAEMONIC_BACKEND", "cgroupfs")
-            .env("DAEMONIC_TEST_SLOWNESS", format!("{:.2}", slowness()))
-            .env_remove("PYTHONSTARTUP")
-            .output()
-            .expect("run python -m unittest");
+        let out = unittest(&python, "test_daemonic", &[]);
         let err = String::from_utf8_lossy(&out.stderr);
         let summary = err.lines().rev().find(|l| l.starts_with("Ran ")).unwrap_or("no summary").to_string();
         let result = err.lines().last().unwrap_or("").to_string();
@@ -125,4 +167,60 @@ fn python_package_tests_pass_under_every_cpython() {
     }
     assert!(failed.is_empty(), "the Python package's tests failed under {failed:?}");
     assert_no_leftovers("seed_terminated_abruptly", &[]);
+}
+
+/// CPython's own multiprocessing tests (`test._test_multiprocessing`, which pyenv's builds and
+/// Debian's `libpython3-testsuite` ship) for the start method `daemonic`, through
+/// `python/tests/test_cpython_multiprocessing.py`: the `processes`, `manager` and `threads`
+/// tests and the untyped ones, each type apart from 3.12 on (before, they install together).
+/// No failure and no error; the skips are printed with their reasons.
+#[harness::test]
+fn cpython_multiprocessing_suite_passes_for_daemonic() {
+    require_cgroup();
+    let pythons: Vec<_> = interpreters()
+        .into_iter()
+        .filter(|(_, python)| {
+            Command::new(python)
+                .args(["-c", "import test._test_multiprocessing"])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+        .collect();
+    if pythons.is_empty() {
+        skip("no CPython 3.9 or later with its test package (test._test_multiprocessing) here");
+    }
+    let so = extension();
+    let mut failed = Vec::new();
+    for (version, python) in &pythons {
+        let (_venv, python) = install(python, &so);
+        let split = Command::new(&python)
+            .args(["-c", "import sys; print(sys.version_info >= (3, 12))"])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "True");
+        let types: &[&str] = if split { &["processes", "manager", "threads", "misc"] } else { &["all"] };
+        for kind in types {
+            let start = std::time::Instant::now();
+            let out = unittest(&python, "test_cpython_multiprocessing", &[("DAEMONIC_CPYTHON_TYPE", kind)]);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let (ran, skipped, bad, reasons) = counts(&err);
+            eprintln!(
+                "CPython suite, python {version}, {kind}: {ran} run, {skipped} skipped, {bad} failed or errors, {:.0} s",
+                start.elapsed().as_secs_f64()
+            );
+            for (why, n) in &reasons {
+                eprintln!("    skipped {n}: {why}");
+            }
+            if !out.status.success() || bad > 0 || ran == 0 {
+                let failures: Vec<&str> =
+                    err.lines().filter(|l| l.starts_with("FAIL:") || l.starts_with("ERROR:")).collect();
+                eprintln!("{}", failures.join("\n"));
+                eprintln!(
+                    "{}",
+                    err.lines().rev().take(60).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+                failed.push(format!("{version} {kind}"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "CPython's multiprocessing tests failed for daemonic under {failed:?}");
 }
