@@ -124,6 +124,18 @@ fn unittest(python: &Path, module: &str, envs: &[(&str, &str)]) -> std::process:
     cmd.output().expect("run python -m unittest")
 }
 
+/// Keeps a run's whole output in `target/tmp/python/NAME.log` (each test's line, its skip
+/// reason, any traceback), and says where.
+fn keep_log(name: &str, out: &std::process::Output) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python");
+    let _ = std::fs::create_dir_all(&dir);
+    let path = dir.join(format!("{}.log", name.replace([' ', '/', '(', ')'], "_")));
+    let mut text = out.stdout.clone();
+    text.extend_from_slice(&out.stderr);
+    let _ = std::fs::write(&path, text);
+    path
+}
+
 /// unittest's counts from its output: (run, skipped, failures + errors), and the reasons of the
 /// skips with how many tests each.
 fn counts(stderr: &str) -> (usize, usize, usize, std::collections::BTreeMap<String, usize>) {
@@ -156,10 +168,15 @@ fn python_package_tests_pass_under_every_cpython() {
         let (_venv, python) = install(python, &so);
         let start = std::time::Instant::now();
         let out = unittest(&python, "test_daemonic", &[]);
+        let log = keep_log(&format!("test_daemonic-{version}"), &out);
         let err = String::from_utf8_lossy(&out.stderr);
         let summary = err.lines().rev().find(|l| l.starts_with("Ran ")).unwrap_or("no summary").to_string();
         let result = err.lines().last().unwrap_or("").to_string();
-        eprintln!("python {version}: {summary}: {result} in {:.1} s", start.elapsed().as_secs_f64());
+        eprintln!(
+            "python {version}: {summary}: {result} in {:.1} s ({})",
+            start.elapsed().as_secs_f64(),
+            log.display()
+        );
         if !out.status.success() {
             eprintln!("{err}");
             failed.push(version.clone());
@@ -201,11 +218,13 @@ fn cpython_multiprocessing_suite_passes_for_daemonic() {
         for kind in types {
             let start = std::time::Instant::now();
             let out = unittest(&python, "test_cpython_multiprocessing", &[("DAEMONIC_CPYTHON_TYPE", kind)]);
+            let log = keep_log(&format!("cpython-{version}-{kind}"), &out);
             let err = String::from_utf8_lossy(&out.stderr);
             let (ran, skipped, bad, reasons) = counts(&err);
             eprintln!(
-                "CPython suite, python {version}, {kind}: {ran} run, {skipped} skipped, {bad} failed or errors, {:.0} s",
-                start.elapsed().as_secs_f64()
+                "CPython suite, python {version}, {kind}: {ran} run, {skipped} skipped, {bad} failed or errors, {:.0} s ({})",
+                start.elapsed().as_secs_f64(),
+                log.display()
             );
             for (why, n) in &reasons {
                 eprintln!("    skipped {n}: {why}");
