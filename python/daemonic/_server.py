@@ -31,9 +31,15 @@ def set_preload(module_names):
 
 
 def _family_name():
-    """The family's name: the main script's, else the interpreter's."""
-    main = getattr(sys.modules.get("__main__"), "__file__", None) or sys.argv[0] or sys.executable
-    stem = os.path.splitext(os.path.basename(main))[0]
+    """The family's name: the main module's (`python -m pkg` gives `pkg`), else the main
+    script's file name, else `python`."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and getattr(spec, "name", None):
+        stem = spec.name[: -len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+    else:
+        path = getattr(main, "__file__", None) or sys.argv[0] or ""
+        stem = os.path.splitext(os.path.basename(path))[0]
     from ._popen import _member_name
     return _member_name(stem or "python")
 
