@@ -28,10 +28,16 @@ _CANNOT = {
         "threads only: a ThreadPool cannot interrupt time.sleep(300), so a worker that took a task "
         "before terminate() makes join() wait 300 s (timing, not the start method)",
 }
-for (_cls, _test), _why in _CANNOT.items():
-    _c = globals().get(_cls)
-    if _c is not None and hasattr(_c, _test):
-        setattr(_c, _test, unittest.skip("daemonic: " + _why)(getattr(_c, _test)))
+def _skip_what_cannot_pass():
+    # In a function: a module-level name bound to a test class would make unittest load that
+    # class a second time.
+    for (name, test), why in _CANNOT.items():
+        cls = globals().get(name)
+        if cls is not None and hasattr(cls, test):
+            setattr(cls, test, unittest.skip("daemonic: " + why)(getattr(cls, test)))
+
+
+_skip_what_cannot_pass()
 
 # A test that takes long is named in the output (a wait that ran into a timeout shows there).
 _SLOW = 5.0
