@@ -402,15 +402,8 @@ impl Family {
     /// `allow_children`). Checks the program before creating anything, and leaves nothing behind
     /// when it fails.
     pub fn spawn(&self, cmd: &mut Command) -> Result<Member> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(Error::new(ErrorKind::InvalidInput, format!("family {} is shut down", self.id())));
-        }
-        if !self.position.allows_children() {
-            return Err(Error::daemon_children());
-        }
-        let kind = member_kind(cmd.get_helper(), cmd.get_daemon(), self.position.daemon)?;
+        let (kind, name) = self.admit(cmd)?;
         let daemon = kind.is_daemon();
-        let name = cmd.effective_name()?;
         check_contain(cmd.get_contain(), daemon, cmd.get_allow_children())?;
         let prepared = cmd.prepare()?;
         let filters = filters_for(daemon, cmd.get_allow_children())?;
@@ -439,6 +432,19 @@ impl Family {
         Ok(self.adopt(spawned, name, kind, dir))
     }
 
+    /// What a new member described by `cmd` is and is called, once this family may start it:
+    /// not shut down, and the calling process may have children.
+    fn admit(&self, cmd: &Command) -> Result<(Kind, String)> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(Error::new(ErrorKind::InvalidInput, format!("family {} is shut down", self.id())));
+        }
+        if !self.position.allows_children() {
+            return Err(Error::daemon_children());
+        }
+        let kind = member_kind(cmd.get_helper(), cmd.get_daemon(), self.position.daemon)?;
+        Ok((kind, cmd.effective_name()?))
+    }
+
     /// Makes the existing process `pid` a new member, as [`Family::spawn`] makes a new process
     /// one: for bindings whose children are forked by a server of their own (the Python start
     /// method), so that the process exists before its member does. Only what `cmd` says the
@@ -454,14 +460,7 @@ impl Family {
             abandon();
             Err(e)
         };
-        if self.closed.load(Ordering::Acquire) {
-            return refuse(Error::new(ErrorKind::InvalidInput, format!("family {} is shut down", self.id())), abandon);
-        }
-        if !self.position.allows_children() {
-            return refuse(Error::daemon_children(), abandon);
-        }
-        let checked = member_kind(cmd.get_helper(), cmd.get_daemon(), self.position.daemon)
-            .and_then(|kind| Ok((kind, cmd.effective_name()?, cmd.checked_properties()?)));
+        let checked = self.admit(cmd).and_then(|(kind, name)| Ok((kind, name, cmd.checked_properties()?)));
         let (kind, name, properties) = match checked {
             Ok(c) => c,
             Err(e) => return refuse(e, abandon),

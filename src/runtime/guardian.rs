@@ -428,34 +428,16 @@ impl Guardian {
                 // is looked at again when each container is gone.
                 let daemons = layout::daemons_dir(dir);
                 if self.present(&daemons) {
-                    if !self.retiring.contains_key(&daemons) {
-                        let count = count_members(&daemons);
-                        self.log_ended(dir);
-                        match Retirement::start(&daemons, &self.family) {
-                            Ok(r) => {
-                                log::daemons_killed(self.member_ref(dir, &name, daemon), count, r.is_graceful());
-                                self.retiring.insert(daemons.clone(), r);
-                            }
-                            Err(e) => report(Err(e)),
-                        }
-                        self.queue.insert(daemons);
-                    }
+                    self.retire(dir, &daemons, |g, count, r| {
+                        log::daemons_killed(g.member_ref(dir, &name, daemon), count, r.is_graceful())
+                    });
                     return;
                 }
                 let helpers = layout::helpers_dir(dir);
                 if self.present(&helpers) {
-                    if !self.retiring.contains_key(&helpers) {
-                        let count = count_members(&helpers);
-                        self.log_ended(dir);
-                        match Retirement::start(&helpers, &self.family) {
-                            Ok(r) => {
-                                log::helpers_stopped(self.member_ref(dir, &name, daemon), count);
-                                self.retiring.insert(helpers.clone(), r);
-                            }
-                            Err(e) => report(Err(e)),
-                        }
-                        self.queue.insert(helpers);
-                    }
+                    self.retire(dir, &helpers, |g, count, _| {
+                        log::helpers_stopped(g.member_ref(dir, &name, daemon), count)
+                    });
                     return;
                 }
                 // A daemon being retired with its siblings is counted in their event. A member
@@ -481,6 +463,24 @@ impl Guardian {
             }
             Node::Family { .. } => {}
         }
+    }
+
+    /// Starts retiring the container `members` (`.daemons`, `.helpers`) of the ended member in
+    /// `owner`, once: `announce` logs it with the count of members in it.
+    fn retire(&mut self, owner: &Path, members: &Path, announce: impl FnOnce(&Self, usize, &Retirement)) {
+        if self.retiring.contains_key(members) {
+            return;
+        }
+        let count = count_members(members);
+        self.log_ended(owner);
+        match Retirement::start(members, &self.family) {
+            Ok(r) => {
+                announce(self, count, &r);
+                self.retiring.insert(members.to_path_buf(), r);
+            }
+            Err(e) => report(Err(e)),
+        }
+        self.queue.insert(members.to_path_buf());
     }
 
     /// Whether the container `dir` (`.daemons`, `.helpers`) is there and not being removed.
