@@ -123,6 +123,9 @@ pub fn apply_in_dirs(family_dir: &Path, member_dir: &Path, properties: &[Propert
             ),
         ));
     }
+    if properties.is_empty() {
+        return Ok(());
+    }
     let available = cgroup::read(family_dir, "cgroup.controllers").unwrap_or_default();
     for p in properties {
         let controller = p.controller();
