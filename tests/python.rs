@@ -1,7 +1,8 @@
 //! The Python package (`python/`): its own tests (`python/tests/test_daemonic.py`: the seed's
 //! programs with the start method changed, SIGKILL of a parent with a tracker, a Manager and a
-//! pool, the kernel's rules for daemons, CPython's Process API) under every CPython 3.9+ on
-//! this machine, on the cgroupfs backend.
+//! pool, the kernel's rules for daemons, CPython's Process API, the server) under every CPython
+//! 3.9+ on this machine on the cgroupfs backend, and under one of them on the systemd backend
+//! when a manager answers; and CPython's own multiprocessing suite for the start method.
 //!
 //! The package is the checkout's: the extension module is built here (`cargo build -p
 //! daemonic-python`; `DAEMONIC_PYTHON_EXT` names one built already) and installed with
@@ -184,6 +185,30 @@ fn python_package_tests_pass_under_every_cpython() {
     }
     assert!(failed.is_empty(), "the Python package's tests failed under {failed:?}");
     assert_no_leftovers("seed_terminated_abruptly", &[]);
+}
+
+/// The same tests on the systemd backend (each child a scope), under one interpreter: the
+/// machine's `python3`, else the first CPython 3.9+ found.
+#[harness::test]
+fn python_package_tests_pass_on_the_systemd_backend() {
+    require_manager();
+    let Some((version, python)) = interpreters().into_iter().next() else {
+        skip("no CPython 3.9 or later here (/usr/bin/python3, pyenv's versions)");
+    };
+    let so = extension();
+    let (_venv, python) = install(&python, &so);
+    let start = std::time::Instant::now();
+    let out =
+        unittest(&python, "test_daemonic", &[("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", test_bus().as_str())]);
+    let log = keep_log(&format!("test_daemonic-systemd-{version}"), &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!(
+        "python {version}, systemd: {} in {:.1} s ({})",
+        err.lines().last().unwrap_or(""),
+        start.elapsed().as_secs_f64(),
+        log.display()
+    );
+    assert!(out.status.success(), "the Python package's tests failed on the systemd backend:\n{err}");
 }
 
 /// CPython's own multiprocessing tests (`test._test_multiprocessing`, which pyenv's builds and

@@ -1,15 +1,16 @@
 """Starting one child: as CPython's ``popen_forkserver`` does, with the child made a member of
 the family between its fork and its start.
 
-The server forks the child and tells its PID; the child then waits for its process object on
-a pipe. Only once the child is placed (a cgroup of its own, or a scope) does this process
-write the object, so the child never runs outside its member: if this process dies before,
-the child reads end of file and exits.
+The server hands the request to a child it forked ahead and answers its PID. The child takes in
+the preparation data (``sys.path``, the main module, the process's name) while this process
+makes it a member (a cgroup of its own, or a scope); only then does this process write the
+process object, so nothing of the child's program runs outside its member. If this process
+dies before, the child reads end of file and exits.
 """
 
-import io
 import os
 import re
+import signal
 
 from multiprocessing import forkserver, popen_forkserver, reduction, spawn, util
 from multiprocessing.context import set_spawning_popen
@@ -79,36 +80,82 @@ class Popen(popen_forkserver.Popen):
 
     def _launch(self, process_obj):
         prep_data = spawn.get_preparation_data(process_obj._name)
-        buf = io.BytesIO()
         set_spawning_popen(self)
         try:
             allow = bool(getattr(process_obj, "allow_children", False))
             no_fork = self.strict and process_obj.daemon and not allow
-            reduction.dump(prep_data, buf)
-            reduction.dump(_Bootstrap(process_obj, no_fork, allow), buf)
+            prep = reduction.ForkingPickler.dumps(prep_data)
+            work = reduction.ForkingPickler.dumps(_Bootstrap(process_obj, no_fork, allow))
         finally:
             set_spawning_popen(None)
 
         server = _server.get()
-        self.sentinel, w = server.connect_to_new_process(self._fds)
+        data_r, data_w = os.pipe()
+        status_r, status_w = os.pipe()
+        try:
+            server.request(data_r, status_w, self._fds)
+        except BaseException:
+            util.close_fds(data_w, status_r)
+            raise
+        finally:
+            util.close_fds(data_r, status_w)
+        self._status = status_r
+        self.sentinel = status_r  # until the child's pidfd is open
         # Keep a duplicate of the data pipe: the child's parent_process().sentinel is ready
         # when this process is gone.
-        _parent_w = os.dup(w)
-        self.finalizer = util.Finalize(self, util.close_fds, (_parent_w, self.sentinel))
-        try:
-            pid = forkserver.read_signed(self.sentinel)
-            _native.place(
-                pid,
-                _member_name(process_obj.name),
-                _kind(process_obj),
-                allow_children=allow,
-            )
-        except BaseException:
-            os.close(w)
-            raise
-        self.pid = pid
-        with open(w, "wb", closefd=True) as f:
-            f.write(buf.getbuffer())
+        parent_w = os.dup(data_w)
+        fds = [parent_w, status_r]
+        # Closes what is in the list when it runs (the pidfd is added once it is open). Not a
+        # bound method: the finalizer would keep this object alive.
+        self.finalizer = util.Finalize(self, _close_each, (fds,))
+        # On error the child reads end of file where its process object should be, and exits.
+        with open(data_w, "wb", closefd=True) as to_child:
+            # The preparation data first: the child takes it in while this process places it.
+            # The process object only once the child is placed: nothing of its program runs
+            # outside its member.
+            to_child.write(prep)
+            to_child.flush()
+            try:
+                pid = forkserver.read_signed(status_r)
+            except EOFError:
+                raise OSError("daemonic's server could not start a child (it could not fork, or it has ended; "
+                              "its standard error says which)") from None
+            self.pid = pid
+            try:
+                # The sentinel: ready when the child has ended, without a round through the server.
+                self.sentinel = os.pidfd_open(pid)
+                fds.append(self.sentinel)
+            except ProcessLookupError:
+                pass  # gone and reaped already: the status pipe has its exit code
+            _native.place(pid, _member_name(process_obj.name), _kind(process_obj), allow_children=allow)
+            to_child.write(work)
+
+    def poll(self, flag=os.WNOHANG):
+        if self.returncode is None:
+            from multiprocessing.connection import wait
+            timeout = 0 if flag == os.WNOHANG else None
+            if not wait([self.sentinel], timeout):
+                return None
+            try:
+                # Written by the child as it ends, or by the server from its wait status.
+                self.returncode = forkserver.read_signed(self._status)
+            except (OSError, EOFError):
+                self.returncode = 255  # the server itself was killed
+        return self.returncode
+
+    def _send_signal(self, sig):
+        if self.returncode is None and self.sentinel != self._status:
+            try:
+                signal.pidfd_send_signal(self.sentinel, sig)
+            except ProcessLookupError:
+                pass
+            except OSError:
+                if self.wait(timeout=0.1) is None:
+                    raise
+
+
+def _close_each(fds):
+    util.close_fds(*fds)
 
 
 class StrictPopen(Popen):

@@ -89,12 +89,12 @@ fn place(
             .map_err(|_| PyValueError::new_err(format!("invalid stop timeout {secs} s")))?;
         cmd.stop_timeout(t);
     }
-    // The process is not ours to wait for (the server forked it): its pidfd says when it is gone.
-    let pidfd =
-        Pid::from_raw(pid as i32).ok_or_else(|| PyValueError::new_err(format!("invalid pid {pid}"))).and_then(|p| {
-            pidfd_open(p, PidfdFlags::empty()).map_err(|e| PyOSError::new_err(format!("pidfd_open({pid}): {e}")))
-        })?;
+    let pid_t = Pid::from_raw(pid as i32).ok_or_else(|| PyValueError::new_err(format!("invalid pid {pid}")))?;
+    // On error: SIGKILL, and wait until it is gone. The process is held (it waits for its work),
+    // so its PID is still its own; it is not ours to wait for (the server forked it): its pidfd
+    // says when it has ended.
     let mut abandon = || {
+        let Ok(pidfd) = pidfd_open(pid_t, PidfdFlags::empty()) else { return false };
         if pidfd_send_signal(&pidfd, Signal::KILL).is_err() {
             return false;
         }

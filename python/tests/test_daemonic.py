@@ -258,6 +258,26 @@ class ProcessApi(Family):
         self.assertFalse(r["main_daemon"])
 
 
+class Server(Family):
+    """The server imports the main module once (a child does not run it again), keeps one
+    child forked ahead, and is replaced at the next start when it was killed."""
+
+    stem = "server"
+
+    def test_server(self):
+        with tempfile.NamedTemporaryFile("r") as log:
+            out = run(self.stem, env=dict(os.environ, IMPORT_LOG=log.name))
+            self.assertEqual(out.returncode, 0, out.stderr)
+            imports = [line.split()[0] for line in log.read().splitlines()]
+        r = json.loads(out.stdout.splitlines()[-1])
+        for started in r["started"] + [r["after_kill"]]:
+            self.assertEqual((started["reported"], started["exitcode"]), (started["pid"], 0), started)
+        # The program, its server, and the server that replaced it: never a child.
+        self.assertEqual(imports, ["__main__", "__mp_main__", "__mp_main__"], "the main module's imports, by name")
+        self.assertEqual(len(r["server"]), 1, r)
+        self.assertEqual(r["spares"], 1, r)
+
+
 class OutsideAnyWritableCgroup(unittest.TestCase):
     """The import works anywhere; start() fails with daemonic's error, and nothing is left."""
 
