@@ -3,7 +3,7 @@
 //! none runs.
 //!
 //! ```text
-//! bench [--quick] --daemonic PATH [--python PATH] [--out DIR]
+//! bench [--quick] --daemonic PATH [--python PATH] [--python-package DIR] [--out DIR]
 //! bench ROLE ARGS…          (one measurement in a fresh process; see roles.rs)
 //! ```
 //!
@@ -13,7 +13,7 @@
 //! 1. **spawn + wait** of one child, per child: plain fork+exec (the floor), clone3 into a fresh
 //!    cgroup (the floor with a cgroup), daemonic's library on both backends and its CLI,
 //!    `systemd-run --user --scope`, and Python's `multiprocessing.Process(daemon=True)` with the
-//!    fork, forkserver and spawn start methods;
+//!    fork, forkserver and spawn start methods and daemonic's own (the package of `python/`);
 //! 2. **teardown**: from "the family ends" to "all N daemons reaped", N = 10 … 5000: daemonic on
 //!    both backends, Python's exit handler, and a loop that kills and reaps PIDs one by one;
 //! 3. **scaling**: the cost of one spawn as the family grows to 5000 members;
@@ -99,7 +99,7 @@ pub(crate) struct SpawnVariant {
     pub(crate) daemonic: bool,
 }
 
-pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 13] = [
+pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 16] = [
     SpawnVariant { key: "fork-exec", label: "fork + exec + wait (the floor)", per_run: (100, 200), daemonic: false },
     SpawnVariant {
         key: "std-command",
@@ -162,6 +162,24 @@ pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 13] = [
         label: "Python multiprocessing, spawn (daemon=True)",
         per_run: (5, 10),
         daemonic: false,
+    },
+    SpawnVariant {
+        key: "py-daemonic",
+        label: "Python multiprocessing, daemonic (daemon=True)",
+        per_run: (50, 100),
+        daemonic: true,
+    },
+    SpawnVariant {
+        key: "py-fork-ballast",
+        label: "Python multiprocessing, fork, parent holding 200 MiB",
+        per_run: (20, 40),
+        daemonic: false,
+    },
+    SpawnVariant {
+        key: "py-daemonic-ballast",
+        label: "Python multiprocessing, daemonic, parent holding 200 MiB",
+        per_run: (20, 40),
+        daemonic: true,
     },
 ];
 
@@ -251,26 +269,47 @@ pub(crate) struct Env {
     pub(crate) daemonic: PathBuf,
     pub(crate) python: PathBuf,
     pub(crate) peers_py: PathBuf,
+    /// The directory that holds the `daemonic` Python package (its modules and extension).
+    pub(crate) python_package: Option<PathBuf>,
+}
+
+impl Env {
+    /// The interpreter running `peers.py ARGS`: with the package on its path, and Python's
+    /// defaults for what it caches (an inherited `PYTHONDONTWRITEBYTECODE` would make every
+    /// `spawn` child compile `peers.py` again).
+    fn peers(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.python);
+        cmd.arg(&self.peers_py).args(args).env_remove("PYTHONDONTWRITEBYTECODE").env_remove("PYTHONPATH");
+        if let Some(dir) = &self.python_package {
+            cmd.env("PYTHONPATH", dir);
+        }
+        cmd
+    }
 }
 
 struct Options {
     quick: bool,
     daemonic: Option<PathBuf>,
     python: Option<PathBuf>,
+    python_package: Option<PathBuf>,
     out: PathBuf,
 }
 
 fn parse_options(mut it: impl Iterator<Item = String>) -> Result<Options, String> {
-    let mut o = Options { quick: false, daemonic: None, python: None, out: PathBuf::from("docs") };
+    let mut o =
+        Options { quick: false, daemonic: None, python: None, python_package: None, out: PathBuf::from("docs") };
     while let Some(flag) = it.next() {
         let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
             "--quick" => o.quick = true,
             "--daemonic" => o.daemonic = Some(PathBuf::from(value()?)),
             "--python" => o.python = Some(PathBuf::from(value()?)),
+            "--python-package" => o.python_package = Some(PathBuf::from(value()?)),
             "--out" => o.out = PathBuf::from(value()?),
             other => {
-                return Err(format!("unknown option {other:?} (--quick, --daemonic PATH, --python PATH, --out DIR)"));
+                return Err(format!(
+                    "unknown option {other:?} (--quick, --daemonic PATH, --python PATH, --python-package DIR, --out DIR)"
+                ));
             }
         }
     }
@@ -331,6 +370,7 @@ fn bench(o: Options) -> Result<bool, String> {
             None => find_python()?,
         },
         peers_py,
+        python_package: o.python_package.clone(),
     };
     let plan = Plan::new(o.quick);
     let machine = proc::Machine::read(&env.python.to_string_lossy());
@@ -395,10 +435,12 @@ fn spawn_section(env: &Env, plan: &Plan, results: &mut Results) {
             let n = if plan.quick { v.per_run.0 } else { v.per_run.1 };
             // peers.py reports the list of samples; a role, `{"ns": [...], "service_ns": {...}}`.
             let got = match v.key.strip_prefix("py-") {
-                Some(method) => json_of(
-                    std::process::Command::new(&env.python).arg(&env.peers_py).args(["spawn", method, &n.to_string()]),
-                    &format!("peers.py spawn {method}"),
-                ),
+                Some(method) if method.starts_with("daemonic") && env.python_package.is_none() => {
+                    Err("no --python-package DIR: the daemonic package is not there to import".into())
+                }
+                Some(method) => {
+                    json_of(&mut env.peers(&["spawn", method, &n.to_string()]), &format!("peers.py spawn {method}"))
+                }
                 None => role(
                     env,
                     &["spawn".into(), v.key.into(), n.to_string(), env.daemonic.to_string_lossy().into_owned()],
@@ -451,10 +493,7 @@ fn teardown_section(env: &Env, plan: &Plan, results: &mut Results) {
                     }
                 }
             }
-            let python = json_of(
-                std::process::Command::new(&env.python).arg(&env.peers_py).args(["teardown", &n.to_string()]),
-                "peers.py teardown",
-            );
+            let python = json_of(&mut env.peers(&["teardown", &n.to_string()]), "peers.py teardown");
             let kill_loop = role(env, &["kill-loop".into(), n.to_string()]);
             let floor = role(env, &["kill-floor".into(), n.to_string()]);
             for (method, got) in

@@ -1,7 +1,8 @@
 """Python's side of daemonic's benchmarks (run by tools/bench, one interpreter per run).
 
-  peers.py spawn METHOD N      N timed Process(daemon=True) start+join, METHOD fork|forkserver|spawn:
-                               prints a JSON list of nanoseconds
+  peers.py spawn METHOD N      N timed Process(daemon=True) start+join, METHOD fork|forkserver|spawn|
+                               daemonic (the package must be on PYTHONPATH), with -ballast: the
+                               parent holds 200 MiB of data first: prints a JSON list of nanoseconds
   peers.py teardown N          N daemonic Processes (fork) sleeping, then the exit handler
                                multiprocessing runs at interpreter exit, timed: prints JSON
 """
@@ -25,6 +26,13 @@ def sleeper(ready_fd):
 
 
 def spawn(method, n):
+    ballast = None
+    if method.endswith("-ballast"):
+        method = method[: -len("-ballast")]
+        ballast = bytearray(200 << 20)  # a program's data: touched, so resident
+        ballast[::4096] = b"x" * len(ballast[::4096])
+    if method.startswith("daemonic"):
+        import daemonic  # noqa: F401  (registers the start method)
     ctx = multiprocessing.get_context(method)
     for _ in range(3):  # warm-up: the forkserver starts, imports settle
         p = ctx.Process(target=noop, daemon=True)
