@@ -108,15 +108,25 @@ class Popen(popen_forkserver.Popen):
         # Closes what is in the list when it runs (the pidfd is added once it is open). Not a
         # bound method: the finalizer would keep this object alive.
         self.finalizer = util.Finalize(self, _close_each, (fds,))
-        # On error the child reads end of file where its process object should be, and exits.
-        with open(data_w, "wb", closefd=True) as to_child:
+        # On error the child reads end of file where its process object should be, and exits;
+        # the finalizer closes this process's descriptors at once.
+        try:
+            self._start_child(process_obj, data_w, prep, work, allow, fds)
+        except BaseException:
+            self.finalizer()
+            raise
+
+    def _start_child(self, process_obj, data_w, prep, work, allow, fds):
+        try:
             # The preparation data first: the child takes it in while this process places it.
             # The process object only once the child is placed: nothing of its program runs
             # outside its member.
-            to_child.write(prep)
-            to_child.flush()
             try:
-                pid = forkserver.read_signed(status_r)
+                _write_all(data_w, prep)
+            except BrokenPipeError:
+                pass  # no child took the request: the status pipe says so
+            try:
+                pid = forkserver.read_signed(self._status)
             except EOFError:
                 raise OSError("daemonic's server could not start a child (it could not fork, or it has ended; "
                               "its standard error says which)") from None
@@ -124,11 +134,18 @@ class Popen(popen_forkserver.Popen):
             try:
                 # The sentinel: ready when the child has ended, without a round through the server.
                 self.sentinel = os.pidfd_open(pid)
-                fds.append(self.sentinel)
             except ProcessLookupError:
-                pass  # gone and reaped already: the status pipe has its exit code
+                # Killed before it got its work, and reaped already: the status pipe has how it
+                # ended, as for any child that a signal ended.
+                return
+            fds.append(self.sentinel)
             _native.place(pid, _member_name(process_obj.name), _kind(process_obj), allow_children=allow)
-            to_child.write(work)
+            try:
+                _write_all(data_w, work)
+            except BrokenPipeError:
+                pass  # killed meanwhile: its sentinel and exit code say so
+        finally:
+            os.close(data_w)
 
     def poll(self, flag=os.WNOHANG):
         if self.returncode is None:
@@ -152,6 +169,12 @@ class Popen(popen_forkserver.Popen):
             except OSError:
                 if self.wait(timeout=0.1) is None:
                     raise
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _close_each(fds):

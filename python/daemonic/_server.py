@@ -24,6 +24,7 @@ its starter, which waits on the child's pidfd, has it without a round through th
 import atexit
 import os
 import pickle
+import select
 import selectors
 import signal
 import socket
@@ -36,15 +37,21 @@ from multiprocessing.context import set_spawning_popen
 
 from . import _native
 
-#: The most descriptors one request hands down to a child, as CPython's ``forkserver``.
-MAXFDS_TO_SEND = forkserver.MAXFDS_TO_SEND
+#: The most descriptors one request hands down to a child: the kernel passes at most 253 in one
+#: message (SCM_MAX_FD), and a request adds 3 of its own.
+MAXFDS_TO_SEND = 250
 
 _lock = threading.Lock()
+_place_lock = threading.Lock()
 _preload = ["__main__"]
 _server = None
 _placed = set()
 _launcher_set = False
 _LENGTH = struct.Struct("!I")
+#: True in a server and in the spares it forks (until a spare becomes a child): a server is a
+#: helper and must not open the family (its children would inherit that handle, and with it the
+#: server's place in the family), so it never places a tracker.
+_in_server = False
 
 
 def set_preload(module_names):
@@ -86,9 +93,10 @@ def ensure_family():
 
 
 def _place_helper(pid, name):
-    if pid is not None and pid not in _placed:
-        _native.place(pid, name, "helper")
-        _placed.add(pid)
+    with _place_lock:
+        if pid is not None and pid not in _placed:
+            _native.place(pid, name, "helper")
+            _placed.add(pid)
 
 
 def _place_tracker():
@@ -110,7 +118,7 @@ def _track_tracker_restarts():
     def ensure_running():
         original()
         pid = tracker._pid
-        if pid is None or pid in _placed:
+        if pid is None or pid in _placed or _in_server:
             return
         try:
             if (_server is not None and _server._sock is not None) or _native.position() is not None:
@@ -127,6 +135,7 @@ class Server:
     def __init__(self):
         self._sock = None
         self._owner = None
+        self._pid = None
 
     def ensure_running(self):
         if self._sock is not None and self._owner == os.getpid():
@@ -138,6 +147,12 @@ class Server:
             # A fork of the process that started it: that process's server is not this one's.
             self._sock.close()
             self._sock = None
+        if self._pid is not None and self._owner == os.getpid():
+            try:  # a server that was killed: collect it
+                os.waitpid(self._pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            self._pid = None
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +184,7 @@ class Server:
         except BaseException:
             ours.close()
             raise
-        self._sock, self._owner = ours, os.getpid()
+        self._sock, self._owner, self._pid = ours, os.getpid(), pid
         atexit.register(_keep_open, ours)
 
     def request(self, data_r, status_w, fds):
@@ -182,10 +197,12 @@ class Server:
             tracker_fd = resource_tracker.getfd()
         _place_tracker()
         fds = [data_r, status_w, tracker_fd, *fds]
-        sock = self._sock
+        with _lock:
+            self.ensure_running()
+            sock = self._sock
         try:
             socket.send_fds(sock, [b"\0"], fds)
-        except OSError:
+        except (BrokenPipeError, ConnectionError):
             # The server is gone (killed, say): this process gets a new one.
             with _lock:
                 if self._sock is sock:
@@ -283,7 +300,8 @@ def _sample_target():
 def _warm_up(samples):
     prep, process_obj = samples
     preparation_data = pickle.loads(prep)
-    for key in _MAIN_KEYS:  # no program code outside a member
+    # No program code outside a member; and no logging set up twice (the child's own data does).
+    for key in _MAIN_KEYS + ("log_to_stderr", "log_level"):
         preparation_data.pop(key, None)
     spawn.prepare(preparation_data)
     pickle.loads(process_obj)
@@ -292,6 +310,8 @@ def _warm_up(samples):
 
 def serve(fd):
     """The server's life: preload, then a child per request until the starting process ends."""
+    global _in_server
+    _in_server = True
     sock = socket.socket(fileno=fd)
     config = _recv_config(sock)
     _preload_modules(config)
@@ -300,14 +320,19 @@ def serve(fd):
     except Exception:
         samples = None
     util._close_stdin()
-    handlers = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN)}
+    # Protected from ^C, as CPython's server; and reaping its own children whatever the main
+    # module did to SIGCHLD (SIG_IGN would make the kernel reap them). A child gets both back.
+    handlers = {
+        signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        signal.SIGCHLD: signal.signal(signal.SIGCHLD, signal.SIG_DFL),
+    }
     selector = selectors.DefaultSelector()
     selector.register(sock, selectors.EVENT_READ, None)
     running = {}  # pidfd -> (pid, status_w)
-    spare = None
-    def fork_spare():
+
+    def fork_spare(request_fds=()):
         try:
-            return _Spare.fork(sock, selector, running, handlers, samples)
+            return _Spare.fork(sock, selector, running, handlers, samples, request_fds)
         except OSError as e:  # EAGAIN, ENOMEM: the next request tries again
             print("daemonic server: cannot fork a child: %s" % e, file=sys.stderr, flush=True)
             return None
@@ -316,13 +341,26 @@ def serve(fd):
     try:
         while True:
             for key, _events in selector.select():
-                if key.data is None:
-                    msg, fds, _flags, _addr = socket.recv_fds(sock, 1, MAXFDS_TO_SEND + 3)
-                    if not msg:
-                        return  # the starting process has ended
-                    spare = _start(fds, spare, fork_spare, selector, running)
-                else:
+                if key.data is not None:
                     _ended(key.fd, key.data, selector, running)
+                    continue
+                try:
+                    msg, fds, flags, _addr = socket.recv_fds(sock, 1, MAXFDS_TO_SEND + 3)
+                except OSError as e:  # EMFILE, say: the request's descriptors are lost with it
+                    print("daemonic server: cannot take a request: %s" % e, file=sys.stderr, flush=True)
+                    continue
+                if not msg:
+                    return  # the starting process has ended
+                if flags & socket.MSG_CTRUNC or len(fds) < 3:
+                    # Descriptors lost on the way (this process's limit): no child can run it.
+                    print("daemonic server: a request lost its descriptors (too many open files?)",
+                          file=sys.stderr, flush=True)
+                    for fd in fds[:1] + fds[2:]:
+                        os.close(fd)
+                    if len(fds) >= 2:
+                        os.close(fds[1])  # its status pipe: the starter reports the failure
+                    continue
+                spare = _start(fds, spare, fork_spare, selector, running)
     finally:
         if spare is not None:
             spare.close()
@@ -335,8 +373,11 @@ def _start(fds, spare, fork_spare, selector, running):
     no child could take gets no answer: its status pipe is closed, which the starter reports."""
     data_r, status_w, *rest = fds
     try:
+        if spare is not None and not spare.alive():
+            spare.reap()  # killed while it waited: a new one takes the request
+            spare = None
         if spare is None:
-            spare = fork_spare()
+            spare = fork_spare(fds)
             if spare is None:
                 os.close(status_w)
                 return None
@@ -359,9 +400,13 @@ def _ended(pidfd, data, selector, running):
     selector.unregister(pidfd)
     del running[pidfd]
     os.close(pidfd)
-    _, status = os.waitpid(pid, 0)
     try:
-        forkserver.write_signed(status_w, os.waitstatus_to_exitcode(status))
+        _, status = os.waitpid(pid, 0)
+        code = os.waitstatus_to_exitcode(status)
+    except ChildProcessError:
+        code = 255  # reaped by someone else: unknown, as CPython says then
+    try:
+        forkserver.write_signed(status_w, code)
     except BrokenPipeError:
         pass  # the starter went away
     os.close(status_w)
@@ -374,9 +419,16 @@ class _Spare:
         self.pid, self.pidfd, self.sock = pid, pidfd, sock
 
     @classmethod
-    def fork(cls, server_sock, selector, running, handlers, samples):
+    def fork(cls, server_sock, selector, running, handlers, samples, request_fds=()):
+        """A new spare. It closes what the server holds for others: its connection, the
+        running children's pidfds and status pipes, and ``request_fds`` (a request waiting)."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
         if pid == 0:
             code = 1
             try:
@@ -386,6 +438,8 @@ class _Spare:
                 for pidfd, (_pid, status_w) in running.items():
                     os.close(pidfd)
                     os.close(status_w)
+                for fd in request_fds:
+                    os.close(fd)
                 code = _wait_and_run(theirs, handlers, samples)
             except BaseException:
                 sys.excepthook(*sys.exc_info())
@@ -393,7 +447,24 @@ class _Spare:
             finally:
                 os._exit(code)
         theirs.close()
-        return cls(pid, os.pidfd_open(pid), ours)
+        try:
+            pidfd = os.pidfd_open(pid)
+        except BaseException:
+            ours.close()  # it reads end of file and exits
+            os.waitpid(pid, 0)
+            raise
+        return cls(pid, pidfd, ours)
+
+    def alive(self):
+        """Whether it still waits (a pidfd is readable once its process has ended)."""
+        poller = select.poll()
+        poller.register(self.pidfd, select.POLLIN)
+        return not poller.poll(0)
+
+    def reap(self):
+        self.close()
+        os.close(self.pidfd)
+        os.waitpid(self.pid, 0)
 
     def hand(self, data_r, status_w, fds):
         """Gives the spare its work (if it is gone, its end is reported as any child's)."""
@@ -422,9 +493,14 @@ def _wait_and_run(sock, handlers, samples):
     sock.close()
     if not msg:
         return 0  # the server ended before a request came
+    global _in_server
+    _in_server = False  # a child now, of its own member
     for sig, handler in handlers.items():
         signal.signal(sig, handler)
     data_r, status_w, resource_tracker._resource_tracker._fd, *forkserver._forkserver._inherited_fds = fds
+    for fd in (data_r, status_w):
+        os.set_inheritable(fd, False)  # as they were in the starter: not for programs run here
+    status = os.fstat(status_w)
     parent_sentinel = os.dup(data_r)
     if _CHILD_RUNS_ATEXIT:
         atexit._clear()  # the server's, inherited
@@ -434,11 +510,15 @@ def _wait_and_run(sock, handlers, samples):
     finally:
         if _CHILD_RUNS_ATEXIT:
             atexit._run_exitfuncs()
-    # The exit code, for the starter to read once this process is gone (its pidfd says when);
-    # the server writes it again from the wait status, which is what counts when a signal
-    # ends this process before it gets here.
+    # The exit code as the wait status will carry it, for the starter to read once this
+    # process is gone (its pidfd says when); the server writes it again from the wait status,
+    # which is what counts when a signal ends this process before it gets here. Only if the
+    # descriptor is still that pipe: the program may have closed it and opened another file.
+    code &= 0xFF
     try:
-        forkserver.write_signed(status_w, code)
+        now = os.fstat(status_w)
+        if (now.st_dev, now.st_ino) == (status.st_dev, status.st_ino):
+            forkserver.write_signed(status_w, code)
     except OSError:
         pass
     return code

@@ -256,11 +256,13 @@ class ProcessApi(Family):
         self.assertEqual(r["killed"], -signal.SIGKILL)
         self.assertEqual(r["child"], {"parent_pid": r["me"], "name": "child", "daemon": True})
         self.assertFalse(r["main_daemon"])
+        self.assertEqual(r["wrapped"], [255, 0])
 
 
 class Server(Family):
     """The server imports the main module once (a child does not run it again), keeps one
-    child forked ahead, and is replaced at the next start when it was killed."""
+    child forked ahead (a new one when that was killed), and is replaced at the next start when
+    it was killed itself."""
 
     stem = "server"
 
@@ -276,6 +278,8 @@ class Server(Family):
         self.assertEqual(imports, ["__main__", "__mp_main__", "__mp_main__"], "the main module's imports, by name")
         self.assertEqual(len(r["server"]), 1, r)
         self.assertEqual(r["spares"], 1, r)
+        self.assertEqual((r["after_spare_kill"]["reported"], r["after_spare_kill"]["exitcode"]),
+                         (r["after_spare_kill"]["pid"], 0), r)
 
 
 class OutsideAnyWritableCgroup(unittest.TestCase):

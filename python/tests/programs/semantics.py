@@ -58,6 +58,13 @@ if __name__ == "__main__":
     p.start()
     out["child"] = q.get(timeout=30)
     p.join()
+    # An exit status is a byte: sys.exit(-1) and sys.exit(256) end as 255 and 0, as with fork.
+    out["wrapped"] = []
+    for code in (-1, 256):
+        p = ctx.Process(target=exit_with, args=(code,))
+        p.start()
+        p.join()
+        out["wrapped"].append(p.exitcode)
     out["me"] = os.getpid()
     out["main_daemon"] = mp.current_process().daemon
     print(json.dumps(out), flush=True)

@@ -1,5 +1,6 @@
 # The server that starts this process's children: it imported the main module once, so children
-# do not run it again; it keeps a child forked ahead; killed, it is replaced at the next start.
+# do not run it again; it keeps a child forked ahead (a new one if that is killed); killed, it is
+# replaced at the next start.
 # Prints one JSON document.
 import json
 import multiprocessing as mp
@@ -42,7 +43,12 @@ if __name__ == "__main__":
     out["server"] = server_pid
     # The spare: a child of the server, waiting.
     time.sleep(0.2)
-    out["spares"] = len(children_of(server_pid[0])) if server_pid else None
+    spares = children_of(server_pid[0]) if server_pid else []
+    out["spares"] = len(spares)
+    if spares:  # a spare killed while it waits: the next start gets a new one
+        os.kill(spares[0], signal.SIGKILL)
+        time.sleep(0.1)
+    out["after_spare_kill"] = start_one(ctx, q)
     os.kill(server_pid[0], signal.SIGKILL)
     os.waitpid(server_pid[0], 0)
     out["after_kill"] = start_one(ctx, q)
