@@ -197,15 +197,16 @@ class Server:
             tracker_fd = resource_tracker.getfd()
         _place_tracker()
         fds = [data_r, status_w, tracker_fd, *fds]
-        with _lock:
-            self.ensure_running()
+        with _lock:  # get() made it run; another thread may have replaced it since
             sock = self._sock
         try:
+            if sock is None:
+                raise ConnectionError("the server was replaced")
             socket.send_fds(sock, [b"\0"], fds)
         except (BrokenPipeError, ConnectionError):
             # The server is gone (killed, say): this process gets a new one.
             with _lock:
-                if self._sock is sock:
+                if sock is not None and self._sock is sock:
                     sock.close()
                     self._sock = None
                 self.ensure_running()
