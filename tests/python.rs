@@ -166,20 +166,7 @@ fn python_package_tests_pass_under_every_cpython() {
     let so = extension();
     let mut failed = Vec::new();
     for (version, python) in &pythons {
-        let (_venv, python) = install(python, &so);
-        let start = std::time::Instant::now();
-        let out = unittest(&python, "test_daemonic", &[]);
-        let log = keep_log(&format!("test_daemonic-{version}"), &out);
-        let err = String::from_utf8_lossy(&out.stderr);
-        let summary = err.lines().rev().find(|l| l.starts_with("Ran ")).unwrap_or("no summary").to_string();
-        let result = err.lines().last().unwrap_or("").to_string();
-        eprintln!(
-            "python {version}: {summary}: {result} in {:.1} s ({})",
-            start.elapsed().as_secs_f64(),
-            log.display()
-        );
-        if !out.status.success() {
-            eprintln!("{err}");
+        if !package_tests(version, python, &so, &[]) {
             failed.push(version.clone());
         }
     }
@@ -195,20 +182,27 @@ fn python_package_tests_pass_on_the_systemd_backend() {
     let Some((version, python)) = interpreters().into_iter().next() else {
         skip("no CPython 3.9 or later here (/usr/bin/python3, pyenv's versions)");
     };
-    let so = extension();
-    let (_venv, python) = install(&python, &so);
+    let envs = [("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", test_bus().as_str())];
+    let passed = package_tests(&format!("{version}, systemd"), &python, &extension(), &envs);
+    assert!(passed, "the Python package's tests failed on the systemd backend (see above)");
+}
+
+/// Runs `python/tests/test_daemonic.py` under `python` (in a venv with the package) with
+/// `envs`, keeps its log, prints its summary (and its output when it failed, labelled `label`);
+/// whether it passed.
+fn package_tests(label: &str, python: &Path, so: &Path, envs: &[(&str, &str)]) -> bool {
+    let (_venv, python) = install(python, so);
     let start = std::time::Instant::now();
-    let out =
-        unittest(&python, "test_daemonic", &[("DAEMONIC_BACKEND", "systemd"), ("DAEMONIC_BUS", test_bus().as_str())]);
-    let log = keep_log(&format!("test_daemonic-systemd-{version}"), &out);
+    let out = unittest(&python, "test_daemonic", envs);
+    let log = keep_log(&format!("test_daemonic-{label}"), &out);
     let err = String::from_utf8_lossy(&out.stderr);
-    eprintln!(
-        "python {version}, systemd: {} in {:.1} s ({})",
-        err.lines().last().unwrap_or(""),
-        start.elapsed().as_secs_f64(),
-        log.display()
-    );
-    assert!(out.status.success(), "the Python package's tests failed on the systemd backend:\n{err}");
+    let summary = err.lines().rev().find(|l| l.starts_with("Ran ")).unwrap_or("no summary");
+    let result = err.lines().last().unwrap_or("");
+    eprintln!("python {label}: {summary}: {result} in {:.1} s ({})", start.elapsed().as_secs_f64(), log.display());
+    if !out.status.success() {
+        eprintln!("{err}");
+    }
+    out.status.success()
 }
 
 /// CPython's own multiprocessing tests (`test._test_multiprocessing`, which pyenv's builds and
