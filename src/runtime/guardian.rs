@@ -9,7 +9,9 @@
 //!
 //! It sleeps in `poll` on an inotify descriptor. Each directory of the family is watched twice:
 //! the directory for new sub-cgroups and attribute changes, its `cgroup.events` for `populated`
-//! flips. On any event it looks at that one directory again:
+//! flips. On any event it looks at that one directory again (at once when the look may kill or
+//! stop something; looks that only tidy up wait a few milliseconds in a burst of events, see
+//! [`COALESCE`]):
 //! - a member that has ended (its directory is unpopulated and has run, or is gone) and has a
 //!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::cgroup::retire`]);
 //! - an ended member without daemons but with a `.helpers` sibling: the helpers get SIGTERM,
@@ -193,8 +195,10 @@ struct Guardian {
     units: Option<Client>,
 }
 
-/// How long the guardian lets events gather after a wake-up that comes within [`BURST`] of the
-/// one before; added to its reaction time in a burst only.
+/// How long the look at a directory whose end cannot end anything may wait, in a burst: the
+/// removal of an ended member without daemons or helpers, a new member's first look. Members
+/// started or ended one after another then cost one look per directory per gathering, not one
+/// per event. Looks that may kill or stop something (see [`Guardian::urgent`]) never wait.
 const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// Wake-ups closer together than this are a burst (members starting or ending one after
@@ -242,8 +246,23 @@ impl Guardian {
         self.watch_tree(&family);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
         let mut last_wake: Option<Instant> = None;
+        let mut in_burst = false;
+        // Looks put off in a burst, and when they are due.
+        let mut later: BTreeSet<PathBuf> = BTreeSet::new();
+        let mut later_due: Option<Instant> = None;
         loop {
+            if later_due.is_some_and(|due| due <= Instant::now()) {
+                // The burst's looks are due: all of them now, none put off again.
+                self.queue.append(&mut later);
+                later_due = None;
+                in_burst = false;
+            }
             while let Some(dir) = self.queue.pop_first() {
+                if in_burst && !self.urgent(&dir) {
+                    later.insert(dir);
+                    later_due.get_or_insert_with(|| Instant::now() + COALESCE);
+                    continue;
+                }
                 self.evaluate(&dir);
             }
             if self.done {
@@ -255,23 +274,14 @@ impl Guardian {
                     report(r.tick(now));
                 }
             }
-            let timeout = self
-                .retiring
-                .values()
-                .filter_map(Retirement::next_deadline)
-                .min()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let deadline = self.retiring.values().filter_map(Retirement::next_deadline).chain(later_due).min();
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
             let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
             let woken = sys::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
             if woken > 0 {
-                // Members started or ended one after another come as bursts of events (new
-                // directory, its PID, populated 1, populated 0); gathering them for a moment lets
-                // one look at each directory serve the whole burst. A lone wake-up goes on at once.
                 let now = Instant::now();
-                if last_wake.is_some_and(|t| now.duration_since(t) < BURST) {
-                    std::thread::sleep(COALESCE);
-                }
+                in_burst = last_wake.is_some_and(|t| now.duration_since(t) < BURST);
                 last_wake = Some(now);
             }
             self.read_events(&mut buf)?;
@@ -411,6 +421,24 @@ impl Guardian {
         }
         let ran = pid.is_some() || !dir.exists();
         ran && matches!(cgroup::populated(dir), Ok(false))
+    }
+
+    /// Whether a look at `dir` may end something (kill a member's daemons, stop its helpers,
+    /// end the family), so that it must not wait for a burst to pass: the main member, a
+    /// member with daemons or helpers, a container being retired. Everything when the guardian
+    /// is degraded and cannot tell.
+    fn urgent(&self, dir: &Path) -> bool {
+        if self.degraded || dir == self.main {
+            return true;
+        }
+        match Node::of_dir(dir) {
+            Some(Node::Member { .. }) => {
+                self.watched.contains_key(&layout::daemons_dir(dir))
+                    || self.watched.contains_key(&layout::helpers_dir(dir))
+            }
+            Some(Node::Daemons { .. } | Node::Helpers { .. }) => self.retiring.contains_key(dir),
+            _ => false,
+        }
     }
 
     fn evaluate(&mut self, dir: &Path) {
