@@ -10,9 +10,9 @@ use std::time::Duration;
 use crate::backend::cgroupfs::{self, MemberDir};
 use crate::backend::systemd::Client;
 use crate::backend::systemd::units::{self, Placed};
-use crate::cgroup;
 use crate::cgroup::layout::{self, Kind, Position, Style};
 use crate::cgroup::properties::Property;
+use crate::cgroup::{self, bell};
 use crate::error::{Error, Result};
 use crate::spawn::{Request, Spawned};
 
@@ -104,6 +104,7 @@ impl Members {
     /// (held until it is placed, on systemd). Nothing of it remains on error. Returns the
     /// process and the member's directory.
     pub(crate) fn start(&self, m: &NewMember<'_>, req: &Request<'_>) -> Result<(Spawned, PathBuf)> {
+        bell::ring_before_member(&m.owner.family_dir);
         match self {
             Members::Units(client) => {
                 let (spawned, placed) = units::start(client, &m.parent(), &m.unit_spec(), req, m.seq)?;
@@ -132,6 +133,7 @@ impl Members {
         pid: u32,
         before_undo: &mut dyn FnMut() -> bool,
     ) -> Result<PathBuf> {
+        bell::ring_before_member(&m.owner.family_dir);
         match self {
             Members::Units(client) => {
                 Ok(units::place(client, &m.parent(), &m.unit_spec(), pid, m.seq, before_undo)?.dir)
@@ -156,6 +158,7 @@ impl Members {
     /// nothing of the member remains.
     pub(crate) fn place_caller(&self, m: &NewMember<'_>, own: &Path) -> Result<PlacedCaller> {
         let pid = std::process::id();
+        bell::ring_before_member(&m.owner.family_dir);
         match self {
             Members::Units(client) => {
                 let placed =

@@ -95,6 +95,9 @@ pub(crate) const ATTR_GRACEFUL: &str = "graceful";
 pub(crate) const ATTR_ALLOW_CHILDREN: &str = "allow_children";
 /// Attribute: the PID of the guardian watching a family.
 pub(crate) const ATTR_GUARDIAN: &str = "guardian";
+/// Attribute: how the guardian watches a family, `light` (its main member only; see
+/// [`crate::cgroup::bell`]) or `full`.
+pub(crate) const ATTR_WATCH: &str = "watch";
 /// Attribute: which manager a family of units belongs to (`user` or `system`).
 pub(crate) const ATTR_BUS: &str = "bus";
 

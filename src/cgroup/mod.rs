@@ -1,7 +1,8 @@
 //! **Layer `cgroup`**, above `sys` and the base (`error`, `log`, `status`): the cgroup v2
 //! filesystem (this file), what a path says ([`layout`]), unit-name escaping ([`unit_name`]),
-//! resource properties ([`properties`]) and the retirement of daemons (`retire`: SIGTERM grace,
-//! then `cgroup.kill`). It knows nothing of processes started, backends or families at run time.
+//! resource properties ([`properties`]), the retirement of daemons (`retire`: SIGTERM grace,
+//! then `cgroup.kill`) and a family's bell (`bell`: a guardian watching only the main member
+//! learns of a new member). It knows nothing of processes started, backends or families at run time.
 //!
 //! The cgroup v2 filesystem, as daemonic uses it.
 //!
@@ -21,6 +22,7 @@
 //! Every function takes the directory it acts on, so the whole module works on any root,
 //! including a temporary directory in unit tests.
 
+pub(crate) mod bell;
 pub mod layout;
 pub mod properties;
 pub(crate) mod retire;
@@ -174,6 +176,11 @@ pub fn remove_tree(dir: &Path) -> io::Result<()> {
         }
     }
     remove(dir)
+}
+
+/// How many directories `dir` holds, itself included.
+pub(crate) fn count_dirs(dir: &Path) -> usize {
+    1 + subdirs(dir).map(|subs| subs.iter().map(|s| count_dirs(s)).sum()).unwrap_or(0)
 }
 
 /// Opens the directory `dir` for `clone3(CLONE_INTO_CGROUP)`.

@@ -7,11 +7,14 @@
 //! parent. It lives outside the family's tree (in the cgroup of the process that created the
 //! family), in its own session, and ignores SIGINT, SIGTERM and SIGHUP: only SIGKILL stops it.
 //!
-//! It sleeps in `poll` on an inotify descriptor. Each directory of the family is watched twice:
-//! the directory for new sub-cgroups and attribute changes, its `cgroup.events` for `populated`
-//! flips. On any event it looks at that one directory again (at once when the look may kill or
-//! stop something; looks that only tidy up wait a few milliseconds in a burst of events, see
-//! [`COALESCE`]):
+//! It starts *light* (see [`crate::cgroup::bell`]): while the family has no member but its main
+//! one, it sleeps in `poll(POLLPRI)` on the main member's `cgroup.events` and on the family's
+//! bell, which whoever creates the family's first other member rings. Then, or from the start
+//! when there is no bell, it watches *in full*: it sleeps in `poll` on an inotify descriptor,
+//! and each directory of the family is watched twice: the directory for new sub-cgroups and
+//! attribute changes, its `cgroup.events` for `populated` flips. On any event it looks at that
+//! one directory again (at once when the look may kill or stop something; looks that only
+//! tidy up wait a few milliseconds in a burst of events, see [`COALESCE`]):
 //! - a member that has ended (its directory is unpopulated and has run, or is gone) and has a
 //!   `.daemons` sibling: the retirement of those daemons starts (see [`crate::cgroup::retire`]);
 //! - an ended member without daemons but with a `.helpers` sibling: the helpers get SIGTERM,
@@ -35,20 +38,23 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ffi::OsString;
+use std::fs::File;
 use std::mem::MaybeUninit;
 use std::ops::Bound;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rustix::event::{PollFd, PollFlags};
+use rustix::fs::FileType;
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
 
 use crate::backend::systemd::{Bus, Client};
-use crate::cgroup;
 use crate::cgroup::layout::{self, Node};
 use crate::cgroup::retire::Retirement;
+use crate::cgroup::{self, bell};
 use crate::error::{Error, Result};
 use crate::spawn::command::{Prepared, Stdio};
 use crate::spawn::{self, Request, Spawned};
@@ -126,10 +132,12 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
         argv.push(c(bus.as_str().as_ref()).ok_or_else(invalid)?);
     }
     let prepared = Prepared { program, argv, envp: Some(envp), cwd: Some(c"/".to_owned()) };
+    // The bell, bound before the guardian or any member exists, is its standard input.
+    let stdin = bell::bind(family_dir).map_or(Stdio::Null, |b| Stdio::Fd(b.into()));
     spawn::spawn(&Request {
         cgroup,
         new_session: true,
-        ..Request::new(&prepared, [&Stdio::Null, &Stdio::Null, &Stdio::Inherit])
+        ..Request::new(&prepared, [&stdin, &Stdio::Null, &Stdio::Inherit])
     })
     .map_err(|e| e.context(format!("failed to start the guardian of {}", family_dir.display())))
 }
@@ -138,6 +146,7 @@ pub(crate) fn start(family_dir: &Path, main_dir: &Path, bus: Option<Bus>, cgroup
 /// (see [`set_launcher`]) with `[argv0, FAMILY_DIR, MAIN_DIR, (BUS)]`.
 pub fn run_and_exit(args: Vec<OsString>) -> ! {
     sys::close_descriptors_from(3);
+    let bell = take_bell();
     log::init(None, "daemonic guardian");
     for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGPIPE, libc::SIGTSTP, libc::SIGTTIN, libc::SIGTTOU] {
         sys::ignore_signal(sig);
@@ -152,7 +161,7 @@ pub fn run_and_exit(args: Vec<OsString>) -> ! {
             std::process::exit(2)
         }
     };
-    let code = match Guardian::new(PathBuf::from(family), PathBuf::from(main), bus).and_then(Guardian::run) {
+    let code = match Guardian::new(PathBuf::from(family), PathBuf::from(main), bus).and_then(|g| g.run(bell)) {
         Ok(()) => 0,
         Err(e) => {
             log::error(format!("of {}: {e}", Path::new(family).display()));
@@ -160,6 +169,22 @@ pub fn run_and_exit(args: Vec<OsString>) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// The bell the founder handed over as standard input (see [`bell`]), if it did; standard
+/// input becomes `/dev/null`.
+fn take_bell() -> Option<UnixDatagram> {
+    let stdin = std::io::stdin();
+    let fd = stdin.as_fd();
+    let is_socket = rustix::fs::fstat(fd).is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Socket);
+    if !is_socket {
+        return None;
+    }
+    let bell = fd.try_clone_to_owned().ok()?;
+    if let Ok(null) = File::open("/dev/null") {
+        let _ = rustix::stdio::dup2_stdin(&null);
+    }
+    Some(UnixDatagram::from(bell))
 }
 
 struct Guardian {
@@ -180,7 +205,8 @@ struct Guardian {
     /// new end. Ordered by path, so that a stopped subtree is one range.
     stopping: BTreeSet<PathBuf>,
     main: PathBuf,
-    inotify: OwnedFd,
+    /// Created when the full watch starts: a light guardian has none (see [`bell`]).
+    inotify: Option<OwnedFd>,
     /// Watch descriptor → the directory it concerns (both of a directory's watches).
     watches: HashMap<i32, PathBuf>,
     /// Directory → its watch descriptors, to drop them when the directory is removed. Ordered
@@ -205,13 +231,17 @@ const COALESCE: std::time::Duration = std::time::Duration::from_millis(5);
 /// another), worth gathering; a lone event, such as the end of a family, is handled at once.
 const BURST: std::time::Duration = std::time::Duration::from_millis(20);
 
+/// How soon a light guardian looks again at a main member that is not populated and not
+/// labelled yet (it may have ended before its starter labelled it, and labelling wakes no
+/// `poll`), doubling up to [`RELOOK_MAX`].
+const RELOOK_MIN: std::time::Duration = std::time::Duration::from_millis(1);
+const RELOOK_MAX: std::time::Duration = std::time::Duration::from_millis(64);
+
 /// How often a degraded guardian looks at the whole family.
 const RESCAN: std::time::Duration = std::time::Duration::from_millis(100);
 
 impl Guardian {
     fn new(family: PathBuf, main: PathBuf, bus: Option<Bus>) -> Result<Guardian> {
-        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
-            .map_err(|e| Error::os("create an inotify instance", e.into()))?;
         let units = bus.map(Client::connect).transpose()?;
         let (family_id, family_name) = match Node::of_dir(&family) {
             Some(Node::Family { id, name }) => (id, name),
@@ -230,7 +260,7 @@ impl Guardian {
             stopping: Default::default(),
             family,
             main,
-            inotify,
+            inotify: None,
             watches: HashMap::new(),
             watched: BTreeMap::new(),
             retiring: HashMap::new(),
@@ -241,7 +271,92 @@ impl Guardian {
         })
     }
 
-    fn run(mut self) -> Result<()> {
+    fn run(mut self, bell: Option<UnixDatagram>) -> Result<()> {
+        let ended_light = match &bell {
+            Some(bell) => self.watch_light(bell)?,
+            None => false,
+        };
+        if !ended_light {
+            self.watch_full(bell.as_ref())?;
+        }
+        drop(bell);
+        // The kernel's release of an inotify instance that held watches waits for an SRCU grace
+        // period (8-17 ms here): let a thread wait for it while the family is taken down.
+        let released = self.inotify.take().map(|fd| std::thread::spawn(move || drop(fd)));
+        cgroup::kill(&self.family)?;
+        cgroup::wait_unpopulated(&self.family, None)?;
+        let left = cgroup::count_dirs(&self.family);
+        match &self.units {
+            Some(client) => {
+                let unit = self.family.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                client.stop_and_wait(unit)?;
+            }
+            None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))?,
+        }
+        let family = log::FamilyRef { name: &self.family_name, id: &self.family_id };
+        log::family_ended(family, self.removed + left, self.started.elapsed());
+        if let Some(released) = released {
+            let _ = released.join();
+        }
+        Ok(())
+    }
+
+    /// The light watch (see [`bell`]): only the main member's `cgroup.events`, with
+    /// `poll(POLLPRI)`, and the bell. Returns `true` when the family ended so: its main member
+    /// ended and nothing else was ever created in it. Returns `false` when the bell rang (or
+    /// something else is in the family), having marked the family watched in full: the whole
+    /// tree must be watched from now on.
+    fn watch_light(&mut self, bell: &UnixDatagram) -> Result<bool> {
+        let main = self.main.clone();
+        let Ok(events) = File::open(main.join("cgroup.events")) else {
+            return Ok(self.go_full());
+        };
+        let mut relook = RELOOK_MIN;
+        loop {
+            // Read first: `poll` wakes for a change after this descriptor's last read, so a flip
+            // between the looks below and the `poll` is not missed.
+            let _ = rustix::io::pread(&events, &mut [0u8; 128], 0);
+            if bell::rang(bell).member {
+                return Ok(self.go_full());
+            }
+            if self.ended(&main) {
+                // A member created after the look at the bell rang it first: look again, then
+                // at the tree, which holds anything created before the bell existed.
+                if bell::rang(bell).member || !self.only_main() {
+                    return Ok(self.go_full());
+                }
+                self.log_ended(&main);
+                return Ok(true);
+            }
+            let labelled = self.pids.contains_key(&main);
+            let mut fds = [PollFd::new(&events, PollFlags::PRI), PollFd::new(bell, PollFlags::IN)];
+            sys::poll(&mut fds, (!labelled).then_some(relook))
+                .map_err(|e| Error::os("wait for the main member's end", e))?;
+            if !labelled {
+                relook = (relook * 2).min(RELOOK_MAX);
+            }
+        }
+    }
+
+    /// Marks the family watched in full; always `false`, for [`Guardian::watch_light`].
+    fn go_full(&self) -> bool {
+        report(bell::go_full(&self.family));
+        false
+    }
+
+    /// Whether the family holds nothing but its main member's directory, which has no
+    /// directory below it.
+    fn only_main(&self) -> bool {
+        let family = cgroup::subdirs(&self.family).unwrap_or_default();
+        family.len() == 1 && family[0] == self.main && cgroup::subdirs(&self.main).is_ok_and(|s| s.is_empty())
+    }
+
+    /// The full watch: every directory of the family, until its main member is done; and the
+    /// bell, for the news that the main member has ended.
+    fn watch_full(&mut self, bell: Option<&UnixDatagram>) -> Result<()> {
+        let inotify = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)
+            .map_err(|e| Error::os("create an inotify instance", e.into()))?;
+        self.inotify = Some(inotify);
         let family = self.family.clone();
         self.watch_tree(&family);
         let mut buf = vec![MaybeUninit::<u8>::uninit(); 64 * 1024];
@@ -277,8 +392,15 @@ impl Guardian {
             let deadline = self.retiring.values().filter_map(Retirement::next_deadline).chain(later_due).min();
             let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             let timeout = if self.degraded { Some(timeout.map_or(RESCAN, |t| t.min(RESCAN))) } else { timeout };
-            let mut fds = [PollFd::new(&self.inotify, PollFlags::IN)];
+            let mut fds = vec![PollFd::new(self.inotify(), PollFlags::IN)];
+            if let Some(bell) = bell {
+                fds.push(PollFd::new(bell, PollFlags::IN));
+            }
             let woken = sys::poll(&mut fds, timeout).map_err(|e| Error::os("wait for cgroup events", e))?;
+            drop(fds);
+            if bell.is_some_and(|b| bell::rang(b).look) {
+                self.queue.insert(self.main.clone());
+            }
             if woken > 0 {
                 let now = Instant::now();
                 in_burst = last_wake.is_some_and(|t| now.duration_since(t) < BURST);
@@ -289,19 +411,12 @@ impl Guardian {
                 self.watch_tree(&family);
             }
         }
-        cgroup::kill(&self.family)?;
-        cgroup::wait_unpopulated(&self.family, None)?;
-        let left = count_dirs(&self.family);
-        match &self.units {
-            Some(client) => {
-                let unit = self.family.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-                client.stop_and_wait(unit)?;
-            }
-            None => cgroup::remove_tree(&self.family).map_err(|e| Error::io("remove", &self.family, e))?,
-        }
-        let family = log::FamilyRef { name: &self.family_name, id: &self.family_id };
-        log::family_ended(family, self.removed + left, self.started.elapsed());
         Ok(())
+    }
+
+    /// The inotify instance of the full watch.
+    fn inotify(&self) -> &OwnedFd {
+        self.inotify.as_ref().expect("the full watch has an inotify instance")
     }
 
     /// The member in `dir`, for the log.
@@ -313,7 +428,7 @@ impl Guardian {
 
     fn read_events(&mut self, buf: &mut [MaybeUninit<u8>]) -> Result<()> {
         let mut events: Vec<(i32, ReadFlags, Option<OsString>)> = Vec::new();
-        let mut reader = inotify::Reader::new(self.inotify.as_fd(), buf);
+        let mut reader = inotify::Reader::new(self.inotify().as_fd(), buf);
         loop {
             match reader.next() {
                 Ok(e) => events.push((
@@ -379,7 +494,7 @@ impl Guardian {
         let flags = WatchFlags::CREATE | WatchFlags::DELETE | WatchFlags::ATTRIB | WatchFlags::ONLYDIR;
         let events = dir.join("cgroup.events");
         for (path, flags) in [(dir, flags), (events.as_path(), WatchFlags::MODIFY)] {
-            match inotify::add_watch(&self.inotify, path, flags) {
+            match inotify::add_watch(self.inotify(), path, flags) {
                 Ok(wd) => {
                     if self.watches.insert(wd, dir.to_path_buf()).is_none() {
                         self.watched.entry(dir.to_path_buf()).or_default().push(wd);
@@ -623,13 +738,15 @@ impl Guardian {
         }
     }
 
-    /// Drops the watches of `dir` and any retirement of it.
+    /// Forgets `dir`, which is about to be removed: its watches and any retirement of it. The
+    /// watches themselves go with the directory (the kernel drops a removed inode's watches and
+    /// says so with `IN_IGNORED`, which finds no directory here any more): removing them first
+    /// would cost two calls per member of a family that ends.
     fn forget(&mut self, dir: &Path) {
         self.logged.remove(dir);
         self.pids.remove(dir);
         for wd in self.watched.remove(dir).unwrap_or_default() {
             self.watches.remove(&wd);
-            let _ = inotify::remove_watch(&self.inotify, wd);
         }
         self.retiring.remove(dir);
     }
@@ -665,11 +782,6 @@ fn count_members(dir: &Path) -> usize {
     cgroup::subdirs(dir)
         .map(|d| d.iter().filter(|d| matches!(Node::of_dir(d), Some(Node::Member { .. }))).count())
         .unwrap_or(0)
-}
-
-/// How many directories `dir` holds, itself included.
-fn count_dirs(dir: &Path) -> usize {
-    1 + cgroup::subdirs(dir).map(|subs| subs.iter().map(|s| count_dirs(s)).sum()).unwrap_or(0)
 }
 
 fn report(r: Result<()>) {

@@ -8,6 +8,8 @@
 //! rather than by PID 1 while it runs. It exits when both the main member and the guardian have
 //! ended, the guardian having waited for the non-daemonic descendants, killed the daemons and
 //! removed the cgroups. If the supervisor is SIGKILLed, the guardian does all of that anyway.
+//! When it reaps the main member it tells the guardian through the family's bell, whose own
+//! news of that end may come later (see [`crate::cgroup::bell`]).
 
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -22,7 +24,7 @@ use crate::backend::systemd::Bus;
 use crate::backend::{Backend, Choice};
 use crate::cgroup::layout::{self, Position, Style};
 use crate::cgroup::retire::Retirement;
-use crate::cgroup::{self, Hierarchy};
+use crate::cgroup::{self, Hierarchy, bell};
 use crate::error::{Error, ErrorKind, Result};
 use crate::runtime::family::{cgroup_with_systemd, choose_base};
 use crate::runtime::founding::{FamilyOptions, Founder};
@@ -132,6 +134,11 @@ pub fn run(opts: &RunOptions) -> Result<i32> {
                     log::exited(main_ref, status);
                     if let Some(n) = &mut notifier {
                         n.stopping(status);
+                    }
+                    if guardian_status.is_none() {
+                        // The guardian's own news of it may come up to 10 ms late (see
+                        // `bell::ring_main_ended`).
+                        bell::ring_main_ended(&family.dir);
                     }
                 }
             } else if main_status.is_none() && !from_terminal {

@@ -1273,3 +1273,53 @@ fn contain_needs_a_member_that_may_have_children() {
     assert!(out.stderr.contains("contain applies to members that may have children"), "{}", out.dump());
     assert_clean_at_exit(&name, &[&m]);
 }
+
+/// Whether `pid` holds an inotify instance (its descriptors, as /proc shows them).
+fn holds_inotify(pid: u32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|fds| fds.flatten().any(|fd| std::fs::read_link(fd.path()).is_ok_and(|l| l.ends_with("anon_inode:inotify"))))
+        .unwrap_or(false)
+}
+
+/// The light watch (src/cgroup/bell.rs): while a family has only its main member, the guardian
+/// watches that member's `cgroup.events` alone, with no inotify instance (whose release costs
+/// the kernel an SRCU grace period at the guardian's exit). The family's first `daemonic spawn`
+/// rings the bell, and from then on the guardian watches the whole tree: a member with a daemon
+/// that ends while main still runs has its daemon killed then, not at the family's end.
+#[harness::test]
+fn a_lone_main_member_is_watched_light_until_the_first_spawn() {
+    require_cgroup();
+    let name = family_name("light");
+    let dir = tempdir();
+    let m = marker(60);
+    let script = tpl(
+        r#"echo $$ > @D@/light; while [ ! -e @D@/go ]; do sleep 0.01; done
+daemonic spawn --name owner -- sh -c 'daemonic spawn --daemon --name d -- sh -c "echo > @D@/d; exec sleep @M@" &
+while [ ! -e @D@/d ]; do sleep 0.01; done; sleep 0.2'
+echo > @D@/full; sleep @M@"#,
+        &[("D", &d(&dir)), ("M", &m)],
+    );
+    let mut run = daemonic(run_sh(&name, &script, &m)).timeout(60.0).spawn();
+    wait_for_file(&dir.path().join("light"), Duration::from_secs(20));
+    let guardians = guardians_of(&name);
+    assert_eq!(guardians.len(), 1, "one guardian expected: {guardians:?}");
+    let guardian = guardians[0].0;
+    assert!(!holds_inotify(guardian), "the guardian of a lone main member holds an inotify instance");
+    write_file(dir.path(), "go", "", 0o644);
+    wait_for_file(&dir.path().join("full"), Duration::from_secs(20));
+    assert!(holds_inotify(guardian), "after the first spawn the guardian should watch the whole family");
+    // The owner has ended: its daemon must be gone while the main member still runs.
+    let daemons = || {
+        marked_processes(&m)
+            .into_iter()
+            .filter(|(p, _)| cgroup_of(&p.to_string()).is_some_and(|cg| cg.contains(".daemon")))
+            .collect::<Vec<_>>()
+    };
+    let gone = wait_until(scaled(Duration::from_secs(2)), || daemons().is_empty());
+    assert!(gone, "the owner's daemon outlived its owner: {:?}", daemons());
+    assert!(!run.try_exited(), "the family ended early\n{}", run.stderr_now());
+    daemonic(["kill", &name]).timeout(10.0).run().assert_code(0);
+    let out = run.wait();
+    assert_eq!(out.code, Some(137), "run must exit 137 after `daemonic kill`\n{}", out.dump());
+    assert_clean_at_exit(&name, &[&m]);
+}
