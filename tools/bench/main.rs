@@ -99,7 +99,7 @@ pub(crate) struct SpawnVariant {
     pub(crate) daemonic: bool,
 }
 
-pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 16] = [
+pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 17] = [
     SpawnVariant { key: "fork-exec", label: "fork + exec + wait (the floor)", per_run: (100, 200), daemonic: false },
     SpawnVariant {
         key: "std-command",
@@ -141,6 +141,12 @@ pub(crate) const SPAWN_VARIANTS: [SpawnVariant; 16] = [
         key: "cli-run",
         label: "daemonic cgroupfs, CLI: daemonic run (a family each)",
         per_run: (20, 40),
+        daemonic: true,
+    },
+    SpawnVariant {
+        key: "cli-run-systemd",
+        label: "daemonic systemd, CLI: daemonic run (a family each)",
+        per_run: (10, 20),
         daemonic: true,
     },
     SpawnVariant { key: "lib-systemd", label: "daemonic systemd, library: daemon", per_run: (30, 60), daemonic: true },

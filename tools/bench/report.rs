@@ -149,6 +149,26 @@ impl<'a> Report<'a> {
             measured: format!("{speedup:.1}× ({:.1} ms for systemd-run)", self.spawn_p50("systemd-run") / 1000.0),
             met: finite(speedup).map(|s| s >= 2.0),
         });
+        let (run, run_systemd, systemd_run) =
+            (self.spawn_p50("cli-run"), self.spawn_p50("cli-run-systemd"), self.spawn_p50("systemd-run"));
+        v.push(Verdict {
+            target: "`daemonic run -- /bin/true`, cgroupfs: ≥ 2× faster than `systemd-run --user --scope` and \
+                     ≤ 6× fork+exec+wait (p50)"
+                .into(),
+            measured: format!(
+                "{:.1}× faster, {:.1}× the floor ({:.2} vs {:.2} ms)",
+                systemd_run / run,
+                run / floor,
+                run / 1000.0,
+                systemd_run / 1000.0
+            ),
+            met: finite(systemd_run / run).zip(finite(run / floor)).map(|(fast, floor)| fast >= 2.0 && floor <= 6.0),
+        });
+        v.push(Verdict {
+            target: "`daemonic run -- /bin/true`, systemd: no slower than `systemd-run --user --scope` (p50)".into(),
+            measured: format!("{:.2}× ({:.2} ms)", run_systemd / systemd_run, run_systemd / 1000.0),
+            met: finite(run_systemd / systemd_run).map(|r| r <= 1.0),
+        });
         for backend in ["cgroupfs", "systemd"] {
             let reaped = self.teardown(Teardown::Reaped(backend), 1000).median;
             v.push(Verdict {

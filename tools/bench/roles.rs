@@ -116,8 +116,11 @@ fn spawn_latency(variant: &str, n: usize, daemonic: &Path) -> RoleResult {
                 }),
             }
         }
-        "cli-run" => {
-            let mut run = command(daemonic, &["run", "--quiet", "--backend", "cgroupfs", "--", "/bin/true"]);
+        "cli-run" | "cli-run-systemd" => {
+            // The user manager on systemd, as `systemd-run --user` beside it.
+            let backend: &[&str] = if variant == "cli-run" { &["cgroupfs"] } else { &["systemd", "--user"] };
+            let args = [&["run", "--quiet", "--backend"], backend, &["--", "/bin/true"]].concat();
+            let mut run = command(daemonic, &args);
             Box::new(move || check("daemonic run", run.status().map(|s| s.code().unwrap_or(-1))))
         }
         "systemd-run" => {
