@@ -40,7 +40,7 @@ mod stack;
 pub(crate) use clone::{CgroupEntry, ChildSpec, SHARED_MEMORY, Stage, Start, clone_child, read_report};
 pub(crate) use fd::{
     HIGH_DESCRIPTORS, close_descriptors_from, close_range_works, note_inherited_socket, poll, raise_descriptor,
-    take_inherited_socket,
+    reserve_high_descriptors, take_inherited_socket,
 };
 pub(crate) use hook::{Startup, at_exit, startup_hook};
 pub(crate) use seccomp::install_filter;

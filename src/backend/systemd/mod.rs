@@ -141,6 +141,8 @@ pub(crate) fn connection<T>(bus: Bus, turn: impl FnOnce() -> T) -> Result<Arc<Cl
         return Ok(Arc::clone(c));
     }
     let _turn = turn();
+    // The connection starts threads: after them, growing the descriptor table would wait.
+    crate::sys::reserve_high_descriptors();
     let c = Arc::new(Client::connect(bus)?);
     clients.push((bus, Arc::clone(&c)));
     Ok(c)
