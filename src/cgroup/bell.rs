@@ -21,7 +21,7 @@
 //!
 //! The bell stays open in the full watch, for the other ring: the process that saw the main
 //! member end (`daemonic run`) says so at once ([`ring_main_ended`]), since the kernel's own
-//! notification may come up to 10 ms late (see [`ring_main_ended`]).
+//! notification may come up to 10 ms late.
 
 use std::io;
 use std::os::linux::net::SocketAddrExt;
@@ -67,9 +67,8 @@ pub(crate) fn ring_before_member(family_dir: &Path) {
 /// After the main member of the family in `family_dir` has ended, from the process that saw
 /// it end (`daemonic run`, its parent): the guardian looks at it now. The kernel sends
 /// `cgroup.events` notifications at most once per 10 ms per file (`cgroup_file_notify`; in
-/// whole jiffies: 12 ms at HZ=250), so
-/// the guardian's own event of a main member that ran shorter than that comes only when the
-/// 10 ms are over.
+/// whole jiffies: 12 ms at HZ=250), so the guardian's own event of a main member that ran
+/// shorter than that comes only when that time is over.
 pub(crate) fn ring_main_ended(family_dir: &Path) {
     ring(family_dir, LOOK);
 }
